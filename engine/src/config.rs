@@ -1,0 +1,260 @@
+//! Per-topic log configuration, with Kafka's names and, except where noted,
+//! Kafka's defaults.
+//!
+//! Where Sluice differs from Kafka:
+//! * `flush.messages` defaults to 1: an append is acknowledged only after the
+//!   data is fdatasync'ed (group commit makes that one fsync for everything
+//!   appended together). Kafka defaults to never fsyncing and relying on
+//!   replication; setting `flush.messages` higher (or `flush.ms`) on a topic
+//!   gives Kafka's behaviour back. See `engine/DESIGN.md`, "Durability".
+//! * `cleanup.policy=compact` is accepted and stored, but compaction itself is
+//!   not built yet: until it is, a compact-only log is kept whole (retention
+//!   by time and size applies only to policies that include `delete`), so no
+//!   key's latest value is ever lost.
+
+use crate::batch::{Limits, TimestampType};
+use crate::error::{EngineError, Result};
+
+/// `cleanup.policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+/// Everything the engine needs to know about one topic's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment when it would grow past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment when it is this old.
+    pub segment_ms: i64,
+    /// `segment.index.bytes`: the offset index of one segment is at most this
+    /// large; a full index rolls the segment.
+    pub segment_index_bytes: u64,
+    /// `retention.ms`: delete closed segments whose newest record is older;
+    /// -1 keeps them forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest closed segments while the log is
+    /// larger; -1 for no limit.
+    pub retention_bytes: i64,
+    /// `max.message.bytes`: the largest batch accepted.
+    pub max_message_bytes: u64,
+    /// `index.interval.bytes`: bytes of log between two index entries.
+    pub index_interval_bytes: u64,
+    /// `flush.messages`: fdatasync once this many messages are unflushed.
+    pub flush_messages: u64,
+    /// `flush.ms`: fdatasync at most this long after the first unflushed
+    /// message.
+    pub flush_ms: u64,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            segment_index_bytes: 10 * 1024 * 1024,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            flush_messages: 1,
+            flush_ms: i64::MAX as u64,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            cleanup_policy: CleanupPolicy::Delete,
+        }
+    }
+}
+
+/// The topic-level keys [`LogConfig::set`] understands.
+pub const KEYS: &[&str] = &[
+    "segment.bytes",
+    "segment.ms",
+    "segment.index.bytes",
+    "retention.ms",
+    "retention.bytes",
+    "max.message.bytes",
+    "index.interval.bytes",
+    "flush.messages",
+    "flush.ms",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "cleanup.policy",
+];
+
+fn invalid(key: &str, value: &str, why: impl Into<String>) -> EngineError {
+    EngineError::InvalidConfig {
+        key: key.to_string(),
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+fn int(key: &str, value: &str, min: i64) -> Result<i64> {
+    let v: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "not an integer"))?;
+    if v < min {
+        return Err(invalid(key, value, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+impl LogConfig {
+    /// Builds a config from Kafka-named properties over the defaults.
+    pub fn from_props<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let mut config = Self::default();
+        for (k, v) in props {
+            config.set(k, v)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one property by its Kafka name, validating it as Kafka does.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "segment.bytes" => self.segment_bytes = int(key, value, 14)? as u64,
+            "segment.ms" => self.segment_ms = int(key, value, 1)?,
+            "segment.index.bytes" => self.segment_index_bytes = int(key, value, 8)? as u64,
+            "retention.ms" => self.retention_ms = int(key, value, -1)?,
+            "retention.bytes" => self.retention_bytes = int(key, value, -1)?,
+            "max.message.bytes" => self.max_message_bytes = int(key, value, 0)? as u64,
+            "index.interval.bytes" => self.index_interval_bytes = int(key, value, 0)? as u64,
+            "flush.messages" => self.flush_messages = int(key, value, 1)? as u64,
+            "flush.ms" => self.flush_ms = int(key, value, 0)? as u64,
+            "message.timestamp.type" => {
+                self.timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(invalid(key, value, "must be CreateTime or LogAppendTime")),
+                }
+            }
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms = int(key, value, 0)?,
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms = int(key, value, 0)?,
+            "cleanup.policy" => {
+                let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+                parts.sort_unstable();
+                parts.dedup();
+                self.cleanup_policy = match parts.as_slice() {
+                    ["delete"] => CleanupPolicy::Delete,
+                    ["compact"] => CleanupPolicy::Compact,
+                    ["compact", "delete"] => CleanupPolicy::CompactDelete,
+                    _ => return Err(invalid(key, value, "must be delete, compact or both")),
+                }
+            }
+            _ => return Err(invalid(key, value, "unknown topic config")),
+        }
+        Ok(())
+    }
+
+    /// Every key with its current value, as DescribeConfigs reports them.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let ts = |t: TimestampType| match t {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        let policy = match self.cleanup_policy {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        };
+        vec![
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("segment.ms", self.segment_ms.to_string()),
+            ("segment.index.bytes", self.segment_index_bytes.to_string()),
+            ("retention.ms", self.retention_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            (
+                "index.interval.bytes",
+                self.index_interval_bytes.to_string(),
+            ),
+            ("flush.messages", self.flush_messages.to_string()),
+            ("flush.ms", self.flush_ms.to_string()),
+            (
+                "message.timestamp.type",
+                ts(self.timestamp_type).to_string(),
+            ),
+            (
+                "message.timestamp.before.max.ms",
+                self.timestamp_before_max_ms.to_string(),
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                self.timestamp_after_max_ms.to_string(),
+            ),
+            ("cleanup.policy", policy.to_string()),
+        ]
+    }
+
+    /// Batch limits derived from this config.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            batch_bytes_max: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
+            timestamp_before_ms_max: self.timestamp_before_max_ms,
+            timestamp_after_ms_max: self.timestamp_after_max_ms,
+        }
+    }
+
+    /// True when every append must be fdatasync'ed before it is acknowledged.
+    pub fn sync_every_append(&self) -> bool {
+        self.flush_messages <= 1
+    }
+
+    /// Most entries one segment's offset index may hold.
+    pub fn index_entries_max(&self) -> usize {
+        (self.segment_index_bytes / 8).max(1) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_described_parses_back_to_the_same_config() {
+        let mut c = LogConfig::default();
+        c.set("retention.ms", "-1").unwrap();
+        c.set("cleanup.policy", "delete, compact").unwrap();
+        c.set("message.timestamp.type", "LogAppendTime").unwrap();
+        let described = c.describe();
+        assert_eq!(described.len(), KEYS.len());
+        let back = LogConfig::from_props(described.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_invalid_config() {
+        let mut c = LogConfig::default();
+        for (k, v) in [
+            ("segment.bytes", "10"),
+            ("segment.bytes", "ten"),
+            ("retention.ms", "-2"),
+            ("flush.messages", "0"),
+            ("message.timestamp.type", "Now"),
+            ("cleanup.policy", "keep"),
+            ("no.such.key", "1"),
+        ] {
+            let e = c.set(k, v).unwrap_err();
+            assert_eq!(
+                e.kafka_code(),
+                crate::error::KafkaCode::InvalidConfig,
+                "{k}={v}"
+            );
+        }
+        assert_eq!(c, LogConfig::default());
+    }
+}

@@ -1,0 +1,15 @@
+//! The Sluice storage engine: Kafka partition logs, one shard per core.
+//!
+//! See `engine/DESIGN.md` for the assumptions about the disk and kernel, the
+//! formats and the durability policy; each format's layout is at the top of
+//! the module that owns it.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod types;
+
+pub use error::{EngineError, KafkaCode, Result};
+pub use types::{LeaderEpoch, Offset, PartitionId, TimestampMs, TopicPartition};
