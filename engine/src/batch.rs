@@ -286,29 +286,58 @@ pub fn check_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 
 fn check_frame(batch: &[u8], bytes_max: usize) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch).ok_or(BatchError::TooShort(batch.len()))?;
+    check_length(&header, batch.len(), bytes_max)?;
+    check_crc(&header, crc32c::crc32c(&batch[CRC_START..]))?;
+    let compression = check_counts(&header, batch.len(), bytes_max)?;
+    if compression == Compression::None {
+        check_records(&batch[HEADER_LEN..], header.records_count)?;
+    }
+    Ok(header)
+}
+
+/// Checks a batch in the order Kafka does, in three steps so that a batch too
+/// large to hold in memory can have its CRC computed in pieces between them:
+/// [`check_length`] (length field, size limit, magic), [`check_crc`], then
+/// [`check_counts`] (codec and record counts).
+pub fn check_length(header: &BatchHeader, len: usize, bytes_max: usize) -> Result<(), BatchError> {
     let declared = i64::from(header.batch_length) + LOG_OVERHEAD as i64;
-    if declared != batch.len() as i64 {
+    if declared != len as i64 || len < HEADER_LEN {
         return Err(BatchError::LengthMismatch {
             declared,
-            actual: batch.len(),
+            actual: len,
         });
     }
-    if batch.len() > bytes_max {
+    if len > bytes_max {
         return Err(BatchError::TooLarge {
-            size: batch.len(),
+            size: len,
             max: bytes_max,
         });
     }
     if header.magic != MAGIC_V2 {
         return Err(BatchError::Magic(header.magic));
     }
-    let computed = crc32c::crc32c(&batch[CRC_START..]);
+    Ok(())
+}
+
+/// Compares the stored CRC with `computed`, the CRC-32C of bytes
+/// [`CRC_START`]`..` of the batch.
+pub fn check_crc(header: &BatchHeader, computed: u32) -> Result<(), BatchError> {
     if computed != header.crc {
         return Err(BatchError::Crc {
             stored: header.crc,
             computed,
         });
     }
+    Ok(())
+}
+
+/// Checks the codec and the record counts, bounding the count by the bytes
+/// that carry it.
+pub fn check_counts(
+    header: &BatchHeader,
+    len: usize,
+    bytes_max: usize,
+) -> Result<Compression, BatchError> {
     let compression = header.compression().ok_or(BatchError::Compression(
         header.attributes & ATTR_COMPRESSION_MASK,
     ))?;
@@ -319,21 +348,18 @@ fn check_frame(batch: &[u8], bytes_max: usize) -> Result<BatchHeader, BatchError
             last_offset_delta: header.last_offset_delta,
         });
     }
-    let payload = &batch[HEADER_LEN..];
+    let payload = len - HEADER_LEN;
     let count_max = match compression {
-        Compression::None => payload.len() / RECORD_LEN_MIN,
+        Compression::None => payload / RECORD_LEN_MIN,
         _ => bytes_max.min(i32::MAX as usize),
     };
     if count as usize > count_max {
         return Err(BatchError::RecordCountBound {
             count,
-            bytes: payload.len(),
+            bytes: payload,
         });
     }
-    if compression == Compression::None {
-        check_records(payload, count)?;
-    }
-    Ok(header)
+    Ok(compression)
 }
 
 /// Walks `count` uncompressed records and checks that they fill `payload`
@@ -379,6 +405,31 @@ fn check_records(payload: &[u8], count: i32) -> Result<(), BatchError> {
         });
     }
     Ok(())
+}
+
+/// The offset delta and timestamp of every record of an uncompressed batch
+/// that [`validate`] accepted; `None` for a compressed batch, whose records
+/// cannot be read without decompressing it.
+pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i32, i64)>> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression()? != Compression::None {
+        return None;
+    }
+    let payload = &batch[HEADER_LEN..];
+    let mut out = Vec::with_capacity(
+        (payload.len() / RECORD_LEN_MIN).min(header.records_count.max(0) as usize),
+    );
+    let mut at = 0usize;
+    for _ in 0..header.records_count {
+        let len = usize::try_from(read_varint(payload, &mut at)?).ok()?;
+        let end = at.checked_add(len).filter(|&e| e <= payload.len())?;
+        let mut field = at + 1;
+        let ts_delta = read_varlong(&payload[..end], &mut field)?;
+        let offset_delta = read_varint(&payload[..end], &mut field)?;
+        out.push((offset_delta, header.base_timestamp.wrapping_add(ts_delta)));
+        at = end;
+    }
+    Some(out)
 }
 
 /// Skips a varint-length-prefixed byte string; -1 (null) only where allowed.

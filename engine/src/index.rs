@@ -204,8 +204,14 @@ impl<E: Entry> Index<E> {
 
     /// The file's bytes from entry `from` on.
     pub fn encode_from(&self, from: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity((self.entries.len() - from) * E::LEN);
-        for e in &self.entries[from..] {
+        self.encode_range(from, self.entries.len())
+    }
+
+    /// The file's bytes of entries `from..to`.
+    pub fn encode_range(&self, from: usize, to: usize) -> Vec<u8> {
+        let to = to.max(from);
+        let mut out = Vec::with_capacity((to - from) * E::LEN);
+        for e in &self.entries[from..to] {
             e.encode(&mut out);
         }
         out
@@ -225,6 +231,14 @@ impl<E: Entry> Index<E> {
     /// Number of entries whose relative offset is below `rel`.
     pub fn count_below(&self, rel: u32) -> usize {
         self.entries.partition_point(|e| e.relative_offset() < rel)
+    }
+}
+
+impl Index<OffsetEntry> {
+    /// Number of entries pointing below byte `position`.
+    pub fn count_below_position(&self, position: u64) -> usize {
+        self.entries
+            .partition_point(|e| u64::from(e.position) < position)
     }
 }
 

@@ -5,10 +5,15 @@
 //! the module that owns it.
 
 pub mod batch;
+pub mod cache;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod index;
 pub mod io;
+pub mod partition;
+pub mod scan;
+pub mod segment;
 pub mod types;
 
 pub use error::{EngineError, KafkaCode, Result};

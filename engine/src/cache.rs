@@ -1,0 +1,201 @@
+//! The per-shard tail cache: the most recently appended batches of every
+//! partition on the shard, so that consumers keeping up with producers are
+//! served from memory without touching the disk.
+//!
+//! Bounded by one byte budget for the whole shard (`tail_cache_bytes_max`),
+//! evicting the oldest batch of the shard first. Each partition's entries
+//! are a contiguous run of its newest batches, so a read either starts
+//! inside that run or goes to the files.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+
+use crate::types::Offset;
+
+/// One cached batch.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    pub base: Offset,
+    pub last: Offset,
+    pub bytes: Bytes,
+}
+
+/// A partition's cached batches, oldest first.
+#[derive(Debug, Default)]
+pub struct PartitionCache {
+    entries: VecDeque<Cached>,
+}
+
+impl PartitionCache {
+    /// The cached batches from the one containing `from` on, if `from` is at
+    /// or after the oldest cached batch's base offset.
+    pub fn from(&self, from: Offset) -> Option<impl Iterator<Item = &Cached>> {
+        let first = self.entries.front()?;
+        if from < first.base {
+            return None;
+        }
+        let i = self.entries.partition_point(|c| c.last < from);
+        Some(self.entries.range(i..))
+    }
+}
+
+/// The shard-wide budget and eviction order.
+pub struct TailCache {
+    bytes_max: usize,
+    bytes: Cell<usize>,
+    order: RefCell<VecDeque<(Weak<RefCell<PartitionCache>>, Offset)>>,
+}
+
+impl TailCache {
+    pub fn new(bytes_max: usize) -> Self {
+        Self {
+            bytes_max,
+            bytes: Cell::new(0),
+            order: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+
+    /// Adds a partition's newest batch and evicts the shard's oldest ones
+    /// until the budget holds.
+    pub fn insert(&self, part: &Rc<RefCell<PartitionCache>>, batch: Cached) {
+        if batch.bytes.len() > self.bytes_max {
+            return;
+        }
+        self.bytes.set(self.bytes.get() + batch.bytes.len());
+        self.order
+            .borrow_mut()
+            .push_back((Rc::downgrade(part), batch.base));
+        part.borrow_mut().entries.push_back(batch);
+        while self.bytes.get() > self.bytes_max {
+            let Some((weak, base)) = self.order.borrow_mut().pop_front() else {
+                break;
+            };
+            let Some(p) = weak.upgrade() else { continue };
+            let mut p = p.borrow_mut();
+            // Entries already removed (truncation, a dropped partition) were
+            // subtracted then; only the oldest entry is evicted here.
+            if p.entries.front().is_some_and(|c| c.base == base) {
+                let c = p.entries.pop_front().expect("front exists");
+                self.bytes.set(self.bytes.get() - c.bytes.len());
+            }
+        }
+        self.compact_order();
+    }
+
+    /// Removes a partition's entries with offsets at or after `from`.
+    pub fn truncate(&self, part: &RefCell<PartitionCache>, from: Offset) {
+        let mut p = part.borrow_mut();
+        while p.entries.back().is_some_and(|c| c.last >= from) {
+            let c = p.entries.pop_back().expect("back exists");
+            self.bytes.set(self.bytes.get() - c.bytes.len());
+        }
+    }
+
+    /// Removes a partition's entries wholly below `start`.
+    pub fn drop_below(&self, part: &RefCell<PartitionCache>, start: Offset) {
+        let mut p = part.borrow_mut();
+        while p.entries.front().is_some_and(|c| c.last < start) {
+            let c = p.entries.pop_front().expect("front exists");
+            self.bytes.set(self.bytes.get() - c.bytes.len());
+        }
+    }
+
+    /// Removes all of a partition's entries (it is closed or deleted).
+    pub fn clear(&self, part: &RefCell<PartitionCache>) {
+        self.truncate(part, Offset(i64::MIN));
+    }
+
+    /// Keeps the eviction queue from growing with stale entries: it holds at
+    /// most twice as many entries as there are live ones, plus a constant.
+    fn compact_order(&self) {
+        let mut order = self.order.borrow_mut();
+        if order.len() < 1024 {
+            return;
+        }
+        let live: usize = {
+            let mut n = 0;
+            for (w, _) in order.iter() {
+                if w.strong_count() > 0 {
+                    n += 1;
+                }
+            }
+            n
+        };
+        if order.len() > 2 * live + 1024 {
+            order.retain(|(w, base)| {
+                w.upgrade()
+                    .is_some_and(|p| p.borrow().entries.iter().any(|c| c.base == *base))
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base: i64, len: usize) -> Cached {
+        Cached {
+            base: Offset(base),
+            last: Offset(base + 9),
+            bytes: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn given_budget_exceeded_should_evict_oldest_across_partitions() {
+        let cache = TailCache::new(300);
+        let a = Rc::new(RefCell::new(PartitionCache::default()));
+        let b = Rc::new(RefCell::new(PartitionCache::default()));
+        cache.insert(&a, batch(0, 100));
+        cache.insert(&b, batch(0, 100));
+        cache.insert(&a, batch(10, 100));
+        assert_eq!(cache.bytes(), 300);
+        cache.insert(&b, batch(10, 100));
+        assert_eq!(cache.bytes(), 300);
+        assert!(
+            a.borrow().from(Offset(5)).is_none(),
+            "a's oldest was evicted"
+        );
+        let got: Vec<i64> = a
+            .borrow()
+            .from(Offset(12))
+            .unwrap()
+            .map(|c| c.base.0)
+            .collect();
+        assert_eq!(got, vec![10]);
+        let got: Vec<i64> = b
+            .borrow()
+            .from(Offset(0))
+            .unwrap()
+            .map(|c| c.base.0)
+            .collect();
+        assert_eq!(got, vec![0, 10]);
+    }
+
+    #[test]
+    fn given_truncation_should_release_budget_once() {
+        let cache = TailCache::new(1000);
+        let a = Rc::new(RefCell::new(PartitionCache::default()));
+        for i in 0..5 {
+            cache.insert(&a, batch(i * 10, 100));
+        }
+        cache.truncate(&a, Offset(25));
+        assert_eq!(cache.bytes(), 200);
+        cache.drop_below(&a, Offset(10));
+        assert_eq!(cache.bytes(), 100);
+        for i in 0..20 {
+            cache.insert(&a, batch(100 + i * 10, 100));
+        }
+        assert!(cache.bytes() <= 1000);
+        cache.clear(&a);
+        assert_eq!(cache.bytes(), 0);
+    }
+}

@@ -1,0 +1,1269 @@
+//! A partition's log: an ordered run of segments, appended to by one shard.
+//!
+//! ## Appends and group commit
+//! [`Partition::append`] validates a batch, assigns its offsets, indexes it
+//! in memory, puts it in the tail cache and queues it for the partition's
+//! flusher, all without waiting for I/O. The flusher first yields once, so
+//! that everything appended to the partition in the same scheduler tick
+//! joins it, then writes the whole queue with one block-aligned write per
+//! segment, appends the index entries for it, and — under the default
+//! policy — fdatasyncs once. While it writes, new appends queue up and form
+//! the next group. [`Partition::wait_acked`] resolves once a batch is
+//! acknowledged.
+//!
+//! ## Watermarks
+//! `log_start ≤ high_watermark ≤ written_end ≤ log_end`.
+//! * `log_end`: next offset to assign (LEO);
+//! * `written_end`: everything below is in the segment files;
+//! * `high_watermark`: everything below is acknowledged: fsync'ed under the
+//!   default policy (`flush.messages=1`), written under a relaxed one. On a
+//!   single node this is the high watermark Kafka clients see; replication
+//!   will lower it to what the in-sync replicas hold. Consumers read below it.
+//! * `last_stable`: equals the high watermark until transactions exist.
+//!
+//! ## Failure
+//! A failed write or fsync poisons the partition: the error is kept, every
+//! waiter and every later operation fails with it, nothing is retried (the
+//! kernel may already have dropped the dirty pages), and the partition's log
+//! directory is marked offline.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::sync::Semaphore;
+
+use crate::batch::{self, TimestampType};
+use crate::cache::{Cached, PartitionCache, TailCache};
+use crate::checkpoint::{self, LeaderEpochs};
+use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::{EngineError, Result};
+use crate::segment::{self, Segment, SegmentWriter};
+use crate::types::{LeaderEpoch, Offset, TopicPartition};
+
+/// A log directory (`log.dirs` entry) shared by all shards.
+#[derive(Debug)]
+pub struct LogDir {
+    pub path: PathBuf,
+    /// Partitions placed in it, across shards.
+    pub partitions: std::sync::atomic::AtomicUsize,
+    /// Set on the first I/O error in it; its partitions then refuse service.
+    pub offline: std::sync::atomic::AtomicBool,
+}
+
+impl LogDir {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            partitions: 0.into(),
+            offline: false.into(),
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+}
+
+/// What the partitions of one shard share.
+pub struct ShardContext {
+    pub cache: TailCache,
+    /// Bytes appended but not yet written, across the shard's partitions
+    /// (`write_buffer_bytes_max`); appends wait for room.
+    pub write_buffer: Semaphore,
+    pub write_buffer_bytes_max: u64,
+    /// The most bytes the flusher puts in one write.
+    pub write_bytes_max: usize,
+}
+
+impl ShardContext {
+    pub fn new(tail_cache_bytes_max: usize, write_buffer_bytes_max: u64) -> Self {
+        Self {
+            cache: TailCache::new(tail_cache_bytes_max),
+            write_buffer: Semaphore::new(write_buffer_bytes_max),
+            write_buffer_bytes_max,
+            write_bytes_max: 4 << 20,
+        }
+    }
+}
+
+/// The offsets a partition reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    pub log_start: Offset,
+    pub log_end: Offset,
+    pub high_watermark: Offset,
+    pub last_stable: Offset,
+}
+
+/// The result of a successful append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The broker's append time for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    pub log_start: Offset,
+}
+
+/// How far a read may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadUpper {
+    /// Consumers: acknowledged data only.
+    HighWatermark,
+    /// Followers: everything written.
+    Written,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    pub max_bytes: usize,
+    /// Return the first batch even if it is larger than `max_bytes`
+    /// (KIP-74), so that a consumer always makes progress.
+    pub min_one: bool,
+    pub upper: ReadUpper,
+}
+
+/// Bytes of a segment file, for `sendfile`.
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    pub file: Rc<std::fs::File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+/// A piece of a read.
+#[derive(Clone, Debug)]
+pub enum Chunk {
+    Memory(Bytes),
+    File(FileRegion),
+}
+
+/// The result of a read: whole batches from memory, or one region of one
+/// segment file that starts at a batch boundary and may end inside a batch,
+/// as Kafka's fetch responses may.
+#[derive(Clone, Debug)]
+pub struct ReadOutcome {
+    pub chunks: Vec<Chunk>,
+    pub bytes: u64,
+    pub watermarks: Watermarks,
+}
+
+/// What [`Partition::enforce_retention`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+struct Pending {
+    segment: Rc<Segment>,
+    bytes: Bytes,
+    last: Offset,
+    records: u64,
+    units: u64,
+}
+
+/// Where the high watermark is: its offset and the byte position in its
+/// segment that reads stop at.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    offset: Offset,
+    segment: Offset,
+    position: u64,
+}
+
+struct State {
+    config: LogConfig,
+    segments: BTreeMap<Offset, Rc<Segment>>,
+    log_start: Offset,
+    log_end: Offset,
+    written: Mark,
+    hw: Mark,
+    pending: VecDeque<Pending>,
+    writer: Option<SegmentWriter>,
+    flushing: bool,
+    unsynced_messages: u64,
+    first_unsynced: Option<Instant>,
+    sync_requested: bool,
+    sync_timer: bool,
+    waiters: Vec<(Offset, Waker)>,
+    failure: Option<String>,
+    /// Completed groups that ended with an fsync, and who waits for one.
+    syncs_done: u64,
+    sync_waiters: Vec<Waker>,
+    in_progress: bool,
+    epochs: LeaderEpochs,
+    epochs_dirty: bool,
+    roll_requested: bool,
+    closed: bool,
+}
+
+struct Inner {
+    tp: TopicPartition,
+    dir: PathBuf,
+    log_dir: Arc<LogDir>,
+    shard: Rc<ShardContext>,
+    state: RefCell<State>,
+    /// Serialises the flusher, truncation and close.
+    io_lock: Semaphore,
+    cache: Rc<RefCell<PartitionCache>>,
+}
+
+/// A handle to a partition log, cheap to clone within its shard.
+#[derive(Clone)]
+pub struct Partition {
+    inner: Rc<Inner>,
+}
+
+/// A clone-free view for waking waiters.
+fn wake_acked(st: &mut State) {
+    for w in st.sync_waiters.drain(..) {
+        w.wake();
+    }
+    let hw = st.hw.offset;
+    let failed = st.failure.is_some();
+    st.waiters.retain(|(last, w)| {
+        let done = failed || *last < hw;
+        if done {
+            w.wake_by_ref();
+        }
+        !done
+    });
+}
+
+impl Partition {
+    /// Opens the partition in `log_dir`, creating it if it does not exist,
+    /// and recovers it: checks the indexes of closed segments, scans the
+    /// active one, cuts a torn tail. Everything recovery keeps is fsync'ed,
+    /// so the high watermark starts at the log end.
+    pub async fn open(
+        log_dir: Arc<LogDir>,
+        tp: TopicPartition,
+        config: LogConfig,
+        shard: Rc<ShardContext>,
+        now_ms: i64,
+    ) -> Result<Partition> {
+        if log_dir.is_offline() {
+            return Err(EngineError::DirOffline(log_dir.path.clone()));
+        }
+        let dir = log_dir.path.join(tp.dir_name());
+        let result = Self::open_in(&dir, &log_dir, tp, config, shard, now_ms).await;
+        if let Err(e) = &result {
+            if matches!(e, EngineError::Io { .. }) {
+                log_dir.offline.store(true, Ordering::Release);
+            }
+        }
+        result
+    }
+
+    async fn open_in(
+        dir: &Path,
+        log_dir: &Arc<LogDir>,
+        tp: TopicPartition,
+        config: LogConfig,
+        shard: Rc<ShardContext>,
+        now_ms: i64,
+    ) -> Result<Partition> {
+        let created = !dir.exists();
+        if created {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+            crate::io::sync_dir(&log_dir.path).await?;
+        }
+        let bases = list_segments(dir)?;
+        let log_start_path = dir.join(checkpoint::LOG_START_FILE);
+        let log_start_cp = match checkpoint::read_optional(&log_start_path)? {
+            Some(t) => checkpoint::decode_log_start(&log_start_path, &t)?,
+            None => Offset::ZERO,
+        };
+        let epochs_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
+        let mut epochs = match checkpoint::read_optional(&epochs_path)? {
+            Some(t) => LeaderEpochs::decode(&epochs_path, &t)?,
+            None => LeaderEpochs::default(),
+        };
+
+        let mut segments = BTreeMap::new();
+        let mut writer = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, w, seen) = Segment::open(dir, base, &config, active, now_ms).await?;
+            if active {
+                epochs.truncate_from(seg.meta.borrow().next_offset);
+                for (e, o) in seen {
+                    epochs.assign(LeaderEpoch(e), Offset(o));
+                }
+            }
+            segments.insert(base, seg);
+            writer = w;
+        }
+        if writer.is_none() {
+            let base = bases.last().map_or(log_start_cp, |_| {
+                let last = segments.values().next_back().expect("a segment");
+                last.meta.borrow().next_offset
+            });
+            let seg = Rc::new(Segment::new(dir, base, &config, now_ms));
+            writer = Some(SegmentWriter::create(seg.clone(), dir).await?);
+            segments.insert(base, seg);
+        }
+        let first_base = *segments.keys().next().expect("a segment");
+        let active = segments.values().next_back().expect("a segment").clone();
+        let (log_end, active_size) = {
+            let m = active.meta.borrow();
+            (m.next_offset, m.size)
+        };
+        let log_start = log_start_cp.max(first_base).min(log_end);
+        let mark = Mark {
+            offset: log_end,
+            segment: active.base,
+            position: active_size,
+        };
+        let epochs_text = epochs.encode();
+        checkpoint::blocking(move || {
+            checkpoint::write_atomic(&epochs_path, epochs_text.as_bytes())
+        })
+        .await?;
+        if created {
+            log_dir.partitions.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(Partition {
+            inner: Rc::new(Inner {
+                tp,
+                dir: dir.to_path_buf(),
+                log_dir: log_dir.clone(),
+                shard,
+                state: RefCell::new(State {
+                    config,
+                    segments,
+                    log_start,
+                    log_end,
+                    written: mark,
+                    hw: mark,
+                    pending: VecDeque::new(),
+                    writer,
+                    flushing: false,
+                    unsynced_messages: 0,
+                    first_unsynced: None,
+                    sync_requested: false,
+                    sync_timer: false,
+                    waiters: Vec::new(),
+                    failure: None,
+                    syncs_done: 0,
+                    sync_waiters: Vec::new(),
+                    in_progress: false,
+                    epochs,
+                    epochs_dirty: false,
+                    roll_requested: false,
+                    closed: false,
+                }),
+                io_lock: Semaphore::new(1),
+                cache: Rc::new(RefCell::new(PartitionCache::default())),
+            }),
+        })
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.inner.tp
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.state.borrow().config.clone()
+    }
+
+    /// Replaces the topic config; takes effect for later appends and checks.
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.state.borrow_mut().config = config;
+    }
+
+    pub fn watermarks(&self) -> Watermarks {
+        let st = self.inner.state.borrow();
+        Watermarks {
+            log_start: st.log_start,
+            log_end: st.log_end,
+            high_watermark: st.hw.offset,
+            last_stable: st.hw.offset,
+        }
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        let st = self.inner.state.borrow();
+        st.segments.values().map(|s| s.meta.borrow().size).sum()
+    }
+
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.inner.state.borrow().segments.keys().copied().collect()
+    }
+
+    pub fn leader_epochs(&self) -> LeaderEpochs {
+        self.inner.state.borrow().epochs.clone()
+    }
+
+    /// Why the partition refuses service, if it does.
+    fn check_usable(&self, st: &State) -> Result<()> {
+        if st.failure.is_some() {
+            return Err(EngineError::Poisoned(self.inner.dir.clone()));
+        }
+        if self.inner.log_dir.is_offline() {
+            return Err(EngineError::DirOffline(self.inner.log_dir.path.clone()));
+        }
+        if st.closed {
+            return Err(EngineError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Validates and appends one batch produced by a client, assigning its
+    /// offsets. Returns once the batch is queued for writing; await
+    /// [`Partition::wait_acked`] with its last offset for durability.
+    pub async fn append(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let (limits, ts_type) = {
+            let st = self.inner.state.borrow();
+            self.check_usable(&st)?;
+            (st.config.limits(), st.config.timestamp_type)
+        };
+        let header = batch::validate(&batch, &limits, now_ms)?;
+        let ctx = &self.inner.shard;
+        let units = (batch.len() as u64).min(ctx.write_buffer_bytes_max);
+        ctx.write_buffer
+            .acquire(units)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        let mut st = self.inner.state.borrow_mut();
+        if let Err(e) = self.check_usable(&st) {
+            ctx.write_buffer.signal(units);
+            return Err(e);
+        }
+        let base = st.log_end;
+        batch::assign(&mut batch, base.0, leader_epoch.0);
+        let log_append_time = if ts_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(&mut batch, now_ms);
+            now_ms
+        } else {
+            -1
+        };
+        let bytes = batch.freeze();
+        let last = Offset(base.0 + i64::from(header.last_offset_delta));
+        let len = bytes.len() as u64;
+        let mut active = st.segments.values().next_back().expect("a segment").clone();
+        let roll = st.roll_requested
+            || active
+                .meta
+                .borrow()
+                .must_roll(active.base, len, last.0, &st.config, now_ms);
+        if roll {
+            let seg = Rc::new(Segment::new(&self.inner.dir, base, &st.config, now_ms));
+            st.segments.insert(base, seg.clone());
+            st.roll_requested = false;
+            active = seg;
+        }
+        {
+            let stored = batch::BatchHeader::parse(&bytes).expect("validated");
+            let mut m = active.meta.borrow_mut();
+            let position = m.size;
+            m.note_batch(
+                active.base,
+                position,
+                &stored,
+                len,
+                st.config.index_interval_bytes,
+            );
+        }
+        if st.epochs.assign(leader_epoch, base) {
+            st.epochs_dirty = true;
+        }
+        ctx.cache.insert(
+            &self.inner.cache,
+            Cached {
+                base,
+                last,
+                bytes: bytes.clone(),
+            },
+        );
+        st.pending.push_back(Pending {
+            segment: active,
+            bytes,
+            last,
+            records: header.records_count as u64,
+            units,
+        });
+        st.log_end = last.next();
+        let info = AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_append_time,
+            log_start: st.log_start,
+        };
+        self.schedule_flush(&mut st);
+        Ok(info)
+    }
+
+    /// Resolves when offset `last` is acknowledged (below the high
+    /// watermark); fails if the partition is poisoned or the offset was
+    /// truncated away first.
+    pub fn wait_acked(&self, last: Offset) -> impl Future<Output = Result<()>> {
+        let inner = self.inner.clone();
+        futures_lite::future::poll_fn(move |cx| {
+            let mut st = inner.state.borrow_mut();
+            if st.failure.is_some() {
+                return Poll::Ready(Err(EngineError::Poisoned(inner.dir.clone())));
+            }
+            if st.hw.offset > last {
+                return Poll::Ready(Ok(()));
+            }
+            if st.log_end <= last {
+                return Poll::Ready(Err(EngineError::Truncated));
+            }
+            if st.closed && st.pending.is_empty() && !st.flushing {
+                return Poll::Ready(Err(EngineError::Closed));
+            }
+            st.waiters.push((last, cx.waker().clone()));
+            Poll::Pending
+        })
+    }
+
+    fn schedule_flush(&self, st: &mut State) {
+        if st.flushing {
+            return;
+        }
+        st.flushing = true;
+        let p = self.clone();
+        glommio::spawn_local(async move { p.flush_loop().await }).detach();
+    }
+
+    async fn flush_loop(&self) {
+        loop {
+            // Let everything appended in this tick join the group.
+            futures_lite::future::yield_now().await;
+            let Ok(_permit) = self.inner.io_lock.acquire_permit(1).await else {
+                self.inner.state.borrow_mut().flushing = false;
+                return;
+            };
+            let Some(work) = self.take_work() else {
+                return;
+            };
+            let result = self.write_group(&work).await;
+            self.finish_group(work, result);
+        }
+    }
+
+    /// Takes the next group off the queue, with the writer. `None` (and the
+    /// flusher stops) when there is nothing to do.
+    fn take_work(&self) -> Option<Work> {
+        let mut st = self.inner.state.borrow_mut();
+        let sync_due = st.sync_requested
+            || (st.unsynced_messages > 0
+                && st
+                    .first_unsynced
+                    .is_some_and(|t| t.elapsed() >= Duration::from_millis(st.config.flush_ms)));
+        if st.failure.is_some() || (st.pending.is_empty() && !sync_due) {
+            st.flushing = false;
+            wake_acked(&mut st);
+            return None;
+        }
+        let cap = self.inner.shard.write_bytes_max;
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(p) = st.pending.front() {
+            if !group.is_empty() && bytes + p.bytes.len() > cap {
+                break;
+            }
+            bytes += p.bytes.len();
+            group.push(st.pending.pop_front().expect("front exists"));
+        }
+        let records: u64 = group.iter().map(|p| p.records).sum();
+        if records > 0 && st.first_unsynced.is_none() {
+            st.first_unsynced = Some(Instant::now());
+        }
+        st.unsynced_messages += records;
+        let sync = st.sync_requested
+            || st.config.sync_every_append()
+            || st.unsynced_messages >= st.config.flush_messages
+            || st
+                .first_unsynced
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(st.config.flush_ms));
+        st.sync_requested = false;
+        let epochs = st.epochs_dirty.then(|| st.epochs.encode());
+        st.epochs_dirty = false;
+        let writer = st
+            .writer
+            .take()
+            .expect("the writer is checked in between groups");
+        st.in_progress = true;
+        Some(Work {
+            group,
+            sync,
+            epochs,
+            writer: RefCell::new(Some(writer)),
+        })
+    }
+
+    /// Writes a group: one write per segment it touches, rolling segments
+    /// on the way, then its index entries, then (by policy) one fdatasync.
+    async fn write_group(&self, work: &Work) -> Result<()> {
+        let mut i = 0;
+        while i < work.group.len() {
+            let seg = work.group[i].segment.clone();
+            let mut j = i;
+            while j < work.group.len() && Rc::ptr_eq(&work.group[j].segment, &seg) {
+                j += 1;
+            }
+            let mut writer = work.writer.borrow_mut().take().expect("writer present");
+            if !Rc::ptr_eq(&writer.seg, &seg) {
+                writer.close().await?;
+                writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
+            }
+            let chunks: Vec<&[u8]> = work.group[i..j].iter().map(|p| &p.bytes[..]).collect();
+            let result = writer.log.append(&chunks).await;
+            let result = match result {
+                Ok(()) => writer.persist_indexes(work.group[j - 1].last.next()).await,
+                Err(e) => Err(e),
+            };
+            *work.writer.borrow_mut() = Some(writer);
+            result?;
+            i = j;
+        }
+        if let Some(text) = &work.epochs {
+            let path = self.inner.dir.join(checkpoint::LEADER_EPOCH_FILE);
+            let text = text.clone();
+            checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await?;
+        }
+        if work.sync {
+            let writer = work.writer.borrow_mut().take().expect("writer present");
+            let synced = writer.log.sync().await;
+            *work.writer.borrow_mut() = Some(writer);
+            synced?;
+        }
+        Ok(())
+    }
+
+    fn finish_group(&self, work: Work, result: Result<()>) {
+        let mut st = self.inner.state.borrow_mut();
+        let units: u64 = work.group.iter().map(|p| p.units).sum();
+        self.inner.shard.write_buffer.signal(units);
+        st.in_progress = false;
+        match result {
+            Ok(()) => {
+                let writer = work.writer.into_inner().expect("writer present");
+                if let Some(last) = work.group.last() {
+                    st.written = Mark {
+                        offset: last.last.next(),
+                        segment: writer.seg.base,
+                        position: writer.log.len(),
+                    };
+                }
+                st.writer = Some(writer);
+                if work.sync {
+                    st.unsynced_messages = 0;
+                    st.first_unsynced = None;
+                    st.syncs_done += 1;
+                }
+                // Acknowledged: fsync'ed under the default policy (every
+                // group syncs then), written under a relaxed one.
+                st.hw = st.written;
+                wake_acked(&mut st);
+                if st.unsynced_messages > 0
+                    && !st.sync_timer
+                    && st.config.flush_ms < i64::MAX as u64
+                {
+                    st.sync_timer = true;
+                    let delay = Duration::from_millis(st.config.flush_ms);
+                    let p = self.clone();
+                    glommio::spawn_local(async move {
+                        glommio::timer::sleep(delay).await;
+                        let mut st = p.inner.state.borrow_mut();
+                        st.sync_timer = false;
+                        if st.unsynced_messages > 0 {
+                            st.sync_requested = true;
+                            p.schedule_flush(&mut st);
+                        }
+                    })
+                    .detach();
+                }
+            }
+            Err(e) => {
+                tracing::error!(partition = %self.inner.tp, error = %e,
+                    "write or fsync failed: the log is poisoned and its directory taken offline");
+                st.failure = Some(e.to_string());
+                self.inner.log_dir.offline.store(true, Ordering::Release);
+                st.pending.clear();
+                wake_acked(&mut st);
+            }
+        }
+    }
+
+    /// Writes and fsyncs everything appended so far, whatever the policy.
+    pub async fn flush(&self) -> Result<()> {
+        let want = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.failure.is_some() {
+                return Err(EngineError::Poisoned(self.inner.dir.clone()));
+            }
+            st.sync_requested = true;
+            // A group being written now may not hold everything appended so
+            // far: then the sync after it is the one that counts.
+            let want = st.syncs_done + 1 + u64::from(st.in_progress);
+            self.schedule_flush(&mut st);
+            want
+        };
+        let inner = self.inner.clone();
+        futures_lite::future::poll_fn(move |cx| {
+            let mut st = inner.state.borrow_mut();
+            if st.failure.is_some() {
+                return Poll::Ready(Err(EngineError::Poisoned(inner.dir.clone())));
+            }
+            if st.syncs_done >= want {
+                return Poll::Ready(Ok(()));
+            }
+            st.sync_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Reads from `from`: from the tail cache when it holds `from`, else one
+    /// region of the segment file holding it.
+    pub async fn read(&self, from: Offset, opts: ReadOptions) -> Result<ReadOutcome> {
+        let (upper, watermarks, cached) = {
+            let st = self.inner.state.borrow();
+            self.check_usable(&st)?;
+            let upper = match opts.upper {
+                ReadUpper::HighWatermark => st.hw,
+                ReadUpper::Written => st.written,
+            };
+            let watermarks = Watermarks {
+                log_start: st.log_start,
+                log_end: st.log_end,
+                high_watermark: st.hw.offset,
+                last_stable: st.hw.offset,
+            };
+            if from < st.log_start || from > st.log_end {
+                return Err(EngineError::OffsetOutOfRange {
+                    offset: from,
+                    log_start: st.log_start,
+                    log_end: st.log_end,
+                });
+            }
+            let cached = if from >= upper.offset {
+                Some(Vec::new())
+            } else {
+                self.read_cache(from, upper.offset, &opts)
+            };
+            (upper, watermarks, cached)
+        };
+        if let Some(chunks) = cached {
+            let bytes = chunks.iter().map(|c| c.len() as u64).sum();
+            return Ok(ReadOutcome {
+                chunks: chunks.into_iter().map(Chunk::Memory).collect(),
+                bytes,
+                watermarks,
+            });
+        }
+        let region = self.read_file(from, upper, &opts).await?;
+        let bytes = region.as_ref().map_or(0, |r| r.len);
+        Ok(ReadOutcome {
+            chunks: region.into_iter().map(Chunk::File).collect(),
+            bytes,
+            watermarks,
+        })
+    }
+
+    fn read_cache(&self, from: Offset, upper: Offset, opts: &ReadOptions) -> Option<Vec<Bytes>> {
+        let cache = self.inner.cache.borrow();
+        let iter = cache.from(from)?;
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for c in iter {
+            if c.last >= upper {
+                break;
+            }
+            let first = out.is_empty();
+            if total + c.bytes.len() > opts.max_bytes && !(first && opts.min_one) {
+                break;
+            }
+            total += c.bytes.len();
+            out.push(c.bytes.clone());
+        }
+        Some(out)
+    }
+
+    async fn read_file(
+        &self,
+        from: Offset,
+        upper: Mark,
+        opts: &ReadOptions,
+    ) -> Result<Option<FileRegion>> {
+        let segments: Vec<Rc<Segment>> = {
+            let st = self.inner.state.borrow();
+            let start = st
+                .segments
+                .range(..=from)
+                .next_back()
+                .map_or(from, |(b, _)| *b);
+            st.segments
+                .range(start..=upper.segment)
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        for seg in segments {
+            let limit = if seg.base == upper.segment {
+                upper.position
+            } else {
+                seg.meta.borrow().size
+            };
+            if seg.meta.borrow().closed {
+                seg.verify().await?;
+            }
+            let Some((pos, header)) = seg.find(from, limit).await? else {
+                continue;
+            };
+            let first_len = header.total_len().expect("found batches have a length") as u64;
+            let want = if opts.min_one {
+                first_len.max(opts.max_bytes as u64)
+            } else {
+                opts.max_bytes as u64
+            };
+            let mut end = (pos + want).min(limit);
+            if let Some(r) = seg
+                .meta
+                .borrow()
+                .corrupt
+                .iter()
+                .find(|r| r.start >= pos && r.start < end)
+            {
+                end = r.start;
+            }
+            if end <= pos {
+                return Ok(None);
+            }
+            let files = seg.files().expect("a segment with data has files");
+            return Ok(Some(FileRegion {
+                file: files.read.clone(),
+                position: pos,
+                len: end - pos,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The earliest offset whose timestamp is at least `ts`, with that
+    /// timestamp (ListOffsets by time). For a compressed batch the answer is
+    /// the batch's first offset and largest timestamp.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>> {
+        let (segments, upper, log_start) = {
+            let st = self.inner.state.borrow();
+            self.check_usable(&st)?;
+            (
+                st.segments.values().cloned().collect::<Vec<_>>(),
+                st.hw,
+                st.log_start,
+            )
+        };
+        for seg in segments {
+            if seg.base > upper.offset {
+                break;
+            }
+            let (max_ts, start_rel) = {
+                let m = seg.meta.borrow();
+                let start = m.time_index.floor(ts).map_or(0, |e| e.relative_offset);
+                (m.max_timestamp, start)
+            };
+            if max_ts < ts {
+                continue;
+            }
+            if seg.meta.borrow().closed {
+                seg.verify().await?;
+            }
+            let limit = if seg.base == upper.segment {
+                upper.position
+            } else {
+                seg.meta.borrow().size
+            };
+            let mut target = Offset((seg.base.0 + i64::from(start_rel)).max(log_start.0));
+            while let Some((pos, h)) = seg.find(target, limit).await? {
+                let len = h.total_len().expect("found batches have a length");
+                if h.max_timestamp >= ts && h.last_offset() >= log_start.0 {
+                    let bytes = seg.read_bytes(pos, len).await?;
+                    let found = batch::record_timestamps(&bytes)
+                        .and_then(|recs| {
+                            recs.into_iter()
+                                .map(|(d, t)| (h.base_offset + i64::from(d), t))
+                                .find(|&(o, t)| t >= ts && o >= log_start.0)
+                        })
+                        .unwrap_or((h.base_offset.max(log_start.0), h.max_timestamp));
+                    let found = if h.timestamp_type() == TimestampType::LogAppendTime {
+                        (h.base_offset.max(log_start.0), h.max_timestamp)
+                    } else {
+                        found
+                    };
+                    return Ok(Some((Offset(found.0), found.1)));
+                }
+                target = Offset(h.last_offset() + 1);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset of the batch holding the largest timestamp, with that
+    /// timestamp (ListOffsets with MAX_TIMESTAMP, KIP-734).
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        let st = self.inner.state.borrow();
+        st.segments
+            .values()
+            .filter_map(|s| {
+                let m = s.meta.borrow();
+                (m.max_timestamp >= 0 && m.offset_of_max_timestamp < st.hw.offset)
+                    .then_some((m.offset_of_max_timestamp, m.max_timestamp))
+            })
+            .max_by_key(|&(o, t)| (t, std::cmp::Reverse(o)))
+    }
+
+    /// The end offset of a leader epoch (OffsetForLeaderEpoch).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let st = self.inner.state.borrow();
+        st.epochs.end_offset(epoch, st.log_end)
+    }
+
+    /// Moves the log start offset forward (DeleteRecords). `-1` means the
+    /// high watermark. Offsets past the high watermark are out of range.
+    /// Returns the new log start offset.
+    pub async fn delete_records(&self, offset: Offset, now_ms: i64) -> Result<Offset> {
+        let (target, text) = {
+            let mut st = self.inner.state.borrow_mut();
+            self.check_usable(&st)?;
+            let target = if offset.0 == -1 { st.hw.offset } else { offset };
+            if target.0 < 0 || target > st.hw.offset {
+                return Err(EngineError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start,
+                    log_end: st.hw.offset,
+                });
+            }
+            if target <= st.log_start {
+                return Ok(st.log_start);
+            }
+            st.log_start = target;
+            (target, checkpoint::encode_log_start(&self.inner.tp, target))
+        };
+        self.inner.shard.cache.drop_below(&self.inner.cache, target);
+        let path = self.inner.dir.join(checkpoint::LOG_START_FILE);
+        let written =
+            checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await;
+        if let Err(e) = written {
+            self.poison(&e);
+            return Err(e);
+        }
+        self.enforce_retention(now_ms).await?;
+        Ok(self.watermarks().log_start)
+    }
+
+    fn poison(&self, e: &EngineError) {
+        let mut st = self.inner.state.borrow_mut();
+        st.failure = Some(e.to_string());
+        self.inner.log_dir.offline.store(true, Ordering::Release);
+        wake_acked(&mut st);
+    }
+
+    /// Deletes whole closed segments by `retention.ms`, `retention.bytes` and
+    /// the log start offset, oldest first, and asks for the active segment to
+    /// be rolled once all of it has expired. Reads in flight keep deleted
+    /// files open until they finish.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let doomed: Vec<Rc<Segment>> = {
+            let mut st = self.inner.state.borrow_mut();
+            self.check_usable(&st)?;
+            let deletes = matches!(
+                st.config.cleanup_policy,
+                CleanupPolicy::Delete | CleanupPolicy::CompactDelete
+            );
+            let mut total: u64 = st.segments.values().map(|s| s.meta.borrow().size).sum();
+            let bases: Vec<Offset> = st.segments.keys().copied().collect();
+            let mut doomed = Vec::new();
+            for (i, base) in bases.iter().enumerate() {
+                let Some(next_base) = bases.get(i + 1) else {
+                    // The active segment: roll it if it has expired whole.
+                    let seg = &st.segments[base];
+                    let m = seg.meta.borrow();
+                    let expired = deletes
+                        && st.config.retention_ms >= 0
+                        && m.size > 0
+                        && now_ms - m.max_timestamp > st.config.retention_ms;
+                    drop(m);
+                    if expired {
+                        st.roll_requested = true;
+                    }
+                    break;
+                };
+                let seg = st.segments[base].clone();
+                let (size, max_ts, closed) = {
+                    let m = seg.meta.borrow();
+                    (m.size, m.max_timestamp, m.closed)
+                };
+                if !closed || *next_base > st.hw.offset {
+                    break;
+                }
+                let below_start = *next_base <= st.log_start;
+                let by_time = deletes
+                    && st.config.retention_ms >= 0
+                    && now_ms - max_ts > st.config.retention_ms;
+                let by_size = deletes
+                    && st.config.retention_bytes >= 0
+                    && total - size >= st.config.retention_bytes as u64;
+                if !(below_start || by_time || by_size) {
+                    break;
+                }
+                total -= size;
+                doomed.push(seg);
+            }
+            for seg in &doomed {
+                st.segments.remove(&seg.base);
+            }
+            if let Some(first) = st.segments.keys().next().copied() {
+                st.log_start = st.log_start.max(first);
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(RetentionOutcome::default());
+        }
+        let start = self.watermarks().log_start;
+        self.inner.shard.cache.drop_below(&self.inner.cache, start);
+        let mut outcome = RetentionOutcome::default();
+        let mut paths = Vec::new();
+        for seg in &doomed {
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += seg.meta.borrow().size;
+            paths.extend([
+                seg.log_path.clone(),
+                seg.index_path.clone(),
+                seg.time_index_path.clone(),
+            ]);
+        }
+        let dir = self.inner.dir.clone();
+        let removed = checkpoint::blocking(move || -> Result<()> {
+            for p in paths {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(EngineError::io(&p, e)),
+                }
+            }
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| EngineError::io(&dir, e))
+        })
+        .await;
+        if let Err(e) = removed {
+            self.poison(&e);
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
+    /// Removes every batch whose last offset is at or after `offset`
+    /// (a follower truncating a divergent suffix). The log end becomes the
+    /// base offset of the first batch removed.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<()> {
+        self.flush().await?;
+        let _permit = self
+            .inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        let result = self.truncate_locked(offset).await;
+        if let Err(e) = &result {
+            self.poison(e);
+        }
+        result
+    }
+
+    async fn truncate_locked(&self, offset: Offset) -> Result<()> {
+        let (segments, log_end) = {
+            let st = self.inner.state.borrow();
+            self.check_usable(&st)?;
+            (
+                st.segments.values().cloned().collect::<Vec<_>>(),
+                st.log_end,
+            )
+        };
+        if offset >= log_end {
+            return Ok(());
+        }
+        // The segment holding the cut, and those after it.
+        let keep_idx = segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
+        let seg = segments[keep_idx].clone();
+        let size = seg.meta.borrow().size;
+        let (cut, new_end) = match seg.find(offset, size).await? {
+            Some((pos, h)) => (pos, Offset(h.base_offset)),
+            None => (size, seg.meta.borrow().next_offset),
+        };
+        let mut writer = self
+            .inner
+            .state
+            .borrow_mut()
+            .writer
+            .take()
+            .expect("writer checked in");
+        if !Rc::ptr_eq(&writer.seg, &seg) {
+            // The cut is in an older segment: drop the newer ones and make
+            // the cut one active again.
+            drop(writer);
+            writer = SegmentWriter::reopen(seg.clone()).await?;
+        }
+        {
+            let mut m = seg.meta.borrow_mut();
+            m.index.truncate_where(|e| u64::from(e.position) < cut);
+            let rel = u32::try_from(new_end.0 - seg.base.0).unwrap_or(u32::MAX);
+            m.time_index.truncate_where(|e| e.relative_offset < rel);
+            m.size = cut;
+            m.next_offset = new_end;
+            m.closed = false;
+            m.corrupt.retain(|r| r.start < cut);
+            let (ts, off) = m.time_index.last().map_or((-1, seg.base), |t| {
+                (
+                    t.timestamp,
+                    Offset(seg.base.0 + i64::from(t.relative_offset)),
+                )
+            });
+            m.max_timestamp = ts;
+            m.offset_of_max_timestamp = off;
+            m.bytes_since_index = 0;
+        }
+        writer.log.truncate(cut).await?;
+        let (ix_n, tx_n) = {
+            let m = seg.meta.borrow();
+            (m.index.persisted(), m.time_index.persisted())
+        };
+        writer.index.truncate((ix_n * 8) as u64).await?;
+        writer.time_index.truncate((tx_n * 12) as u64).await?;
+        let removed: Vec<Rc<Segment>> = segments[keep_idx + 1..].to_vec();
+        let text = {
+            let mut st = self.inner.state.borrow_mut();
+            for s in &removed {
+                st.segments.remove(&s.base);
+            }
+            st.log_end = new_end;
+            let mark = Mark {
+                offset: new_end,
+                segment: seg.base,
+                position: cut,
+            };
+            st.written = mark;
+            if st.hw.offset > new_end {
+                st.hw = mark;
+            }
+            st.log_start = st.log_start.min(new_end);
+            st.epochs.truncate_from(new_end);
+            st.writer = Some(writer);
+            wake_acked(&mut st);
+            st.epochs.encode()
+        };
+        self.inner.shard.cache.truncate(&self.inner.cache, new_end);
+        let dir = self.inner.dir.clone();
+        let paths: Vec<PathBuf> = removed
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.log_path.clone(),
+                    s.index_path.clone(),
+                    s.time_index_path.clone(),
+                ]
+            })
+            .collect();
+        checkpoint::blocking(move || -> Result<()> {
+            for p in paths {
+                std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
+            }
+            checkpoint::write_atomic(&dir.join(checkpoint::LEADER_EPOCH_FILE), text.as_bytes())
+        })
+        .await
+    }
+
+    /// Writes and fsyncs everything, persists the indexes and refuses
+    /// further operations.
+    pub async fn close(&self) -> Result<()> {
+        let flushed = self.flush().await;
+        let _permit = self
+            .inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        let writer = {
+            let mut st = self.inner.state.borrow_mut();
+            st.closed = true;
+            wake_acked(&mut st);
+            st.writer.take()
+        };
+        self.inner.shard.cache.clear(&self.inner.cache);
+        flushed?;
+        if let Some(mut w) = writer {
+            let next = w.seg.meta.borrow().next_offset;
+            w.persist_indexes(next).await?;
+            w.index.sync().await?;
+            w.time_index.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+struct Work {
+    group: Vec<Pending>,
+    sync: bool,
+    epochs: Option<String>,
+    writer: RefCell<Option<SegmentWriter>>,
+}
+
+/// Base offsets of the segments in a partition directory, ascending.
+/// Removes leftovers of interrupted operations (`*.tmp`, `*.deleted`) and
+/// index files whose log is gone.
+fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+    let mut bases = Vec::new();
+    let mut orphans = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            continue;
+        };
+        match ext {
+            segment::LOG_EXT => {
+                if let Ok(b) = stem.parse::<i64>() {
+                    if stem.len() == 20 {
+                        bases.push(Offset(b));
+                    }
+                }
+            }
+            segment::INDEX_EXT | segment::TIME_INDEX_EXT
+                if !dir.join(format!("{stem}.{}", segment::LOG_EXT)).exists() =>
+            {
+                orphans.push(entry.path());
+            }
+            "tmp" | "deleted" => orphans.push(entry.path()),
+            _ => {}
+        }
+    }
+    for p in orphans {
+        std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
+    }
+    bases.sort();
+    Ok(bases)
+}

@@ -1,0 +1,591 @@
+//! One segment of a partition log: `<base offset, 20 digits>.log` with its
+//! `.index` and `.timeindex` (formats in `batch` and `index`).
+//!
+//! Invariants of a segment:
+//! * every batch in `.log` has offsets in `[base, base + 2^32)`, in
+//!   increasing order, and the first is at or after `base`;
+//! * `meta.size` is the logical length of `.log`: batches appended so far,
+//!   whether or not the partition's flusher has written them yet;
+//! * a *closed* segment is never written again; its files are exactly as
+//!   long as their data and were fsync'ed when it closed;
+//! * a closed segment is verified (every batch's CRC) before its bytes are
+//!   first served; corrupt ranges found then are never served.
+
+use std::cell::{OnceCell, RefCell};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
+use glommio::sync::Semaphore;
+
+use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::config::LogConfig;
+use crate::error::{EngineError, Result};
+use crate::index::{Entry, Index, OffsetEntry, TimeEntry};
+use crate::io::{self, AppendFile};
+use crate::scan::{self, Scanned};
+use crate::types::Offset;
+
+pub const LOG_EXT: &str = "log";
+pub const INDEX_EXT: &str = "index";
+pub const TIME_INDEX_EXT: &str = "timeindex";
+
+/// `<base offset, 20 digits>.<ext>`, as Kafka names segment files.
+pub fn file_name(base: Offset, ext: &str) -> String {
+    format!("{:020}.{ext}", base.0)
+}
+
+/// The open files of a segment.
+pub struct SegmentFiles {
+    /// O_DIRECT, for appends and for header reads.
+    pub dma: Rc<DmaFile>,
+    /// Buffered and read-only: the descriptor the network layer `sendfile`s
+    /// from. Held by reads in flight, so a segment deleted meanwhile stays
+    /// readable until they finish.
+    pub read: Rc<std::fs::File>,
+}
+
+/// What is known of a segment's contents, kept in memory.
+#[derive(Debug)]
+pub struct SegmentMeta {
+    pub index: Index<OffsetEntry>,
+    pub time_index: Index<TimeEntry>,
+    /// Logical bytes of `.log`.
+    pub size: u64,
+    /// One past the last offset in the segment (the base when empty).
+    pub next_offset: Offset,
+    /// Largest batch timestamp and the last offset of the batch carrying it;
+    /// -1 when empty.
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: Offset,
+    pub bytes_since_index: u64,
+    /// When the segment was created (for `segment.ms`).
+    pub created_ms: i64,
+    pub closed: bool,
+    pub verified: bool,
+    /// Byte ranges that hold corruption; never served.
+    pub corrupt: Vec<Range<u64>>,
+}
+
+impl SegmentMeta {
+    fn new(base: Offset, config: &LogConfig, now_ms: i64) -> Self {
+        Self {
+            index: Index::new(config.index_entries_max()),
+            // One more than the offset index: room for the closing entry.
+            time_index: Index::new(config.index_entries_max() + 1),
+            size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+            closed: false,
+            verified: false,
+            corrupt: Vec::new(),
+        }
+    }
+
+    /// Accounts for a batch of `len` bytes stored at `position`, adding index
+    /// entries as Kafka does: an offset entry for the batch's last offset
+    /// once more than `index.interval.bytes` were written since the last one,
+    /// and a time entry alongside it when the largest timestamp grew.
+    pub fn note_batch(
+        &mut self,
+        base: Offset,
+        position: u64,
+        h: &BatchHeader,
+        len: u64,
+        interval: u64,
+    ) {
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = Offset(h.last_offset());
+        }
+        let rel = |o: i64| u32::try_from(o - base.0).expect("offsets of a segment fit in u32");
+        if self.bytes_since_index > interval {
+            let pushed = self.index.push(OffsetEntry {
+                relative_offset: rel(h.last_offset()),
+                position: u32::try_from(position).expect("segment positions fit in u32"),
+            });
+            if pushed {
+                self.time_index.push(TimeEntry {
+                    timestamp: self.max_timestamp,
+                    relative_offset: rel(self.offset_of_max_timestamp.0),
+                });
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += len;
+        self.size = self.size.max(position + len);
+        self.next_offset = Offset(h.last_offset() + 1);
+    }
+
+    /// True when a batch of `len` bytes ending at `last_offset` cannot join
+    /// this segment.
+    pub fn must_roll(
+        &self,
+        base: Offset,
+        len: u64,
+        last_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        self.size + len > config.segment_bytes
+            || self.size + len > u32::MAX as u64
+            || now_ms - self.created_ms >= config.segment_ms
+            || self.index.is_full()
+            || last_offset - base.0 > u32::MAX as i64
+    }
+
+    /// The range of corruption containing `pos`, if any.
+    pub fn corrupt_at(&self, pos: u64) -> Option<Range<u64>> {
+        self.corrupt.iter().find(|r| r.contains(&pos)).cloned()
+    }
+}
+
+/// A segment; shared by the partition, its flusher and reads in flight.
+pub struct Segment {
+    pub base: Offset,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+    files: OnceCell<SegmentFiles>,
+    pub meta: RefCell<SegmentMeta>,
+    verify_lock: Semaphore,
+}
+
+impl Segment {
+    /// A new, empty segment whose files are not created yet.
+    pub fn new(dir: &Path, base: Offset, config: &LogConfig, now_ms: i64) -> Self {
+        Self {
+            base,
+            log_path: dir.join(file_name(base, LOG_EXT)),
+            index_path: dir.join(file_name(base, INDEX_EXT)),
+            time_index_path: dir.join(file_name(base, TIME_INDEX_EXT)),
+            files: OnceCell::new(),
+            meta: RefCell::new(SegmentMeta::new(base, config, now_ms)),
+            verify_lock: Semaphore::new(1),
+        }
+    }
+
+    pub fn files(&self) -> Option<&SegmentFiles> {
+        self.files.get()
+    }
+
+    fn set_files(&self, dma: Rc<DmaFile>) -> Result<()> {
+        let read =
+            std::fs::File::open(&self.log_path).map_err(|e| EngineError::io(&self.log_path, e))?;
+        let _ = self.files.set(SegmentFiles {
+            dma,
+            read: Rc::new(read),
+        });
+        Ok(())
+    }
+
+    fn dma(&self) -> Result<&Rc<DmaFile>> {
+        self.files
+            .get()
+            .map(|f| &f.dma)
+            .ok_or_else(|| EngineError::io(&self.log_path, std::io::ErrorKind::NotFound.into()))
+    }
+
+    /// Reads the header of the batch at `pos`, if a whole header is there.
+    pub async fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>> {
+        let head = io::read_at(self.dma()?, &self.log_path, pos, HEADER_LEN).await?;
+        Ok(BatchHeader::parse(&head))
+    }
+
+    /// Reads `len` bytes at `pos` of the log.
+    pub async fn read_bytes(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        io::read_at(self.dma()?, &self.log_path, pos, len).await
+    }
+
+    /// Finds the first batch below byte `limit` whose last offset is at least
+    /// `target`, starting from the index. Returns its position and header, or
+    /// `None` when no such batch is below `limit`. Errors when `target` lies
+    /// in a corrupt range.
+    pub async fn find(&self, target: Offset, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let mut pos = {
+            let meta = self.meta.borrow();
+            let rel = (target.0 - self.base.0).clamp(0, u32::MAX as i64);
+            meta.index.floor(rel).map_or(0, |e| u64::from(e.position))
+        };
+        let mut prev_end = self.base.0;
+        while pos < limit {
+            let corrupt = self.meta.borrow().corrupt_at(pos);
+            if let Some(range) = corrupt {
+                let next = self.header_at(range.end).await?;
+                let next_base = next.map_or(i64::MAX, |h| h.base_offset);
+                if range.end >= limit || (target.0 >= prev_end && target.0 < next_base) {
+                    return Err(self.corrupt_error(range.start, "offset lies in corrupt data"));
+                }
+                pos = range.end;
+                continue;
+            }
+            let Some(h) = self.header_at(pos).await? else {
+                return Err(self.corrupt_error(pos, "no batch header where the index points"));
+            };
+            let Some(len) = h.total_len() else {
+                return Err(self.corrupt_error(pos, "batch length out of range"));
+            };
+            if h.last_offset() >= target.0 {
+                return Ok(Some((pos, h)));
+            }
+            prev_end = h.last_offset() + 1;
+            pos += len as u64;
+        }
+        Ok(None)
+    }
+
+    pub fn corrupt_error(&self, position: u64, why: &str) -> EngineError {
+        EngineError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            why: why.to_string(),
+        }
+    }
+
+    /// Checks every batch of a closed segment once, recording corrupt
+    /// ranges, before its bytes are first served.
+    pub async fn verify(&self) -> Result<()> {
+        if self.meta.borrow().verified {
+            return Ok(());
+        }
+        let _permit = self
+            .verify_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        if self.meta.borrow().verified {
+            return Ok(());
+        }
+        let size = self.meta.borrow().size;
+        let report = scan::scan(self.dma()?, &self.log_path, 0, size, self.base.0, |_| {}).await?;
+        let mut meta = self.meta.borrow_mut();
+        meta.corrupt = report.corrupt;
+        if report.valid_end < size {
+            meta.corrupt.push(report.valid_end..size);
+        }
+        for r in &meta.corrupt {
+            tracing::error!(
+                path = %self.log_path.display(),
+                start = r.start,
+                end = r.end,
+                "corrupt bytes in a closed segment: not served"
+            );
+        }
+        meta.verified = true;
+        Ok(())
+    }
+
+    /// Opens a segment found on disk. `active` is the partition's last
+    /// segment, which is recovered (scanned from its last index entry, a
+    /// torn tail cut off); a closed one only has its indexes checked, and
+    /// rebuilt by a full scan if they are missing or damaged. Returns the
+    /// segment and, for the active one, its writer, plus the leader epochs
+    /// of the batches recovery scanned.
+    pub async fn open(
+        dir: &Path,
+        base: Offset,
+        config: &LogConfig,
+        active: bool,
+        now_ms: i64,
+    ) -> Result<(Rc<Segment>, Option<SegmentWriter>, Vec<(i32, i64)>)> {
+        let seg = Rc::new(Segment::new(dir, base, config, now_ms));
+        let dma = Rc::new(if active {
+            io::open(&seg.log_path, false).await?
+        } else {
+            io::open_read(&seg.log_path).await?
+        });
+        seg.set_files(dma.clone())?;
+        let file_len = dma
+            .file_size()
+            .await
+            .map_err(|e| EngineError::io(&seg.log_path, e.into()))?;
+        let modified_ms = std::fs::metadata(&seg.log_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now_ms, |d| d.as_millis() as i64);
+        seg.meta.borrow_mut().created_ms = modified_ms.min(now_ms);
+
+        let entries_max = config.index_entries_max();
+        let ix = load_index::<OffsetEntry>(&seg.index_path, entries_max, |e| {
+            u64::from(e.position) < file_len
+        })
+        .await;
+        let tx = load_index::<TimeEntry>(&seg.time_index_path, entries_max + 1, |_| true).await;
+        let mut loaded = match (ix, tx) {
+            (Ok(ix), Ok(tx)) => Some((ix, tx)),
+            (Err(why), _) | (_, Err(why)) => {
+                tracing::warn!(path = %seg.index_path.display(), %why, "rebuilding indexes");
+                None
+            }
+        };
+        if let Some((ix, _)) = &loaded {
+            if !seg.index_entry_valid(ix.last().copied()).await? {
+                tracing::warn!(path = %seg.index_path.display(), "index does not match the log: rebuilding");
+                loaded = None;
+            }
+        }
+        let mut epochs = Vec::new();
+        let interval = config.index_interval_bytes;
+        let scan_from = match loaded {
+            Some((ix, tx)) if !active => {
+                // A closed segment: its last time entry holds its largest
+                // timestamp; its size is the file's.
+                let mut meta = seg.meta.borrow_mut();
+                if let Some(t) = tx.last() {
+                    meta.max_timestamp = t.timestamp;
+                    meta.offset_of_max_timestamp = Offset(base.0 + i64::from(t.relative_offset));
+                }
+                meta.next_offset =
+                    Offset(base.0 + ix.last().map_or(0, |e| i64::from(e.relative_offset) + 1));
+                meta.index = ix;
+                meta.time_index = tx;
+                meta.size = file_len;
+                meta.closed = true;
+                None
+            }
+            Some((mut ix, mut tx)) => {
+                // The active segment: rescan from the last entry's batch.
+                let from = ix.last().map_or(0, |e| u64::from(e.position));
+                if let Some(rel) = ix.last().map(|e| e.relative_offset) {
+                    ix.truncate_where(|e| e.relative_offset < rel);
+                    tx.truncate_where(|e| e.relative_offset < rel);
+                }
+                let mut meta = seg.meta.borrow_mut();
+                if let Some(t) = tx.last() {
+                    meta.max_timestamp = t.timestamp;
+                    meta.offset_of_max_timestamp = Offset(base.0 + i64::from(t.relative_offset));
+                }
+                // The entry just dropped is added again when its batch is
+                // scanned: a full interval has passed before it.
+                meta.bytes_since_index = if from > 0 { interval + 1 } else { 0 };
+                meta.index = ix;
+                meta.time_index = tx;
+                Some(from)
+            }
+            None => {
+                let mut meta = seg.meta.borrow_mut();
+                meta.index = Index::new(entries_max);
+                meta.time_index = Index::new(entries_max + 1);
+                Some(0)
+            }
+        };
+
+        let Some(from) = scan_from else {
+            return Ok((seg, None, epochs));
+        };
+        let report = {
+            let seg2 = seg.clone();
+            scan::scan(
+                &dma,
+                &seg.log_path,
+                from,
+                file_len,
+                base.0,
+                |s: &Scanned| {
+                    seg2.meta
+                        .borrow_mut()
+                        .note_batch(base, s.position, &s.header, s.len, interval);
+                    epochs.push((s.header.partition_leader_epoch, s.header.base_offset));
+                },
+            )
+            .await?
+        };
+        {
+            let mut meta = seg.meta.borrow_mut();
+            meta.corrupt = report.corrupt.clone();
+            meta.size = report.valid_end;
+            meta.verified = true;
+            for r in &report.corrupt {
+                tracing::error!(path = %seg.log_path.display(), start = r.start, end = r.end,
+                    "corrupt bytes inside the log: kept but never served");
+            }
+        }
+        if !active {
+            {
+                let mut meta = seg.meta.borrow_mut();
+                if report.valid_end < file_len {
+                    meta.corrupt.push(report.valid_end..file_len);
+                    meta.size = file_len;
+                }
+                meta.closed = true;
+            }
+            // Rebuilt indexes of a closed segment are written out whole.
+            seg.rewrite_indexes().await?;
+            return Ok((seg, None, epochs));
+        }
+        if report.torn_bytes > 0 {
+            tracing::info!(path = %seg.log_path.display(), at = report.valid_end,
+                bytes = report.torn_bytes, "cutting off a torn tail");
+        }
+        let mut writer = SegmentWriter::attach(seg.clone(), dma, report.valid_end).await?;
+        // Cut the torn tail (and block padding) so that later appends never
+        // sit after garbage, and make what recovery kept durable.
+        writer.log.finish().await?;
+        seg.rewrite_indexes_with(&mut writer).await?;
+        Ok((seg, Some(writer), epochs))
+    }
+
+    /// True when the index entry points at a batch whose last offset is the
+    /// entry's offset.
+    async fn index_entry_valid(&self, e: Option<OffsetEntry>) -> Result<bool> {
+        let Some(e) = e else { return Ok(true) };
+        let h = self.header_at(u64::from(e.position)).await?;
+        Ok(h.is_some_and(|h| h.last_offset() == self.base.0 + i64::from(e.relative_offset)))
+    }
+
+    /// Writes both index files of a closed segment from memory.
+    async fn rewrite_indexes(&self) -> Result<()> {
+        let (ix, tx) = {
+            let m = self.meta.borrow();
+            (m.index.encode_from(0), m.time_index.encode_from(0))
+        };
+        for (path, bytes) in [(&self.index_path, ix), (&self.time_index_path, tx)] {
+            let p = path.clone();
+            crate::checkpoint::blocking(move || crate::checkpoint::write_atomic(&p, &bytes))
+                .await?;
+        }
+        let mut m = self.meta.borrow_mut();
+        let (n, t) = (m.index.len(), m.time_index.len());
+        m.index.set_persisted(n);
+        m.time_index.set_persisted(t);
+        Ok(())
+    }
+
+    /// Replaces both index files of the active segment with what memory
+    /// holds, through its writer.
+    async fn rewrite_indexes_with(&self, w: &mut SegmentWriter) -> Result<()> {
+        w.index.truncate(0).await?;
+        w.time_index.truncate(0).await?;
+        {
+            let mut m = self.meta.borrow_mut();
+            m.index.set_persisted(0);
+            m.time_index.set_persisted(0);
+        }
+        let next = self.meta.borrow().next_offset;
+        w.persist_indexes(next).await
+    }
+}
+
+/// Reads an index file; `Ok(empty)` when it does not exist. Zero entries
+/// at the end are the block padding of an index that was being appended.
+async fn load_index<E: Entry>(
+    path: &Path,
+    entries_max: usize,
+    valid: impl Fn(&E) -> bool,
+) -> Result<Index<E>, String> {
+    if !path.exists() {
+        return Ok(Index::new(entries_max));
+    }
+    let mut bytes = io::read_all(path).await.map_err(|e| e.to_string())?;
+    let whole = bytes.len() - bytes.len() % E::LEN;
+    bytes.truncate(whole);
+    while bytes.len() >= E::LEN && bytes[bytes.len() - E::LEN..].iter().all(|&b| b == 0) {
+        bytes.truncate(bytes.len() - E::LEN);
+    }
+    Index::decode(&bytes, entries_max, valid)
+}
+
+/// The files of the active segment, appended to by the partition's flusher
+/// alone.
+pub struct SegmentWriter {
+    pub seg: Rc<Segment>,
+    pub log: AppendFile,
+    pub index: AppendFile,
+    pub time_index: AppendFile,
+}
+
+impl SegmentWriter {
+    /// Creates the files of a new segment and makes their names durable.
+    pub async fn create(seg: Rc<Segment>, dir: &Path) -> Result<Self> {
+        let dma = Rc::new(io::open(&seg.log_path, true).await?);
+        seg.set_files(dma.clone())?;
+        let w = Self::attach(seg, dma, 0).await?;
+        io::sync_dir(dir).await?;
+        Ok(w)
+    }
+
+    /// Makes a closed segment the active one again (truncation cut into it).
+    pub async fn reopen(seg: Rc<Segment>) -> Result<Self> {
+        let dma = Rc::new(io::open(&seg.log_path, false).await?);
+        let len = seg.meta.borrow().size;
+        Self::attach(seg, dma, len).await
+    }
+
+    /// Wraps an open active segment whose log is `log_len` bytes, opening
+    /// its index files at the lengths memory says are persisted.
+    async fn attach(seg: Rc<Segment>, dma: Rc<DmaFile>, log_len: u64) -> Result<Self> {
+        let log = AppendFile::new(dma, seg.log_path.clone(), log_len).await?;
+        let (ix_len, tx_len) = {
+            let m = seg.meta.borrow();
+            (
+                (m.index.persisted() * OffsetEntry::LEN) as u64,
+                (m.time_index.persisted() * TimeEntry::LEN) as u64,
+            )
+        };
+        let ix = Rc::new(io::open(&seg.index_path, true).await?);
+        let index = AppendFile::new(ix, seg.index_path.clone(), ix_len).await?;
+        let tx = Rc::new(io::open(&seg.time_index_path, true).await?);
+        let time_index = AppendFile::new(tx, seg.time_index_path.clone(), tx_len).await?;
+        Ok(Self {
+            seg,
+            log,
+            index,
+            time_index,
+        })
+    }
+
+    /// Appends the index entries that describe data already in the log;
+    /// `written_next` is one past the last offset written to it.
+    pub async fn persist_indexes(&mut self, written_next: Offset) -> Result<()> {
+        let written = self.log.len();
+        let base = self.seg.base.0;
+        let (ix, ix_n, tx, tx_n) = {
+            let m = self.seg.meta.borrow();
+            let ix_n = m.index.count_below_position(written);
+            let ix = m.index.encode_range(m.index.persisted(), ix_n);
+            // A time entry is written once the offset it names is written.
+            let rel_end = (written_next.0 - base).clamp(0, u32::MAX as i64) as u32;
+            let tx_n = m.time_index.count_below(rel_end);
+            let tx = m.time_index.encode_range(m.time_index.persisted(), tx_n);
+            (ix, ix_n, tx, tx_n)
+        };
+        self.index.append(&[&ix]).await?;
+        self.time_index.append(&[&tx]).await?;
+        let mut m = self.seg.meta.borrow_mut();
+        m.index.set_persisted(ix_n);
+        m.time_index.set_persisted(tx_n);
+        Ok(())
+    }
+
+    /// Closes the segment for good (on roll): a last time index entry with
+    /// the largest timestamp, index files written whole, padding dropped,
+    /// everything fsync'ed.
+    pub async fn close(mut self) -> Result<()> {
+        {
+            let mut m = self.seg.meta.borrow_mut();
+            let base = self.seg.base.0;
+            let (ts, off) = (m.max_timestamp, m.offset_of_max_timestamp.0);
+            if ts >= 0 && m.time_index.last().is_none_or(|t| t.timestamp < ts) {
+                m.time_index.push(TimeEntry {
+                    timestamp: ts,
+                    relative_offset: (off - base) as u32,
+                });
+            }
+        }
+        let next = self.seg.meta.borrow().next_offset;
+        self.persist_indexes(next).await?;
+        self.log.finish().await?;
+        self.index.finish().await?;
+        self.time_index.finish().await?;
+        self.seg.meta.borrow_mut().closed = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+mod common;
+
+use common::*;
+use sluice_engine::config::LogConfig;
+use sluice_engine::Offset;
+
+#[test]
+fn given_appends_when_reopened_should_read_back_every_batch() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let config = LogConfig {
+            segment_bytes: 20_000,
+            ..LogConfig::default()
+        };
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let mut expect = Vec::new();
+        for i in 0..100u64 {
+            let (base, last) = append(&p, make_batch(i, 3, 300, 1_000 + i as i64), 2_000).await;
+            assert_eq!(base, Offset(3 * i as i64));
+            assert_eq!(last, Offset(3 * i as i64 + 2));
+            expect.push(base.0);
+        }
+        assert!(p.segment_bases().len() > 3, "segments rolled by size");
+        let got: Vec<i64> = read_all(&p, Offset(0)).await.iter().map(|b| b.0).collect();
+        assert_eq!(got, expect);
+        p.close().await.unwrap();
+        let ctx2 = shard();
+        let q = open(dir.path(), config, &ctx2).await;
+        assert_eq!(q.watermarks().log_end, Offset(300));
+        assert_eq!(q.watermarks().high_watermark, Offset(300));
+        let got: Vec<i64> = read_all(&q, Offset(0)).await.iter().map(|b| b.0).collect();
+        assert_eq!(got, expect);
+        let got: Vec<i64> = read_all(&q, Offset(151))
+            .await
+            .iter()
+            .map(|b| b.0)
+            .collect();
+        assert_eq!(got[0], 150);
+    });
+}
