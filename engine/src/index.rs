@@ -202,6 +202,17 @@ impl<E: Entry> Index<E> {
         self.persisted = self.persisted.min(n);
     }
 
+    /// The index of the first entry `bad` accepts.
+    pub fn position_of(&self, bad: impl Fn(&E) -> bool) -> Option<usize> {
+        self.entries.iter().position(bad)
+    }
+
+    /// Keeps entries `..n` only.
+    pub fn truncate_at(&mut self, n: usize) {
+        self.entries.truncate(n);
+        self.persisted = self.persisted.min(n);
+    }
+
     /// The file's bytes from entry `from` on.
     pub fn encode_from(&self, from: usize) -> Vec<u8> {
         self.encode_range(from, self.entries.len())

@@ -826,9 +826,7 @@ impl Partition {
             } else {
                 seg.meta.borrow().size
             };
-            if seg.meta.borrow().closed {
-                seg.verify().await?;
-            }
+            seg.verify().await?;
             let Some((pos, header)) = seg.find(from, limit).await? else {
                 continue;
             };
@@ -886,9 +884,7 @@ impl Partition {
             if max_ts < ts {
                 continue;
             }
-            if seg.meta.borrow().closed {
-                seg.verify().await?;
-            }
+            seg.verify().await?;
             let limit = if seg.base == upper.segment {
                 upper.position
             } else {
@@ -1113,6 +1109,12 @@ impl Partition {
             Some((pos, h)) => (pos, Offset(h.base_offset)),
             None => (size, seg.meta.borrow().next_offset),
         };
+        let log_start = self.inner.state.borrow().log_start;
+        if new_end < log_start {
+            // Offsets never go back below the log start: nothing at or past
+            // it is left, so start over there (Kafka's truncateFullyAndStartAt).
+            return self.restart_at(log_start, segments).await;
+        }
         let mut writer = self
             .inner
             .state
@@ -1135,6 +1137,10 @@ impl Partition {
             m.next_offset = new_end;
             m.closed = false;
             m.corrupt.retain(|r| r.start < cut);
+            for r in &mut m.corrupt {
+                r.end = r.end.min(cut);
+            }
+            m.verify_end = m.verify_end.min(cut);
             let (ts, off) = m.time_index.last().map_or((-1, seg.base), |t| {
                 (
                     t.timestamp,
@@ -1144,6 +1150,27 @@ impl Partition {
             m.max_timestamp = ts;
             m.offset_of_max_timestamp = off;
             m.bytes_since_index = 0;
+        }
+        // Batches after the last index entry left are not in the time index:
+        // read their headers for the largest timestamp.
+        let mut pos = seg
+            .meta
+            .borrow()
+            .index
+            .last()
+            .map_or(0, |e| u64::from(e.position));
+        while pos < cut {
+            let Some(h) = seg.header_at(pos).await? else {
+                break;
+            };
+            let len = h.total_len().unwrap_or(usize::MAX) as u64;
+            let mut m = seg.meta.borrow_mut();
+            if h.max_timestamp > m.max_timestamp {
+                m.max_timestamp = h.max_timestamp;
+                m.offset_of_max_timestamp = Offset(h.last_offset());
+            }
+            m.bytes_since_index += len;
+            pos = pos.saturating_add(len);
         }
         writer.log.truncate(cut).await?;
         let (ix_n, tx_n) = {
@@ -1193,6 +1220,56 @@ impl Partition {
             checkpoint::write_atomic(&dir.join(checkpoint::LEADER_EPOCH_FILE), text.as_bytes())
         })
         .await
+    }
+
+    /// Replaces every segment with one empty segment at `start`.
+    async fn restart_at(&self, start: Offset, old: Vec<Rc<Segment>>) -> Result<()> {
+        let config = self.inner.state.borrow().config.clone();
+        let seg = Rc::new(Segment::new(
+            &self.inner.dir,
+            start,
+            &config,
+            crate::types::now_ms(),
+        ));
+        drop(self.inner.state.borrow_mut().writer.take());
+        let paths: Vec<PathBuf> = old
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.log_path.clone(),
+                    s.index_path.clone(),
+                    s.time_index_path.clone(),
+                ]
+            })
+            .collect();
+        checkpoint::blocking(move || -> Result<()> {
+            for p in paths {
+                std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
+            }
+            Ok(())
+        })
+        .await?;
+        let writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
+        let text = {
+            let mut st = self.inner.state.borrow_mut();
+            st.segments.clear();
+            st.segments.insert(start, seg);
+            let mark = Mark {
+                offset: start,
+                segment: start,
+                position: 0,
+            };
+            st.log_end = start;
+            st.written = mark;
+            st.hw = mark;
+            st.epochs.truncate_from(start);
+            st.writer = Some(writer);
+            wake_acked(&mut st);
+            st.epochs.encode()
+        };
+        self.inner.shard.cache.clear(&self.inner.cache);
+        let path = self.inner.dir.join(checkpoint::LEADER_EPOCH_FILE);
+        checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await
     }
 
     /// Writes and fsyncs everything, persists the indexes and refuses

@@ -4,7 +4,9 @@
 //! A scan walks from a batch boundary to the end of the file. Each batch must
 //! have a sane length, magic 2, a matching CRC-32C (computed in pieces, so a
 //! batch of any size is checked in bounded memory), consistent counts, and a
-//! base offset at or past the end of the batch before it.
+//! base offset exactly one past the last offset of the batch before it (the
+//! CRC does not cover the base offset; continuity does). Compaction, when it
+//! comes, leaves gaps, and will relax this to "greater than".
 //!
 //! At the first batch that fails, the scan looks further on for the next
 //! position where a whole valid batch with a later offset starts:
@@ -79,15 +81,23 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where the first batch of a scan must start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum First {
+    /// At exactly this offset (a scan from the start of a segment).
+    At(i64),
+    /// At this offset or later (a scan from an index entry).
+    AtLeast(i64),
+}
+
 /// Scans `file` (logically `file_len` bytes) from `from`, which must be a
 /// batch boundary, calling `visit` for every valid batch in order.
-/// `offset_min` is the lowest base offset the first batch may have.
 pub async fn scan(
     file: &DmaFile,
     path: &Path,
     from: u64,
     file_len: u64,
-    offset_min: i64,
+    first: First,
     mut visit: impl FnMut(&Scanned),
 ) -> Result<ScanReport> {
     let mut r = Reader {
@@ -99,19 +109,24 @@ pub async fn scan(
     };
     let mut report = ScanReport::default();
     let mut pos = from;
-    let mut next_min = offset_min;
+    let mut expect = first;
     while pos < file_len {
-        if let Some(s) = check_at(&mut r, pos, next_min).await? {
+        if let Some(s) = check_at(&mut r, pos, expect).await? {
             visit(&s);
-            next_min = s.header.last_offset() + 1;
+            let next_min = s.header.last_offset() + 1;
+            expect = First::At(next_min);
             report.next_offset = Some(next_min);
             pos += s.len;
             continue;
         }
-        match resync(&mut r, pos + 1, next_min).await? {
+        let min = match expect {
+            First::At(o) | First::AtLeast(o) => o,
+        };
+        match resync(&mut r, pos + 1, min).await? {
             Some(q) => {
                 report.corrupt.push(pos..q);
                 pos = q;
+                expect = First::AtLeast(min);
             }
             None => break,
         }
@@ -122,7 +137,7 @@ pub async fn scan(
 }
 
 /// The valid batch starting at `pos`, if there is one.
-async fn check_at(r: &mut Reader<'_>, pos: u64, offset_min: i64) -> Result<Option<Scanned>> {
+async fn check_at(r: &mut Reader<'_>, pos: u64, expect: First) -> Result<Option<Scanned>> {
     let head = r.get(pos, HEADER_LEN).await?;
     let Some(header) = BatchHeader::parse(head) else {
         return Ok(None);
@@ -131,8 +146,12 @@ async fn check_at(r: &mut Reader<'_>, pos: u64, offset_min: i64) -> Result<Optio
         return Ok(None);
     };
     let fits = (len as u64) <= r.file_len - pos;
+    let offset_ok = match expect {
+        First::At(o) => header.base_offset == o,
+        First::AtLeast(o) => header.base_offset >= o,
+    };
     if !fits
-        || header.base_offset < offset_min
+        || !offset_ok
         || batch::check_length(&header, len, usize::MAX).is_err()
         || batch::check_counts(&header, len, usize::MAX).is_err()
     {
@@ -172,7 +191,11 @@ async fn resync(r: &mut Reader<'_>, from: u64, offset_min: i64) -> Result<Option
                 && head[16] as i8 == MAGIC_V2
                 && BatchHeader::parse(head).is_some_and(|h| h.base_offset >= offset_min)
         };
-        if candidate && check_at(r, pos, offset_min).await?.is_some() {
+        if candidate
+            && check_at(r, pos, First::AtLeast(offset_min))
+                .await?
+                .is_some()
+        {
             return Ok(Some(pos));
         }
         pos += 1;
@@ -212,7 +235,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let f = crate::io::open_read(&path).await.unwrap();
         let mut seen = Vec::new();
-        let rep = scan(&f, &path, 0, bytes.len() as u64, 0, |s| {
+        let rep = scan(&f, &path, 0, bytes.len() as u64, First::At(0), |s| {
             seen.push(s.header.base_offset)
         })
         .await
@@ -243,6 +266,17 @@ mod tests {
             assert_eq!(seen.len(), 9);
             assert_eq!(rep.valid_end, pos[9]);
             assert!(rep.corrupt.is_empty());
+        });
+    }
+
+    #[test]
+    fn given_flipped_base_offset_which_the_crc_does_not_cover_should_report_corruption() {
+        run(|| async {
+            let (mut bytes, pos) = file_of(10);
+            bytes[pos[6] as usize + 7] ^= 0x08;
+            let (seen, rep) = scan_bytes(bytes).await;
+            assert_eq!(seen.len(), 9);
+            assert_eq!(rep.corrupt, vec![pos[6]..pos[7]]);
         });
     }
 

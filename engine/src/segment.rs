@@ -8,8 +8,11 @@
 //!   whether or not the partition's flusher has written them yet;
 //! * a *closed* segment is never written again; its files are exactly as
 //!   long as their data and were fsync'ed when it closed;
-//! * a closed segment is verified (every batch's CRC) before its bytes are
-//!   first served; corrupt ranges found then are never served.
+//! * bytes that recovery did not scan (all of a closed segment, the part of
+//!   the active one before its last index entry) are verified — every
+//!   batch's CRC and offset continuity, and every index entry against the
+//!   batch boundaries found — before they are first served; corrupt ranges
+//!   found then are never served.
 
 use std::cell::{OnceCell, RefCell};
 use std::ops::Range;
@@ -63,7 +66,10 @@ pub struct SegmentMeta {
     /// When the segment was created (for `segment.ms`).
     pub created_ms: i64,
     pub closed: bool,
+    /// Whether bytes `..verify_end` were checked since the process started.
+    /// Bytes past it were checked by recovery or written by this process.
     pub verified: bool,
+    pub verify_end: u64,
     /// Byte ranges that hold corruption; never served.
     pub corrupt: Vec<Range<u64>>,
 }
@@ -81,7 +87,8 @@ impl SegmentMeta {
             bytes_since_index: 0,
             created_ms: now_ms,
             closed: false,
-            verified: false,
+            verified: true,
+            verify_end: 0,
             corrupt: Vec::new(),
         }
     }
@@ -249,8 +256,10 @@ impl Segment {
         }
     }
 
-    /// Checks every batch of a closed segment once, recording corrupt
-    /// ranges, before its bytes are first served.
+    /// Checks the bytes recovery did not scan, once, before they are first
+    /// served: batches (CRC, continuity) and index entries (each must name a
+    /// batch boundary found; entries from the first one that does not are
+    /// dropped from memory, which only makes lookups scan further).
     pub async fn verify(&self) -> Result<()> {
         if self.meta.borrow().verified {
             return Ok(());
@@ -260,23 +269,61 @@ impl Segment {
             .acquire_permit(1)
             .await
             .map_err(|_| EngineError::Closed)?;
-        if self.meta.borrow().verified {
-            return Ok(());
-        }
-        let size = self.meta.borrow().size;
-        let report = scan::scan(self.dma()?, &self.log_path, 0, size, self.base.0, |_| {}).await?;
+        let end = {
+            let m = self.meta.borrow();
+            if m.verified {
+                return Ok(());
+            }
+            m.verify_end
+        };
+        let mut boundaries = std::collections::HashMap::new();
+        let mut timestamps = std::collections::HashMap::new();
+        let report = scan::scan(
+            self.dma()?,
+            &self.log_path,
+            0,
+            end,
+            scan::First::At(self.base.0),
+            |s| {
+                boundaries.insert(s.position, s.header.last_offset());
+                timestamps.insert(s.header.last_offset(), s.header.max_timestamp);
+            },
+        )
+        .await?;
+        let verified_next = report.next_offset.unwrap_or(self.base.0);
         let mut meta = self.meta.borrow_mut();
-        meta.corrupt = report.corrupt;
-        if report.valid_end < size {
-            meta.corrupt.push(report.valid_end..size);
+        let mut corrupt = report.corrupt;
+        if report.valid_end < end {
+            corrupt.push(report.valid_end..end);
         }
-        for r in &meta.corrupt {
+        for r in &corrupt {
             tracing::error!(
                 path = %self.log_path.display(),
                 start = r.start,
                 end = r.end,
-                "corrupt bytes in a closed segment: not served"
+                "corrupt bytes in the log: not served"
             );
+        }
+        corrupt.append(&mut meta.corrupt);
+        corrupt.sort_by_key(|r| r.start);
+        meta.corrupt = corrupt;
+        let base = self.base.0;
+        let bad_index = |e: &OffsetEntry| {
+            let pos = u64::from(e.position);
+            pos < end && boundaries.get(&pos) != Some(&(base + i64::from(e.relative_offset)))
+        };
+        if let Some(i) = meta.index.position_of(bad_index) {
+            tracing::warn!(path = %self.index_path.display(), entry = i, "index entry names no batch: dropped");
+            meta.index.truncate_at(i);
+        }
+        // A time entry names the batch that carried its timestamp.
+        let bad_time = |e: &TimeEntry| {
+            let o = base + i64::from(e.relative_offset);
+            o < verified_next && timestamps.get(&o) != Some(&e.timestamp)
+        };
+        if let Some(i) = meta.time_index.position_of(bad_time) {
+            tracing::warn!(path = %self.time_index_path.display(), entry = i, "time index entry names no batch: dropped");
+            meta.time_index.truncate_at(i);
         }
         meta.verified = true;
         Ok(())
@@ -349,6 +396,8 @@ impl Segment {
                 meta.time_index = tx;
                 meta.size = file_len;
                 meta.closed = true;
+                meta.verified = false;
+                meta.verify_end = file_len;
                 None
             }
             Some((mut ix, mut tx)) => {
@@ -356,7 +405,10 @@ impl Segment {
                 let from = ix.last().map_or(0, |e| u64::from(e.position));
                 if let Some(rel) = ix.last().map(|e| e.relative_offset) {
                     ix.truncate_where(|e| e.relative_offset < rel);
-                    tx.truncate_where(|e| e.relative_offset < rel);
+                    // Time entries up to the dropped entry's batch stay: the
+                    // one written with it holds the largest timestamp of
+                    // every batch before the scan starts.
+                    tx.truncate_where(|e| e.relative_offset <= rel);
                 }
                 let mut meta = seg.meta.borrow_mut();
                 if let Some(t) = tx.last() {
@@ -368,6 +420,8 @@ impl Segment {
                 meta.bytes_since_index = if from > 0 { interval + 1 } else { 0 };
                 meta.index = ix;
                 meta.time_index = tx;
+                meta.verified = from == 0;
+                meta.verify_end = from;
                 Some(from)
             }
             None => {
@@ -378,31 +432,37 @@ impl Segment {
             }
         };
 
-        let Some(from) = scan_from else {
+        let Some(mut from) = scan_from else {
             return Ok((seg, None, epochs));
         };
-        let report = {
+        let report = loop {
             let seg2 = seg.clone();
-            scan::scan(
-                &dma,
-                &seg.log_path,
-                from,
-                file_len,
-                base.0,
-                |s: &Scanned| {
-                    seg2.meta
-                        .borrow_mut()
-                        .note_batch(base, s.position, &s.header, s.len, interval);
-                    epochs.push((s.header.partition_leader_epoch, s.header.base_offset));
-                },
-            )
-            .await?
+            let first = if from == 0 {
+                scan::First::At(base.0)
+            } else {
+                scan::First::AtLeast(base.0)
+            };
+            let report = scan::scan(&dma, &seg.log_path, from, file_len, first, |s: &Scanned| {
+                seg2.meta
+                    .borrow_mut()
+                    .note_batch(base, s.position, &s.header, s.len, interval);
+                epochs.push((s.header.partition_leader_epoch, s.header.base_offset));
+            })
+            .await?;
+            if from == 0 || report.next_offset.is_some() {
+                break report;
+            }
+            // The batch the index points at is itself torn or corrupt: its
+            // first offset is unknown, so recover the whole segment.
+            tracing::warn!(path = %seg.log_path.display(), "no valid batch after the last index entry: rescanning");
+            from = 0;
+            epochs.clear();
+            *seg.meta.borrow_mut() = SegmentMeta::new(base, config, now_ms);
         };
         {
             let mut meta = seg.meta.borrow_mut();
             meta.corrupt = report.corrupt.clone();
             meta.size = report.valid_end;
-            meta.verified = true;
             for r in &report.corrupt {
                 tracing::error!(path = %seg.log_path.display(), start = r.start, end = r.end,
                     "corrupt bytes inside the log: kept but never served");
