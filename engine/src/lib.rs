@@ -14,6 +14,7 @@ pub mod io;
 pub mod partition;
 pub mod scan;
 pub mod segment;
+pub mod shard;
 pub mod types;
 
 pub use error::{EngineError, KafkaCode, Result};

@@ -1,0 +1,251 @@
+//! Thread-per-core: N shards, each a glommio executor pinned to one core that
+//! alone owns a disjoint set of partitions and their files.
+//!
+//! A partition belongs to shard `shard_of(topic-partition, N)`: a fixed hash,
+//! so any shard (and later the network layer) can tell the owner without
+//! asking. Log directories are shared: each holds partitions of every shard,
+//! and a new partition goes to the directory with the fewest partitions.
+//! An I/O error in one directory takes that directory's partitions offline
+//! (`LogDir::offline`) while the others keep serving.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::LogConfig;
+use crate::error::{EngineError, Result};
+use crate::partition::{LogDir, Partition, ShardContext, Watermarks};
+use crate::types::{now_ms, TopicPartition};
+
+/// Broker-level storage settings (Kafka's names in the comments).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `log.dirs`.
+    pub log_dirs: Vec<PathBuf>,
+    /// Number of shards; 0 means one per available core.
+    pub shards: usize,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+    pub tail_cache_bytes_max: usize,
+    pub write_buffer_bytes_max: u64,
+    /// Defaults for topics (`log.segment.bytes`, `log.retention.ms`, ...).
+    pub log: LogConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            log_dirs: vec![PathBuf::from("data")],
+            shards: 0,
+            retention_check_interval_ms: 300_000,
+            tail_cache_bytes_max: 64 << 20,
+            write_buffer_bytes_max: 64 << 20,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The shard that owns a partition: FNV-1a of the directory name.
+pub fn shard_of(tp: &TopicPartition, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tp.dir_name().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// The log directory for a new partition: the one with the fewest
+/// partitions that is online.
+pub fn choose_dir(dirs: &[Arc<LogDir>]) -> Option<Arc<LogDir>> {
+    dirs.iter()
+        .filter(|d| !d.is_offline())
+        .min_by_key(|d| d.partitions.load(Ordering::Acquire))
+        .cloned()
+}
+
+/// What a shard opened at start.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    pub shard: usize,
+    pub partition: TopicPartition,
+    pub dir: PathBuf,
+    pub watermarks: Result<Watermarks, String>,
+}
+
+/// The running shards.
+pub struct Engine {
+    threads: Vec<ExecutorJoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    pub dirs: Vec<Arc<LogDir>>,
+    pub opened: Vec<Opened>,
+}
+
+impl Engine {
+    /// Creates the log directories, finds the partitions in them, starts the
+    /// shards and waits until each has opened (recovered) its partitions.
+    pub fn start(config: EngineConfig) -> Result<Engine> {
+        let shards = if config.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.shards
+        };
+        let mut dirs = Vec::new();
+        let mut found: Vec<Vec<(TopicPartition, Arc<LogDir>)>> = vec![Vec::new(); shards];
+        for path in &config.log_dirs {
+            std::fs::create_dir_all(path).map_err(|e| EngineError::io(path, e))?;
+            let dir = Arc::new(LogDir::new(path.clone()));
+            for entry in std::fs::read_dir(path).map_err(|e| EngineError::io(path, e))? {
+                let entry = entry.map_err(|e| EngineError::io(path, e))?;
+                let name = entry.file_name();
+                let Some(tp) = name.to_str().and_then(TopicPartition::from_dir_name) else {
+                    continue;
+                };
+                if entry.path().is_dir() {
+                    dir.partitions.fetch_add(1, Ordering::AcqRel);
+                    found[shard_of(&tp, shards)].push((tp, dir.clone()));
+                }
+            }
+            dirs.push(dir);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for (shard, owned) in found.into_iter().enumerate() {
+            let placement = if shards <= cores {
+                Placement::Fixed(shard)
+            } else {
+                Placement::Unbound
+            };
+            let stop = stop.clone();
+            let tx = tx.clone();
+            let config = config.clone();
+            let dirs = dirs.clone();
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("sluice-shard-{shard}"))
+                .spawn(move || async move { run_shard(shard, owned, dirs, config, stop, tx).await })
+                .map_err(|e| EngineError::io("executor", std::io::Error::other(e.to_string())))?;
+            threads.push(handle);
+        }
+        drop(tx);
+        let mut opened = Vec::new();
+        for batch in rx.iter().take(shards) {
+            opened.extend(batch);
+        }
+        Ok(Engine {
+            threads,
+            stop,
+            dirs,
+            opened,
+        })
+    }
+
+    /// Closes every partition (writing and syncing what is pending) and
+    /// stops the shards.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a shard thread panicked");
+            }
+        }
+    }
+}
+
+async fn run_shard(
+    shard: usize,
+    owned: Vec<(TopicPartition, Arc<LogDir>)>,
+    dirs: Vec<Arc<LogDir>>,
+    config: EngineConfig,
+    stop: Arc<AtomicBool>,
+    report: mpsc::Sender<Vec<Opened>>,
+) {
+    for d in &dirs {
+        if let Err(e) = crate::io::probe_device(&d.path).await {
+            tracing::error!(dir = %d.path.display(), error = %e, "log directory offline");
+            d.offline.store(true, Ordering::Release);
+        }
+    }
+    let ctx = Rc::new(ShardContext::new(
+        config.tail_cache_bytes_max,
+        config.write_buffer_bytes_max,
+    ));
+    let mut partitions = Vec::new();
+    let mut opened = Vec::new();
+    for (tp, dir) in owned {
+        let result = Partition::open(
+            dir.clone(),
+            tp.clone(),
+            config.log.clone(),
+            ctx.clone(),
+            now_ms(),
+        )
+        .await;
+        opened.push(Opened {
+            shard,
+            partition: tp,
+            dir: dir.path.clone(),
+            watermarks: result
+                .as_ref()
+                .map(|p| p.watermarks())
+                .map_err(|e| e.to_string()),
+        });
+        if let Ok(p) = result {
+            partitions.push(p);
+        }
+    }
+    let _ = report.send(opened);
+    let interval = Duration::from_millis(config.retention_check_interval_ms.max(1));
+    let mut next_check = Instant::now() + interval;
+    while !stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + interval;
+            for p in &partitions {
+                if let Err(e) = p.enforce_retention(now_ms()).await {
+                    tracing::warn!(partition = %p.topic_partition(), error = %e, "retention check failed");
+                }
+            }
+        }
+    }
+    for p in &partitions {
+        if let Err(e) = p.close().await {
+            tracing::error!(partition = %p.topic_partition(), error = %e, "close failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_several_dirs_new_partitions_go_to_the_emptiest_online_one() {
+        let a = Arc::new(LogDir::new("a".into()));
+        let b = Arc::new(LogDir::new("b".into()));
+        a.partitions.store(3, Ordering::Release);
+        b.partitions.store(1, Ordering::Release);
+        let dirs = vec![a.clone(), b.clone()];
+        assert_eq!(choose_dir(&dirs).unwrap().path, PathBuf::from("b"));
+        b.offline.store(true, Ordering::Release);
+        assert_eq!(choose_dir(&dirs).unwrap().path, PathBuf::from("a"));
+        a.offline.store(true, Ordering::Release);
+        assert!(choose_dir(&dirs).is_none());
+    }
+
+    #[test]
+    fn shard_of_spreads_partitions_and_is_stable() {
+        let mut counts = [0usize; 4];
+        for p in 0..400 {
+            counts[shard_of(&TopicPartition::new("orders", p), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 60), "{counts:?}");
+        let tp = TopicPartition::new("x", 7);
+        assert_eq!(shard_of(&tp, 4), shard_of(&tp, 4));
+    }
+}
