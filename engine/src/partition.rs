@@ -571,7 +571,9 @@ impl Partition {
                 && st
                     .first_unsynced
                     .is_some_and(|t| t.elapsed() >= Duration::from_millis(st.config.flush_ms)));
-        if st.failure.is_some() || (st.pending.is_empty() && !sync_due) {
+        // No writer: the partition was closed (a late flush.ms timer may
+        // still ask for a sync) or is poisoned.
+        if st.failure.is_some() || st.writer.is_none() || (st.pending.is_empty() && !sync_due) {
             st.flushing = false;
             wake_acked(&mut st);
             return None;
@@ -600,10 +602,7 @@ impl Partition {
         st.sync_requested = false;
         let epochs = st.epochs_dirty.then(|| st.epochs.encode());
         st.epochs_dirty = false;
-        let writer = st
-            .writer
-            .take()
-            .expect("the writer is checked in between groups");
+        let writer = st.writer.take().expect("checked above");
         st.in_progress = true;
         Some(Work {
             group,
@@ -713,6 +712,9 @@ impl Partition {
             let mut st = self.inner.state.borrow_mut();
             if st.failure.is_some() {
                 return Err(EngineError::Poisoned(self.inner.dir.clone()));
+            }
+            if st.closed {
+                return Err(EngineError::Closed);
             }
             st.sync_requested = true;
             // A group being written now may not hold everything appended so

@@ -109,17 +109,26 @@ impl SegmentMeta {
             self.max_timestamp = h.max_timestamp;
             self.offset_of_max_timestamp = Offset(h.last_offset());
         }
-        let rel = |o: i64| u32::try_from(o - base.0).expect("offsets of a segment fit in u32");
+        // Appends keep offsets and positions inside u32 (see `must_roll`);
+        // a segment recovered from elsewhere may not, and then simply goes
+        // unindexed past that point (lookups scan further).
+        let rel = |o: i64| u32::try_from(o - base.0).ok();
         if self.bytes_since_index > interval {
-            let pushed = self.index.push(OffsetEntry {
-                relative_offset: rel(h.last_offset()),
-                position: u32::try_from(position).expect("segment positions fit in u32"),
-            });
-            if pushed {
-                self.time_index.push(TimeEntry {
-                    timestamp: self.max_timestamp,
-                    relative_offset: rel(self.offset_of_max_timestamp.0),
-                });
+            let entry = (
+                rel(h.last_offset()),
+                u32::try_from(position).ok(),
+                rel(self.offset_of_max_timestamp.0),
+            );
+            if let (Some(relative_offset), Some(position), Some(max_rel)) = entry {
+                if self.index.push(OffsetEntry {
+                    relative_offset,
+                    position,
+                }) {
+                    self.time_index.push(TimeEntry {
+                        timestamp: self.max_timestamp,
+                        relative_offset: max_rel,
+                    });
+                }
             }
             self.bytes_since_index = 0;
         }
@@ -633,11 +642,14 @@ impl SegmentWriter {
             let mut m = self.seg.meta.borrow_mut();
             let base = self.seg.base.0;
             let (ts, off) = (m.max_timestamp, m.offset_of_max_timestamp.0);
-            if ts >= 0 && m.time_index.last().is_none_or(|t| t.timestamp < ts) {
-                m.time_index.push(TimeEntry {
-                    timestamp: ts,
-                    relative_offset: (off - base) as u32,
-                });
+            let rel = u32::try_from(off - base).ok();
+            if let Some(relative_offset) = rel.filter(|_| ts >= 0) {
+                if m.time_index.last().is_none_or(|t| t.timestamp < ts) {
+                    m.time_index.push(TimeEntry {
+                        timestamp: ts,
+                        relative_offset,
+                    });
+                }
             }
         }
         let next = self.seg.meta.borrow().next_offset;

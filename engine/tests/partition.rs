@@ -39,3 +39,29 @@ fn given_appends_when_reopened_should_read_back_every_batch() {
         assert_eq!(got[0], 150);
     });
 }
+
+#[test]
+fn given_closed_partition_when_flushed_or_appended_should_answer_closed() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let mut config = LogConfig::default();
+        config.set("flush.messages", "1000").unwrap();
+        config.set("flush.ms", "20").unwrap();
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let (_, last) = append(&p, make_batch(1, 2, 10, 5), 2_000).await;
+        p.close().await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(60)).await;
+        assert!(matches!(
+            p.flush().await,
+            Err(sluice_engine::EngineError::Closed)
+        ));
+        let e = p
+            .append(make_batch(2, 1, 1, 1), sluice_engine::LeaderEpoch(0), 2_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, sluice_engine::EngineError::Closed), "{e}");
+        let q = open(dir.path(), config, &shard()).await;
+        assert_eq!(q.watermarks().log_end, last.next());
+    });
+}
