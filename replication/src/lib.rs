@@ -1,2 +1,4 @@
-//! Replication and the metadata coordinator (issue: "Metadata coordinator"):
-//! nothing here is built yet; this crate exists to fix the workspace layout.
+//! The metadata coordinator (a Raft quorum holding cluster metadata) and,
+//! later, partition replication; they share the inter-node transport.
+
+pub mod metadata;
