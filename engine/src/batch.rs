@@ -167,8 +167,11 @@ impl BatchHeader {
         (total >= HEADER_LEN).then_some(total)
     }
 
+    /// The last offset in the batch. Saturates: the base offset of a batch
+    /// read back from disk is not covered by its CRC.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> Option<Compression> {

@@ -146,10 +146,22 @@ async fn check_at(r: &mut Reader<'_>, pos: u64, expect: First) -> Result<Option<
         return Ok(None);
     };
     let fits = (len as u64) <= r.file_len - pos;
-    let offset_ok = match expect {
-        First::At(o) => header.base_offset == o,
-        First::AtLeast(o) => header.base_offset >= o,
-    };
+    // Stored offsets are never negative and a batch's range never
+    // overflows; after corruption, a batch found further on must still lie
+    // within one segment's span (relative offsets are u32) of where the log
+    // was. The base offset is outside the CRC, so these checks matter.
+    let last_next = header
+        .base_offset
+        .checked_add(i64::from(header.last_offset_delta))
+        .and_then(|l| l.checked_add(1));
+    let offset_ok = header.base_offset >= 0
+        && last_next.is_some()
+        && match expect {
+            First::At(o) => header.base_offset == o,
+            First::AtLeast(o) => {
+                header.base_offset >= o && last_next.is_some_and(|n| n - o <= i64::from(u32::MAX))
+            }
+        };
     if !fits
         || !offset_ok
         || batch::check_length(&header, len, usize::MAX).is_err()
@@ -277,6 +289,21 @@ mod tests {
             let (seen, rep) = scan_bytes(bytes).await;
             assert_eq!(seen.len(), 9);
             assert_eq!(rep.corrupt, vec![pos[6]..pos[7]]);
+        });
+    }
+
+    #[test]
+    fn given_corruption_then_a_batch_with_offsets_near_i64_max_should_not_overflow() {
+        // Found by fuzz/segment_scan: resync accepted a batch whose base
+        // offset (outside the CRC) was i64::MAX and computed past it.
+        run(|| async {
+            let (mut bytes, pos) = file_of(3);
+            bytes[pos[1] as usize + 40] ^= 0x01;
+            let at = pos[2] as usize;
+            bytes[at..at + 8].copy_from_slice(&i64::MAX.to_be_bytes());
+            let (seen, rep) = scan_bytes(bytes).await;
+            assert_eq!(seen, vec![0]);
+            assert_eq!(rep.valid_end, pos[1]);
         });
     }
 
