@@ -2,3 +2,4 @@
 //! later, partition replication; they share the inter-node transport.
 
 pub mod metadata;
+pub mod raft;

@@ -33,7 +33,19 @@ mod state;
 pub use state::*;
 
 /// Kafka error codes the coordinator answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+)]
 #[repr(i16)]
 pub enum ErrorCode {
     UnknownTopicOrPartition = 3,
@@ -54,7 +66,18 @@ pub enum ErrorCode {
 }
 
 /// A refused command: the Kafka error and a message for the client.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+)]
 #[error("{code:?}: {message}")]
 pub struct MetaError {
     pub code: ErrorCode,

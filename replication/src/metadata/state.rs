@@ -18,7 +18,17 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 pub const PARTITIONS_MAX: i32 = 100_000;
 
 /// A listener a broker serves on.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub struct Endpoint {
     pub listener: String,
     pub host: String,
@@ -27,7 +37,17 @@ pub struct Endpoint {
 }
 
 /// A registered broker.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub struct Broker {
     pub id: i32,
     /// Chosen by the broker process at start: a new one means a restart.
@@ -42,7 +62,17 @@ pub struct Broker {
 }
 
 /// One partition's replication state.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub struct PartitionState {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
@@ -51,7 +81,17 @@ pub struct PartitionState {
     pub partition_epoch: i32,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub struct Topic {
     pub id: [u8; 16],
     pub name: String,
@@ -61,7 +101,17 @@ pub struct Topic {
 }
 
 /// What a config change applies to.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub enum ConfigResource {
     Topic(String),
     /// Cluster-wide broker defaults (Kafka's broker resource with an empty
@@ -71,14 +121,34 @@ pub enum ConfigResource {
 }
 
 /// One incremental config change (IncrementalAlterConfigs).
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub enum ConfigOp {
     Set(String, String),
     Delete(String),
 }
 
 /// A change proposed to the quorum.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub enum Command {
     RegisterBroker {
         id: i32,
@@ -141,7 +211,17 @@ pub enum Command {
 }
 
 /// The answer to an applied command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
 pub enum Outcome {
     Done,
     BrokerRegistered {
@@ -160,7 +240,18 @@ pub enum Outcome {
 }
 
 /// The whole cluster metadata.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+)]
 pub struct MetadataState {
     pub brokers: BTreeMap<i32, Broker>,
     pub topics: BTreeMap<String, Topic>,
@@ -168,6 +259,51 @@ pub struct MetadataState {
     pub next_producer_id: i64,
     /// Log index of the last command applied.
     pub last_applied: u64,
+    /// Per proposing client: its last sequence number, the log index it was
+    /// applied at and its outcome, so that a proposal retried after a
+    /// failover is applied once and answered again (at most
+    /// [`SESSIONS_MAX`] clients; the least recently seen is forgotten).
+    pub sessions: BTreeMap<u64, Session>,
+}
+
+/// Most client sessions the state remembers.
+pub const SESSIONS_MAX: usize = 4096;
+
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct Session {
+    pub seq: u64,
+    pub index: u64,
+    pub outcome: Outcome,
+}
+
+/// A command with the identity of who proposed it: the unit of the Raft log.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct Proposal {
+    /// Random per client process; 0 for proposals that need no
+    /// deduplication (the coordinator's own fencing).
+    pub client: u64,
+    pub seq: u64,
+    pub command: Command,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Result<Outcome, MetaError> {
@@ -217,6 +353,51 @@ impl MetadataState {
             Ok(o) => o,
             Err(e) => Outcome::Refused(e),
         }
+    }
+
+    /// Applies a proposal: a retry of the client's last proposal is not
+    /// applied again but answered with the outcome it had.
+    pub fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Outcome {
+        if p.client != 0 {
+            if let Some(s) = self.sessions.get(&p.client) {
+                if p.seq == s.seq {
+                    let outcome = s.outcome.clone();
+                    self.last_applied = self.last_applied.max(index);
+                    return outcome;
+                }
+                if p.seq < s.seq {
+                    self.last_applied = self.last_applied.max(index);
+                    return Outcome::Refused(MetaError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "request {} of client {} is older than its last, {}",
+                            p.seq, p.client, s.seq
+                        ),
+                    ));
+                }
+            }
+        }
+        let outcome = self.apply(index, &p.command);
+        if p.client != 0 {
+            self.sessions.insert(
+                p.client,
+                Session {
+                    seq: p.seq,
+                    index,
+                    outcome: outcome.clone(),
+                },
+            );
+            if self.sessions.len() > SESSIONS_MAX {
+                let oldest = self
+                    .sessions
+                    .iter()
+                    .min_by_key(|(c, s)| (s.index, **c))
+                    .map(|(c, _)| *c)
+                    .expect("not empty");
+                self.sessions.remove(&oldest);
+            }
+        }
+        outcome
     }
 
     /// Checks a command against the state without applying it (for

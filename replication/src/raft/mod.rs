@@ -1,0 +1,27 @@
+//! The metadata quorum on openraft: durable log and vote (`log_store`),
+//! the state machine with snapshots on disk (`state_machine`), and the
+//! transport between coordinator nodes (`network`).
+//!
+//! openraft runs on its own thread with a tokio current-thread runtime; the
+//! glommio shards talk to it over channels and read the metadata it
+//! publishes.
+
+pub mod client;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+use crate::metadata::{Outcome, Proposal};
+
+openraft::declare_raft_types!(
+    /// openraft's types for the metadata quorum.
+    pub TypeConfig:
+        D = Proposal,
+        R = Outcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
