@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use clap::{Parser, Subcommand};
 use sluice_engine::shard::{Engine, EngineConfig};
+use sluice_replication::raft::client::Client;
+use sluice_replication::raft::node::{self, NodeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +39,122 @@ enum Command {
         #[arg(long, default_value_t = 300_000)]
         retention_check_interval_ms: u64,
     },
+    /// Run one node of the metadata coordinator quorum (3 or 5 in production).
+    ///
+    /// Example, on three hosts:
+    /// `sluice coordinator --node-id 1 --peers 1=10.0.0.1:9093,2=10.0.0.2:9093,3=10.0.0.3:9093`
+    Coordinator {
+        /// This node's id; must be one of --peers.
+        #[arg(long)]
+        node_id: u64,
+        /// Every voter: id=host:port, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<String>,
+        /// Where to listen; defaults to this node's address in --peers.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[arg(long, default_value = "coordinator-data")]
+        data_dir: PathBuf,
+        /// `broker.session.timeout.ms`.
+        #[arg(long, default_value_t = 9_000)]
+        session_timeout_ms: u64,
+        /// Snapshot the metadata after this many log entries.
+        #[arg(long, default_value_t = 1_000)]
+        snapshot_every: u64,
+    },
+    /// Inspect the metadata quorum (like Kafka's DescribeQuorum).
+    Quorum {
+        /// Coordinator addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        coordinators: Vec<String>,
+    },
+}
+
+fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
+    peers
+        .iter()
+        .map(|p| {
+            let (id, addr) = p
+                .split_once('=')
+                .ok_or_else(|| format!("peer {p:?} is not id=host:port"))?;
+            let id = id
+                .parse()
+                .map_err(|_| format!("peer id {id:?} is not a number"))?;
+            Ok((id, addr.to_string()))
+        })
+        .collect()
+}
+
+fn coordinator(config: NodeConfig) -> std::process::ExitCode {
+    let signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: cannot install signal handlers: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let id = config.id;
+    let dir = config.dir.clone();
+    let handle = match node::start(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("sluice: cannot start coordinator {id}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "sluice: coordinator {id} listening on {}, data in {}",
+        handle.addr,
+        dir.display()
+    );
+    let mut signals = signals;
+    if let Some(sig) = signals.forever().next() {
+        println!("sluice: signal {sig}: stopping");
+    }
+    handle.stop();
+    std::process::ExitCode::SUCCESS
+}
+
+fn quorum(coordinators: &[String]) -> std::process::ExitCode {
+    println!(
+        "{:<6} {:<10} {:>6} {:>7} {:>9} {:>9} {:>9} {:>8}  voters",
+        "node", "state", "term", "leader", "last-log", "applied", "snapshot", "digest"
+    );
+    let mut failed = false;
+    for addr in coordinators {
+        match Client::status(addr) {
+            Ok(s) => {
+                let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                println!(
+                    "{:<6} {:<10} {:>6} {:>7} {:>9} {:>9} {:>9} {:08x}  {:?}",
+                    s.id,
+                    s.state,
+                    s.term,
+                    opt(s.leader),
+                    opt(s.last_log_index),
+                    opt(s.last_applied),
+                    opt(s.snapshot_index),
+                    s.state_digest,
+                    s.voters
+                );
+                for (node, idx) in &s.replication {
+                    println!("         replication to {node}: {}", opt(*idx));
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{addr}: unreachable: {e}");
+            }
+        }
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +186,38 @@ fn main() -> std::process::ExitCode {
             };
             start(config)
         }
+        Command::Coordinator {
+            node_id,
+            peers,
+            listen,
+            data_dir,
+            session_timeout_ms,
+            snapshot_every,
+        } => {
+            let peers = match parse_peers(&peers) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            let Some(own) = peers.get(&node_id) else {
+                eprintln!("sluice: node id {node_id} is not in --peers");
+                return std::process::ExitCode::FAILURE;
+            };
+            let listen = match listen.map(Ok).unwrap_or_else(|| own.parse()) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("sluice: cannot listen on {own}: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            let mut config = NodeConfig::new(node_id, listen, peers, data_dir);
+            config.session_timeout = std::time::Duration::from_millis(session_timeout_ms);
+            config.snapshot_every = snapshot_every;
+            coordinator(config)
+        }
+        Command::Quorum { coordinators } => quorum(&coordinators),
     }
 }
 

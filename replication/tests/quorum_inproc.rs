@@ -95,3 +95,53 @@ fn given_three_nodes_a_leader_is_elected_and_commands_reach_every_node() {
     });
     assert_ne!(new_leader, leader);
 }
+
+#[test]
+fn given_a_broker_that_stops_heartbeating_it_is_fenced_and_returns_with_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let peers: BTreeMap<u64, String> = [(1, addr.clone())].into();
+    let mut cfg = NodeConfig::new(1, addr.parse().unwrap(), peers, dir.path().to_path_buf());
+    cfg.session_timeout = Duration::from_millis(500);
+    let node = node::start(cfg).unwrap();
+    let mut client = Client::new(vec![addr]);
+    let register = |client: &mut Client, inc: u8| match client
+        .propose(Command::RegisterBroker {
+            id: 4,
+            incarnation: [inc; 16],
+            endpoints: vec![],
+            rack: None,
+        })
+        .unwrap()
+    {
+        Outcome::BrokerRegistered { epoch } => epoch,
+        o => panic!("{o:?}"),
+    };
+    let fenced = |node: &node::NodeHandle| node.state.borrow().brokers.get(&4).map(|b| b.fenced);
+    let epoch = register(&mut client, 1);
+    assert_eq!(
+        fenced(&node),
+        Some(true),
+        "a new registration starts fenced"
+    );
+    // Heartbeats unfence it and keep it unfenced past the session timeout.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        client.heartbeat(4, epoch).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(fenced(&node), Some(false));
+    // Silence: fenced after the session timeout.
+    wait_for("the silent broker to be fenced", || {
+        (fenced(&node) == Some(true)).then_some(())
+    });
+    // The old incarnation's epoch is stale once a new one registers.
+    let new_epoch = register(&mut client, 2);
+    assert!(new_epoch > epoch);
+    let stale = client.heartbeat(4, epoch).unwrap_err();
+    assert!(stale.to_string().contains("stale broker epoch"), "{stale}");
+    client.heartbeat(4, new_epoch).unwrap();
+    wait_for("the new incarnation to be unfenced", || {
+        (fenced(&node) == Some(false)).then_some(())
+    });
+}

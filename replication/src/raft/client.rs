@@ -117,6 +117,9 @@ impl Client {
                     self.leader = Some(a);
                     continue;
                 }
+                Ok(Some(Err(ClientError::Refused(why)))) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+                }
                 Ok(Some(Err(e))) => last_err = format!("{addr}: {e:?}"),
                 Ok(None) => last_err = format!("{addr}: unexpected response"),
                 Err(e) => last_err = format!("{addr}: {e}"),

@@ -59,10 +59,11 @@ pub enum Request {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     /// Ask the leader, if one is known: its id and address.
-    NotLeader {
-        leader: Option<(NodeId, String)>,
-    },
+    NotLeader { leader: Option<(NodeId, String)> },
+    /// Worth retrying elsewhere or later (no leader yet, a failover).
     Unavailable(String),
+    /// Final: retrying cannot help (a stale broker epoch, say).
+    Refused(String),
 }
 
 /// The quorum as one node sees it (DescribeQuorum-like).

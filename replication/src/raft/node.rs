@@ -310,13 +310,13 @@ async fn heartbeat(shared: &Shared, broker: i32, epoch: u64) -> Result<(), Clien
         match state.brokers.get(&broker) {
             Some(b) if b.epoch == epoch => b.fenced,
             Some(b) => {
-                return Err(ClientError::Unavailable(format!(
+                return Err(ClientError::Refused(format!(
                     "stale broker epoch {epoch}, current {}",
                     b.epoch
                 )))
             }
             None => {
-                return Err(ClientError::Unavailable(format!(
+                return Err(ClientError::Refused(format!(
                     "broker {broker} is not registered"
                 )))
             }
