@@ -145,3 +145,54 @@ fn given_a_broker_that_stops_heartbeating_it_is_fenced_and_returns_with_a_new_in
         (fenced(&node) == Some(false)).then_some(())
     });
 }
+
+#[test]
+fn given_a_broker_subscriber_its_image_follows_the_quorum_by_records_and_by_snapshot() {
+    use sluice_replication::raft::subscriber::Subscriber;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let peers: BTreeMap<u64, String> = [(1, addr.clone())].into();
+    let config = || {
+        let mut c = NodeConfig::new(
+            1,
+            addr.parse().unwrap(),
+            peers.clone(),
+            dir.path().to_path_buf(),
+        );
+        c.snapshot_every = 10;
+        c
+    };
+    let node = node::start(config()).unwrap();
+    let sub = Subscriber::start(vec![addr.clone()]).unwrap();
+    let mut client = Client::new(vec![addr.clone()]);
+    for i in 0..25 {
+        client
+            .propose(Command::RegisterBroker {
+                id: i,
+                incarnation: [1; 16],
+                endpoints: vec![],
+                rack: None,
+            })
+            .unwrap();
+    }
+    // Records: the subscriber applies the same proposals to its own copy.
+    let want = node.state.borrow().clone();
+    wait_for("the image to equal the quorum's state", || {
+        (*sub.current() == *want).then_some(())
+    });
+    drop(sub);
+    // Snapshot: after a restart the node holds no recent records, so a new
+    // subscriber starting from nothing receives the snapshot, then records.
+    node.stop();
+    let node = node::start(config()).unwrap();
+    client.propose(Command::UnregisterBroker { id: 3 }).unwrap();
+    let sub = Subscriber::start(vec![addr]).unwrap();
+    wait_for("the restarted node to apply everything", || {
+        let s = node.state.borrow().clone();
+        (s.brokers.len() == 24).then_some(())
+    });
+    let want = node.state.borrow().clone();
+    wait_for("the new subscriber to catch up", || {
+        (*sub.current() == *want).then_some(())
+    });
+}

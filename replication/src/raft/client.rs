@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::network::{self, ClientError, Request, Response, Status};
+use super::state_machine::MetadataDelta;
 use crate::metadata::{Command, Outcome, Proposal};
 
 pub struct Client {
@@ -127,6 +128,31 @@ impl Client {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(io::Error::new(io::ErrorKind::TimedOut, last_err))
+    }
+
+    /// Metadata after index `since` from any node (followers may answer a
+    /// little behind the leader; the next fetch catches up).
+    pub fn fetch_metadata(&mut self, since: u64, wait: Duration) -> io::Result<MetadataDelta> {
+        let req = Request::FetchMetadata {
+            since,
+            wait_ms: wait.as_millis().min(30_000) as u32,
+        };
+        let mut last_err = io::Error::other("no peers");
+        for _ in 0..self.peers.len().max(1) {
+            let addr = self.leader.clone().or_else(|| self.peers.first().cloned());
+            let Some(addr) = addr else { break };
+            match call(&addr, &req, wait + Duration::from_secs(5)) {
+                Ok(Response::Metadata(d)) => {
+                    self.leader = Some(addr);
+                    return Ok(d);
+                }
+                Ok(other) => last_err = io::Error::other(format!("unexpected response {other:?}")),
+                Err(e) => last_err = e,
+            }
+            self.leader = None;
+            self.peers.rotate_left(1);
+        }
+        Err(last_err)
     }
 
     /// One node's view of the quorum.

@@ -53,6 +53,12 @@ pub enum Request {
         epoch: u64,
     },
     Status,
+    /// Metadata after index `since`; waits up to `wait_ms` for a change
+    /// when there is none yet (a long poll).
+    FetchMetadata {
+        since: u64,
+        wait_ms: u32,
+    },
 }
 
 /// Why a client request was not served.
@@ -82,6 +88,7 @@ pub struct Status {
     /// CRC-32C of the encoded metadata state: equal on nodes with equal state.
     pub state_digest: u32,
     pub brokers: usize,
+    pub live_brokers: usize,
     pub topics: usize,
 }
 
@@ -98,6 +105,7 @@ pub enum Response {
     ClientWrite(Result<Outcome, ClientError>),
     BrokerHeartbeat(Result<(), ClientError>),
     Status(Box<Status>),
+    Metadata(super::state_machine::MetadataDelta),
     Error(String),
 }
 

@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 
 use super::log_store::LogStore;
 use super::network::{self, ClientError, NetworkFactory, Request, Response, Status};
-use super::state_machine::StateMachineStore;
+use super::state_machine::{MetadataDelta, StateMachineStore};
 use super::TypeConfig;
 use crate::metadata::{snapshot, Command, MetadataState, Proposal};
 
@@ -297,6 +297,16 @@ async fn handle(req: Request, shared: &Shared) -> Response {
             Response::BrokerHeartbeat(heartbeat(shared, broker, epoch).await)
         }
         Request::Status => Response::Status(Box::new(status(shared))),
+        Request::FetchMetadata { since, wait_ms } => {
+            let mut changes = shared.sm.subscribe();
+            let mut delta = shared.sm.delta_since(since);
+            if matches!(delta, MetadataDelta::UpToDate { .. }) && wait_ms > 0 {
+                let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
+                let _ = tokio::time::timeout(wait, changes.changed()).await;
+                delta = shared.sm.delta_since(since);
+            }
+            Response::Metadata(delta)
+        }
     }
 }
 
@@ -407,6 +417,7 @@ fn status(shared: &Shared) -> Status {
         replication,
         state_digest: crc32c::crc32c(&snapshot::encode(&state)),
         brokers: state.brokers.len(),
+        live_brokers: state.brokers.values().filter(|b| !b.fenced).count(),
         topics: state.topics.len(),
     }
 }

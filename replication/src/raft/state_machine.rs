@@ -8,6 +8,7 @@
 //! atomically (temp file, fsync, rename, fsync of the directory) whenever a
 //! snapshot is built or installed; loaded at start.
 
+use std::collections::VecDeque;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,25 @@ use openraft::{
 use tokio::sync::watch;
 
 use super::TypeConfig;
-use crate::metadata::{snapshot, MetadataState, Outcome};
+use crate::metadata::{snapshot, MetadataState, Outcome, Proposal};
+
+/// Most recently applied proposals kept for brokers catching up by
+/// records; a broker further behind gets a snapshot.
+pub const RECENT_MAX: usize = 10_000;
+/// Most records in one answer to a broker.
+pub const RECORDS_PER_FETCH_MAX: usize = 1_000;
+
+/// What a broker at `since` needs to reach the current state.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MetadataDelta {
+    UpToDate {
+        last_applied: u64,
+    },
+    /// Proposals applied after `since`, in log order, at their indexes.
+    Records(Vec<(u64, Proposal)>),
+    /// The whole state (`metadata::snapshot` encoding).
+    Snapshot(Vec<u8>),
+}
 
 type NodeId = u64;
 type Node = openraft::BasicNode;
@@ -42,6 +61,10 @@ struct Inner {
     membership: StoredMembership<NodeId, Node>,
     snapshot: Option<SnapshotFile>,
     snapshots_built: u64,
+    /// Proposals applied since `recent_floor`, oldest first.
+    recent: VecDeque<(u64, Proposal)>,
+    /// Every proposal at or below this index is reflected before `recent`.
+    recent_floor: u64,
 }
 
 /// The state machine; clones share it (one is the snapshot builder).
@@ -81,6 +104,7 @@ impl StateMachineStore {
             Err(e) => return Err(e),
         };
         let (published, _) = watch::channel(Arc::new(state.clone()));
+        let recent_floor = state.last_applied;
         Ok(Self {
             dir: dir.to_path_buf(),
             inner: Arc::new(Mutex::new(Inner {
@@ -89,6 +113,8 @@ impl StateMachineStore {
                 membership,
                 snapshot: snap,
                 snapshots_built: 0,
+                recent: VecDeque::new(),
+                recent_floor,
             })),
             published,
         })
@@ -105,6 +131,27 @@ impl StateMachineStore {
 
     pub fn state(&self) -> MetadataState {
         self.lock().state.clone()
+    }
+
+    /// What a broker whose copy has applied everything up to `since` needs.
+    pub fn delta_since(&self, since: u64) -> MetadataDelta {
+        let g = self.lock();
+        if since >= g.state.last_applied {
+            return MetadataDelta::UpToDate {
+                last_applied: g.state.last_applied,
+            };
+        }
+        if since >= g.recent_floor {
+            let records = g
+                .recent
+                .iter()
+                .filter(|(i, _)| *i > since)
+                .take(RECORDS_PER_FETCH_MAX)
+                .cloned()
+                .collect();
+            return MetadataDelta::Records(records);
+        }
+        MetadataDelta::Snapshot(snapshot::encode(&g.state))
     }
 
     fn save(&self, file: &SnapshotFile) -> io::Result<()> {
@@ -171,7 +218,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 g.last_applied = Some(e.log_id);
                 match e.payload {
                     EntryPayload::Blank => out.push(Outcome::Done),
-                    EntryPayload::Normal(p) => out.push(g.state.apply_proposal(e.log_id.index, &p)),
+                    EntryPayload::Normal(p) => {
+                        out.push(g.state.apply_proposal(e.log_id.index, &p));
+                        g.recent.push_back((e.log_id.index, p));
+                        if g.recent.len() > RECENT_MAX {
+                            let (i, _) = g.recent.pop_front().expect("not empty");
+                            g.recent_floor = i;
+                        }
+                    }
                     EntryPayload::Membership(m) => {
                         g.membership = StoredMembership::new(Some(e.log_id), m);
                         out.push(Outcome::Done);
@@ -209,6 +263,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let published = {
             let mut g = self.lock();
             g.state = state;
+            g.recent.clear();
+            g.recent_floor = g.state.last_applied;
             g.last_applied = meta.last_log_id;
             g.membership = meta.last_membership.clone();
             g.snapshot = Some(file);
