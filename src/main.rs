@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use clap::{Parser, Subcommand};
 use sluice_engine::shard::{Engine, EngineConfig};
+use sluice_replication::metadata::{Command as MetaCommand, Outcome};
 use sluice_replication::raft::client::Client;
 use sluice_replication::raft::node::{self, NodeConfig};
+use sluice_replication::raft::subscriber::Subscriber;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +40,16 @@ enum Command {
         /// `log.retention.check.interval.ms`.
         #[arg(long, default_value_t = 300_000)]
         retention_check_interval_ms: u64,
+        /// `broker.id`.
+        #[arg(long, default_value_t = 1)]
+        broker_id: i32,
+        /// Where the embedded one-member coordinator quorum listens.
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        coordinator_listen: std::net::SocketAddr,
+        /// Where the embedded coordinator keeps its log; default
+        /// <data-dir>/coordinator.
+        #[arg(long)]
+        coordinator_dir: Option<PathBuf>,
     },
     /// Run one node of the metadata coordinator quorum (3 or 5 in production).
     ///
@@ -172,11 +184,20 @@ fn main() -> std::process::ExitCode {
             log_dirs,
             shards,
             retention_check_interval_ms,
+            broker_id,
+            coordinator_listen,
+            coordinator_dir,
         } => {
+            let coordinator_dir = coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator"));
             let log_dirs = if log_dirs.is_empty() {
                 vec![data_dir]
             } else {
                 log_dirs
+            };
+            let embedded = Embedded {
+                broker_id,
+                listen: coordinator_listen,
+                dir: coordinator_dir,
             };
             let config = EngineConfig {
                 log_dirs,
@@ -184,7 +205,7 @@ fn main() -> std::process::ExitCode {
                 retention_check_interval_ms,
                 ..EngineConfig::default()
             };
-            start(config)
+            start(config, embedded)
         }
         Command::Coordinator {
             node_id,
@@ -221,7 +242,92 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn start(config: EngineConfig) -> std::process::ExitCode {
+/// The embedded default: a one-member coordinator quorum in the broker's
+/// process, with the broker registered, heartbeating and following it.
+struct Embedded {
+    broker_id: i32,
+    listen: std::net::SocketAddr,
+    dir: PathBuf,
+}
+
+struct Running {
+    _subscriber: Subscriber,
+    heartbeats: std::thread::JoinHandle<()>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    node: node::NodeHandle,
+}
+
+fn incarnation() -> [u8; 16] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut id = [0u8; 16];
+    id[..12].copy_from_slice(&nanos.to_le_bytes()[..12]);
+    id[12..].copy_from_slice(&std::process::id().to_le_bytes());
+    id
+}
+
+impl Embedded {
+    fn start(&self) -> Result<Running, String> {
+        let addr = self.listen.to_string();
+        let peers = BTreeMap::from([(1u64, addr.clone())]);
+        let config = NodeConfig::new(1, self.listen, peers, self.dir.clone());
+        let session = config.session_timeout;
+        let node = node::start(config)
+            .map_err(|e| format!("cannot start the embedded coordinator: {e}"))?;
+        let mut client = Client::new(vec![addr.clone()]);
+        let registered = client
+            .propose(MetaCommand::RegisterBroker {
+                id: self.broker_id,
+                incarnation: incarnation(),
+                endpoints: Vec::new(),
+                rack: None,
+            })
+            .map_err(|e| format!("cannot register with the coordinator: {e}"))?;
+        let epoch = match registered {
+            Outcome::BrokerRegistered { epoch } => epoch,
+            other => {
+                return Err(format!(
+                    "the coordinator refused the registration: {other:?}"
+                ))
+            }
+        };
+        println!(
+            "sluice: embedded coordinator (one-member quorum) on {addr}, data in {}; broker {} registered, epoch {epoch}",
+            self.dir.display(),
+            self.broker_id
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (id, st) = (self.broker_id, stop.clone());
+        let heartbeats = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Acquire) {
+                if let Err(e) = client.heartbeat(id, epoch) {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                std::thread::sleep(session / 3);
+            }
+        });
+        let subscriber =
+            Subscriber::start(vec![addr]).map_err(|e| format!("cannot follow metadata: {e}"))?;
+        Ok(Running {
+            _subscriber: subscriber,
+            heartbeats,
+            stop,
+            node,
+        })
+    }
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.heartbeats.join();
+        drop(self._subscriber);
+        self.node.stop();
+    }
+}
+
+fn start(config: EngineConfig, embedded: Embedded) -> std::process::ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -229,6 +335,13 @@ fn start(config: EngineConfig) -> std::process::ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sluice: cannot install signal handlers: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let coordinator = match embedded.start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -266,6 +379,7 @@ fn start(config: EngineConfig) -> std::process::ExitCode {
         println!("sluice: signal {sig}: syncing and stopping");
     }
     engine.stop();
+    coordinator.stop();
     println!("sluice: stopped cleanly");
     std::process::ExitCode::SUCCESS
 }

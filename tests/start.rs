@@ -1,5 +1,6 @@
 //! Runs the real `sluice` binary: it recovers partitions left in its data
-//! directory and stops cleanly on SIGTERM.
+//! directory, runs the embedded one-member coordinator quorum with the
+//! broker registered and heartbeating, and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -14,8 +15,21 @@ fn given_data_dir_with_a_partition_sluice_start_recovers_it_and_stops_on_sigterm
     log.extend_from_slice(&[0xAB; 30]);
     std::fs::write(part.join("00000000000000000000.log"), &log).unwrap();
 
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let coordinator = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["start", "--shards", "2", "--data-dir"])
+        .args([
+            "start",
+            "--shards",
+            "2",
+            "--coordinator-listen",
+            &coordinator,
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
