@@ -156,6 +156,10 @@ fn given_three_coordinator_processes_failover_catch_up_and_restart_keep_every_co
     // A follower misses several snapshots' worth of log, then returns.
     let leader = converged(&peers, &all)[0].leader.unwrap();
     let follower = *all.iter().find(|i| **i != leader).unwrap();
+    let follower_last = Client::status(&peers[&follower])
+        .unwrap()
+        .last_log_index
+        .unwrap();
     drop(procs.remove(&follower));
     for _ in 0..120 {
         allocate(&mut client, epoch, &mut next_id);

@@ -196,3 +196,77 @@ fn given_a_broker_subscriber_its_image_follows_the_quorum_by_records_and_by_snap
         (*sub.current() == *want).then_some(())
     });
 }
+
+#[test]
+fn given_malformed_frames_the_node_refuses_them_and_keeps_serving() {
+    use sluice_replication::raft::network::{self, Request, Response};
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let peers: BTreeMap<u64, String> = [(1, addr.clone())].into();
+    let node = node::start(NodeConfig::new(
+        1,
+        addr.parse().unwrap(),
+        peers,
+        dir.path().to_path_buf(),
+    ))
+    .unwrap();
+    wait_for("a leader", || {
+        Client::status(&addr).ok().and_then(|s| s.leader)
+    });
+    let send = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        answer
+    };
+    // A length far beyond the frame limit: closed before allocating.
+    assert!(send(&[0xff, 0xff, 0xff, 0xff]).is_empty());
+    // Garbage instead of Hello, and a Hello of another version: refused.
+    for first in [
+        vec![0u8, 0, 0, 3, 9, 9, 9],
+        network::encode(&Request::Hello { version: 99 }).unwrap(),
+    ] {
+        let answer = send(&first);
+        let payload = &answer[4..];
+        assert!(matches!(
+            network::decode::<Response>(payload).unwrap(),
+            Response::Error(_)
+        ));
+    }
+    // Random frames after a good Hello, with a deterministic generator.
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for i in 0..500 {
+        let mut frame = network::encode(&Request::Hello {
+            version: network::PROTOCOL_VERSION,
+        })
+        .unwrap();
+        let len = (i * 7) % 300;
+        let mut body = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(x as u8);
+        }
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        send(&frame);
+    }
+    // Still serving, with the same state.
+    let s = Client::status(&addr).unwrap();
+    assert_eq!(s.leader, Some(1));
+    let mut client = Client::new(vec![addr]);
+    client
+        .propose(Command::RegisterBroker {
+            id: 1,
+            incarnation: [1; 16],
+            endpoints: vec![],
+            rack: None,
+        })
+        .unwrap();
+    drop(node);
+}

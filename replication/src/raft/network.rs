@@ -83,6 +83,9 @@ pub struct Status {
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
     pub snapshot_index: Option<u64>,
+    /// Entries up to here are gone from the log (a node behind them can only
+    /// catch up by snapshot).
+    pub purged_index: Option<u64>,
     /// Leader only: the last log index each node is known to hold.
     pub replication: BTreeMap<NodeId, Option<u64>>,
     /// CRC-32C of the encoded metadata state: equal on nodes with equal state.

@@ -414,6 +414,7 @@ fn status(shared: &Shared) -> Status {
         last_log_index: m.last_log_index,
         last_applied: m.last_applied.map(|l| l.index),
         snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
         replication,
         state_digest: crc32c::crc32c(&snapshot::encode(&state)),
         brokers: state.brokers.len(),
