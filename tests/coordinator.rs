@@ -170,12 +170,20 @@ fn given_three_coordinator_processes_failover_catch_up_and_restart_keep_every_co
         ahead[0].snapshot_index.is_some(),
         "the leader took snapshots"
     );
+    let purged = wait_for("the leader to purge past the follower", || {
+        let s = Client::status(&peers[&leader]).ok()?;
+        s.purged_index.filter(|p| *p > follower_last)
+    });
+    assert!(
+        purged > follower_last,
+        "only a snapshot can bring the follower back"
+    );
     procs.insert(follower, spawn(follower, &peers, dir.path()));
     let s = converged(&peers, &all);
     let back = s.iter().find(|x| x.id == follower).unwrap();
     assert!(
-        back.snapshot_index.is_some(),
-        "the returning follower holds a snapshot"
+        back.snapshot_index.is_some_and(|i| i > follower_last),
+        "the follower installed a snapshot"
     );
     let before = s[0].state_digest;
 
