@@ -8,12 +8,17 @@
 //! An I/O error in one directory takes that directory's partitions offline
 //! (`LogDir::offline`) while the others keep serving.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use glommio::sync::Semaphore;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::LogConfig;
@@ -68,6 +73,77 @@ pub fn choose_dir(dirs: &[Arc<LogDir>]) -> Option<Arc<LogDir>> {
         .cloned()
 }
 
+/// What a shard's tasks share: its partitions and what opening more needs.
+pub struct ShardEnv {
+    pub shard: usize,
+    pub shards: usize,
+    pub ctx: Rc<ShardContext>,
+    pub dirs: Vec<Arc<LogDir>>,
+    /// The partitions this shard owns and has open.
+    pub partitions: RefCell<HashMap<TopicPartition, Partition>>,
+    pub stop: Arc<AtomicBool>,
+    /// One open at a time, so that two tasks never open the same partition.
+    open_lock: Semaphore,
+}
+
+impl ShardEnv {
+    /// The open partition, if this shard has it.
+    pub fn get(&self, tp: &TopicPartition) -> Option<Partition> {
+        self.partitions.borrow().get(tp).cloned()
+    }
+
+    /// The partition, opened (or created, in the emptiest online log dir)
+    /// with `config` if it is not open yet. Must be called on its owner.
+    pub async fn open(&self, tp: &TopicPartition, config: LogConfig) -> Result<Partition> {
+        debug_assert_eq!(shard_of(tp, self.shards), self.shard, "opened on its owner");
+        if let Some(p) = self.get(tp) {
+            return Ok(p);
+        }
+        let _permit = self
+            .open_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        if let Some(p) = self.get(tp) {
+            return Ok(p);
+        }
+        let dir = self
+            .dirs
+            .iter()
+            .find(|d| d.path.join(tp.dir_name()).is_dir())
+            .cloned()
+            .or_else(|| choose_dir(&self.dirs))
+            .ok_or_else(|| {
+                EngineError::DirOffline(
+                    self.dirs
+                        .first()
+                        .map(|d| d.path.clone())
+                        .unwrap_or_default(),
+                )
+            })?;
+        let p = Partition::open(dir, tp.clone(), config, self.ctx.clone(), now_ms()).await?;
+        self.partitions.borrow_mut().insert(tp.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// Closes and forgets a partition (its topic was deleted); its files
+    /// are removed by the caller if wanted.
+    pub async fn close(&self, tp: &TopicPartition) -> Result<Option<PathBuf>> {
+        let p = self.partitions.borrow_mut().remove(tp);
+        match p {
+            Some(p) => {
+                p.close().await?;
+                Ok(Some(p.dir().to_path_buf()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// A task run on every shard beside the storage engine's own (the network
+/// layer's listener, for one).
+pub type ShardMain = Arc<dyn Fn(Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
 /// What a shard opened at start.
 #[derive(Clone, Debug)]
 pub struct Opened {
@@ -89,6 +165,12 @@ impl Engine {
     /// Creates the log directories, finds the partitions in them, starts the
     /// shards and waits until each has opened (recovered) its partitions.
     pub fn start(config: EngineConfig) -> Result<Engine> {
+        Self::start_with(config, None)
+    }
+
+    /// Like [`Engine::start`], also running `main` on every shard once it
+    /// has recovered its partitions.
+    pub fn start_with(config: EngineConfig, main: Option<ShardMain>) -> Result<Engine> {
         let shards = if config.shards == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -126,9 +208,22 @@ impl Engine {
             let tx = tx.clone();
             let config = config.clone();
             let dirs = dirs.clone();
+            let main = main.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("sluice-shard-{shard}"))
-                .spawn(move || async move { run_shard(shard, owned, dirs, config, stop, tx).await })
+                .spawn(move || async move {
+                    run_shard(ShardStart {
+                        shard,
+                        shards,
+                        owned,
+                        dirs,
+                        config,
+                        stop,
+                        report: tx,
+                        main,
+                    })
+                    .await
+                })
                 .map_err(|e| EngineError::io("executor", std::io::Error::other(e.to_string())))?;
             threads.push(handle);
         }
@@ -157,38 +252,59 @@ impl Engine {
     }
 }
 
-async fn run_shard(
+struct ShardStart {
     shard: usize,
+    shards: usize,
     owned: Vec<(TopicPartition, Arc<LogDir>)>,
     dirs: Vec<Arc<LogDir>>,
     config: EngineConfig,
     stop: Arc<AtomicBool>,
     report: mpsc::Sender<Vec<Opened>>,
-) {
+    main: Option<ShardMain>,
+}
+
+async fn run_shard(start: ShardStart) {
+    let ShardStart {
+        shard,
+        shards,
+        owned,
+        dirs,
+        config,
+        stop,
+        report,
+        main,
+    } = start;
     for d in &dirs {
         if let Err(e) = crate::io::probe_device(&d.path).await {
             tracing::error!(dir = %d.path.display(), error = %e, "log directory offline");
             d.offline.store(true, Ordering::Release);
         }
     }
-    let ctx = Rc::new(ShardContext::new(
-        config.tail_cache_bytes_max,
-        config.write_buffer_bytes_max,
-    ));
-    let mut partitions = Vec::new();
+    let env = Rc::new(ShardEnv {
+        shard,
+        shards,
+        ctx: Rc::new(ShardContext::new(
+            config.tail_cache_bytes_max,
+            config.write_buffer_bytes_max,
+        )),
+        dirs: dirs.clone(),
+        partitions: RefCell::new(HashMap::new()),
+        stop: stop.clone(),
+        open_lock: Semaphore::new(1),
+    });
     let mut opened = Vec::new();
     for (tp, dir) in owned {
         let result = Partition::open(
             dir.clone(),
             tp.clone(),
             config.log.clone(),
-            ctx.clone(),
+            env.ctx.clone(),
             now_ms(),
         )
         .await;
         opened.push(Opened {
             shard,
-            partition: tp,
+            partition: tp.clone(),
             dir: dir.path.clone(),
             watermarks: result
                 .as_ref()
@@ -196,16 +312,20 @@ async fn run_shard(
                 .map_err(|e| e.to_string()),
         });
         if let Ok(p) = result {
-            partitions.push(p);
+            env.partitions.borrow_mut().insert(tp, p);
         }
     }
     let _ = report.send(opened);
+    if let Some(main) = main {
+        glommio::spawn_local(main(env.clone())).detach();
+    }
     let interval = Duration::from_millis(config.retention_check_interval_ms.max(1));
     let mut next_check = Instant::now() + interval;
     while !stop.load(Ordering::Acquire) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         if Instant::now() >= next_check {
             next_check = Instant::now() + interval;
+            let partitions: Vec<Partition> = env.partitions.borrow().values().cloned().collect();
             for p in &partitions {
                 if let Err(e) = p.enforce_retention(now_ms()).await {
                     tracing::warn!(partition = %p.topic_partition(), error = %e, "retention check failed");
@@ -213,6 +333,7 @@ async fn run_shard(
             }
         }
     }
+    let partitions: Vec<Partition> = env.partitions.borrow().values().cloned().collect();
     for p in &partitions {
         if let Err(e) = p.close().await {
             tracing::error!(partition = %p.topic_partition(), error = %e, "close failed");
