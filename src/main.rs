@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use clap::{Parser, Subcommand};
 use sluice_engine::shard::{Engine, EngineConfig};
-use sluice_replication::metadata::{Command as MetaCommand, Outcome};
+use sluice_replication::metadata::{Command as MetaCommand, Endpoint, ErrorCode, Outcome};
 use sluice_replication::raft::client::Client;
 use sluice_replication::raft::node::{self, NodeConfig};
 use sluice_replication::raft::subscriber::Subscriber;
@@ -43,6 +43,17 @@ enum Command {
         /// `broker.id`.
         #[arg(long, default_value_t = 1)]
         broker_id: i32,
+        /// `listeners`: where Kafka clients connect. Loopback by default;
+        /// give 0.0.0.0:9092 to serve other hosts.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listeners: std::net::SocketAddr,
+        /// `advertised.listeners`: the host:port clients are told to use;
+        /// defaults to --listeners.
+        #[arg(long)]
+        advertised_listeners: Option<String>,
+        /// `auto.create.topics.enable`.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        auto_create_topics_enable: bool,
         /// Where the embedded one-member coordinator quorum listens.
         #[arg(long, default_value = "127.0.0.1:9093")]
         coordinator_listen: std::net::SocketAddr,
@@ -173,7 +184,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -185,6 +196,9 @@ fn main() -> std::process::ExitCode {
             shards,
             retention_check_interval_ms,
             broker_id,
+            listeners,
+            advertised_listeners,
+            auto_create_topics_enable,
             coordinator_listen,
             coordinator_dir,
         } => {
@@ -194,18 +208,33 @@ fn main() -> std::process::ExitCode {
             } else {
                 log_dirs
             };
+            let advertised = advertised_listeners.unwrap_or_else(|| listeners.to_string());
+            let Some((host, port)) = advertised
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            else {
+                eprintln!("sluice: --advertised-listeners {advertised:?} is not host:port");
+                return std::process::ExitCode::FAILURE;
+            };
             let embedded = Embedded {
                 broker_id,
                 listen: coordinator_listen,
                 dir: coordinator_dir,
+                advertised: (host, port),
             };
+            let mut broker = sluice_net::BrokerConfig::new(
+                broker_id,
+                listeners,
+                vec![coordinator_listen.to_string()],
+            );
+            broker.auto_create_topics = auto_create_topics_enable;
             let config = EngineConfig {
                 log_dirs,
                 shards,
                 retention_check_interval_ms,
                 ..EngineConfig::default()
             };
-            start(config, embedded)
+            start(config, embedded, broker)
         }
         Command::Coordinator {
             node_id,
@@ -248,13 +277,17 @@ struct Embedded {
     broker_id: i32,
     listen: std::net::SocketAddr,
     dir: PathBuf,
+    advertised: (String, u16),
 }
 
 struct Running {
-    _subscriber: Subscriber,
+    subscriber: Subscriber,
     heartbeats: std::thread::JoinHandle<()>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     node: node::NodeHandle,
+    /// This broker's id and epoch, and the coordinator it registered with.
+    broker: (i32, u64),
+    coordinator: String,
 }
 
 fn incarnation() -> [u8; 16] {
@@ -276,20 +309,46 @@ impl Embedded {
         let node = node::start(config)
             .map_err(|e| format!("cannot start the embedded coordinator: {e}"))?;
         let mut client = Client::new(vec![addr.clone()]);
-        let registered = client
-            .propose(MetaCommand::RegisterBroker {
-                id: self.broker_id,
-                incarnation: incarnation(),
-                endpoints: Vec::new(),
-                rack: None,
-            })
-            .map_err(|e| format!("cannot register with the coordinator: {e}"))?;
-        let epoch = match registered {
-            Outcome::BrokerRegistered { epoch } => epoch,
-            other => {
-                return Err(format!(
-                    "the coordinator refused the registration: {other:?}"
-                ))
+        let register = MetaCommand::RegisterBroker {
+            id: self.broker_id,
+            incarnation: incarnation(),
+            endpoints: vec![Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: self.advertised.0.clone(),
+                port: self.advertised.1,
+                security_protocol: "PLAINTEXT".into(),
+            }],
+            rack: None,
+        };
+        // After a crash the previous incarnation counts as live until its
+        // session expires and the leader fences it; registration waits.
+        let deadline = std::time::Instant::now() + session * 3;
+        let mut told = false;
+        let epoch = loop {
+            let outcome = client
+                .propose(register.clone())
+                .map_err(|e| format!("cannot register with the coordinator: {e}"))?;
+            match outcome {
+                Outcome::BrokerRegistered { epoch } => break epoch,
+                Outcome::Refused(e)
+                    if e.code == ErrorCode::DuplicateBrokerRegistration
+                        && std::time::Instant::now() < deadline =>
+                {
+                    if !told {
+                        println!(
+                            "sluice: broker {} is still registered by a previous process; waiting for its session ({} ms) to expire",
+                            self.broker_id,
+                            session.as_millis()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => {
+                    return Err(format!(
+                        "the coordinator refused the registration: {other:?}"
+                    ))
+                }
             }
         };
         println!(
@@ -307,13 +366,16 @@ impl Embedded {
                 std::thread::sleep(session / 3);
             }
         });
+        let addr_for_stop = addr.clone();
         let subscriber =
             Subscriber::start(vec![addr]).map_err(|e| format!("cannot follow metadata: {e}"))?;
         Ok(Running {
-            _subscriber: subscriber,
+            subscriber,
             heartbeats,
             stop,
             node,
+            broker: (self.broker_id, epoch),
+            coordinator: addr_for_stop,
         })
     }
 }
@@ -322,12 +384,24 @@ impl Running {
     fn stop(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.heartbeats.join();
-        drop(self._subscriber);
+        // Controlled shutdown: fence this incarnation now, so that the next
+        // process registers at once instead of waiting for the session.
+        let mut client = Client::new(vec![self.coordinator.clone()]);
+        client.timeout = std::time::Duration::from_secs(5);
+        let (id, epoch) = self.broker;
+        if let Err(e) = client.propose(MetaCommand::FenceBroker { id, epoch }) {
+            tracing::warn!(error = %e, "could not fence this broker on shutdown");
+        }
+        drop(self.subscriber);
         self.node.stop();
     }
 }
 
-fn start(config: EngineConfig, embedded: Embedded) -> std::process::ExitCode {
+fn start(
+    mut config: EngineConfig,
+    embedded: Embedded,
+    broker: sluice_net::BrokerConfig,
+) -> std::process::ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -345,7 +419,13 @@ fn start(config: EngineConfig, embedded: Embedded) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let engine = match Engine::start(config.clone()) {
+    if config.shards == 0 {
+        config.shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    let listen = broker.listen;
+    let server =
+        sluice_net::shard_main(broker, coordinator.subscriber.image.clone(), config.shards);
+    let engine = match Engine::start_with(config.clone(), Some(server)) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("sluice: cannot start the storage engine: {e}");
@@ -370,7 +450,8 @@ fn start(config: EngineConfig, embedded: Embedded) -> std::process::ExitCode {
         }
     }
     println!(
-        "sluice: storage engine running, {} partitions ({} offline); the Kafka listener is not built yet. Ctrl-C to stop.",
+        "sluice: serving Kafka clients on {listen} with {} shards, {} partitions ({} offline). Ctrl-C to stop.",
+        config.shards,
         engine.opened.len(),
         failed
     );

@@ -39,7 +39,7 @@ fn given_data_dir_with_a_partition_sluice_start_recovers_it_and_stops_on_sigterm
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let running = line.contains("storage engine running");
+        let running = line.contains("serving Kafka clients");
         seen.push(line);
         if running {
             break;

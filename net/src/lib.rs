@@ -1,4 +1,328 @@
 //! The Kafka protocol server.
+//!
+//! Every shard listens on the same address (SO_REUSEPORT, so the kernel
+//! spreads connections over the shards) and serves the connections it
+//! accepted. A request's partition work goes to the shards that own the
+//! partitions (`router`); metadata comes from the coordinator's image, which
+//! every shard reads without locks.
+//!
+//! ## Bad input
+//! * A frame size below 4 or above `socket.request.max.bytes` closes the
+//!   connection before anything is allocated for it.
+//! * An unknown API key, or a version this broker does not serve, closes the
+//!   connection, except for ApiVersions, which is answered in version 0
+//!   with UNSUPPORTED_VERSION and the served versions (KIP-511), as Kafka
+//!   does.
+//! * A body that does not decode closes the connection. Element counts are
+//!   bounded by the frame before decoding allocates (see
+//!   vendor/kafka-protocol/SLUICE-PATCHES.md).
+//! * Record batches are validated by the engine before they are stored.
+//! * Connections idle for `connections.max.idle.ms` are closed, at most
+//!   `connections_max` are served per shard, and requests on a connection
+//!   are handled one at a time, so the bytes in flight per connection are at
+//!   most one request.
+
+pub mod api;
+mod frame;
+pub mod handlers;
+pub mod router;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use glommio::channels::channel_mesh::FullMesh;
+use glommio::net::{TcpListener, TcpStream};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use sluice_engine::shard::{shard_of, ShardEnv, ShardMain};
+use sluice_engine::TopicPartition;
+use sluice_replication::raft::subscriber::Image;
+
+use router::{Msg, PartOp, Router};
+
+/// Broker settings, with Kafka's names in the comments.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `broker.id`.
+    pub broker_id: i32,
+    /// `listeners`.
+    pub listen: SocketAddr,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle_ms: u64,
+    /// Most connections one shard serves.
+    pub connections_max: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// The coordinator quorum's addresses.
+    pub coordinators: Vec<String>,
+    pub cluster_id: String,
+}
+
+impl BrokerConfig {
+    pub fn new(broker_id: i32, listen: SocketAddr, coordinators: Vec<String>) -> Self {
+        Self {
+            broker_id,
+            listen,
+            socket_request_max_bytes: 104_857_600,
+            connections_max_idle_ms: 600_000,
+            connections_max: 10_000,
+            auto_create_topics: true,
+            coordinators,
+            cluster_id: "sluice".into(),
+        }
+    }
+}
+
+/// What request handlers on one shard share.
+pub struct Ctx {
+    pub config: Arc<BrokerConfig>,
+    pub image: Image,
+    pub router: Rc<Router>,
+}
+
+/// The per-shard task that serves Kafka clients, for
+/// `Engine::start_with`.
+pub fn shard_main(config: BrokerConfig, image: Image, shards: usize) -> ShardMain {
+    let config = Arc::new(config);
+    // The mesh is Send but not Sync: each shard takes its clone under a lock.
+    let mesh = Arc::new(Mutex::new(FullMesh::<Msg>::full(shards, 1024)));
+    let peers: Arc<Mutex<Vec<Option<usize>>>> = Arc::new(Mutex::new(vec![None; shards]));
+    Arc::new(move |env: Rc<ShardEnv>| {
+        let config = config.clone();
+        let image = image.clone();
+        let mesh = mesh.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let peers = peers.clone();
+        Box::pin(async move {
+            let (senders, receivers) = match mesh.join().await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(shard = env.shard, error = %e, "could not join the shard mesh");
+                    return;
+                }
+            };
+            peers.lock().unwrap_or_else(|p| p.into_inner())[env.shard] = Some(senders.peer_id());
+            let table = loop {
+                let t = peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if t.iter().all(Option::is_some) {
+                    break t.into_iter().map(|p| p.expect("checked")).collect();
+                }
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            };
+            let router = Router::new(env.clone(), senders, receivers, table);
+            let ctx = Rc::new(Ctx {
+                config: config.clone(),
+                image,
+                router,
+            });
+            glommio::spawn_local(follow_metadata(ctx.clone())).detach();
+            serve(ctx).await;
+        })
+    })
+}
+
+/// Applies metadata changes to the partitions this shard has open: config
+/// changes, and removal of partitions whose topic was deleted.
+///
+/// Only a topic this shard has seen in an earlier image and that is gone
+/// now counts as deleted: a partition on disk that metadata has never
+/// named (an image that lags, a directory copied in by hand) is kept, not
+/// served, and reported, never removed.
+async fn follow_metadata(ctx: Rc<Ctx>) {
+    let env = ctx.router.env.clone();
+    let mut seen = 0u64;
+    let mut known: std::collections::HashMap<String, [u8; 16]> = std::collections::HashMap::new();
+    let mut reported = std::collections::HashSet::new();
+    while !env.stop.load(std::sync::atomic::Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        let state = ctx.image.load_full();
+        if state.last_applied == seen {
+            continue;
+        }
+        seen = state.last_applied;
+        let open: Vec<TopicPartition> = env.partitions.borrow().keys().cloned().collect();
+        let mut gone = Vec::new();
+        for tp in open {
+            let topic = state.topics.get(&tp.topic);
+            match topic {
+                Some(t)
+                    if (tp.partition.0 as usize) < t.partitions.len()
+                        && known.get(&tp.topic).is_none_or(|id| *id == t.id) =>
+                {
+                    if let Some(p) = env.get(&tp) {
+                        let want = handlers::log_config(&state, &tp.topic);
+                        if p.config() != want {
+                            p.set_config(want);
+                        }
+                    }
+                }
+                // Deleted (or deleted and created again under a new id).
+                _ if known.contains_key(&tp.topic) => gone.push((tp, PartOp::Remove)),
+                _ => {
+                    if reported.insert(tp.clone()) {
+                        tracing::warn!(partition = %tp, "on disk but not in the cluster metadata: kept, not served");
+                    }
+                }
+            }
+        }
+        known = state
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.id))
+            .collect();
+        if !gone.is_empty() {
+            ctx.router.run(gone).await;
+        }
+    }
+}
+
+async fn serve(ctx: Rc<Ctx>) {
+    let listener = match TcpListener::bind(ctx.config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %ctx.config.listen, error = %e, "cannot listen");
+            return;
+        }
+    };
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= ctx.config.connections_max {
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (ctx, open) = (ctx.clone(), open.clone());
+        glommio::spawn_local(async move {
+            if let Err(e) = connection(&ctx, stream).await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+}
+
+async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_millis(
+        ctx.config.connections_max_idle_ms.max(1),
+    )))?;
+    while let Some(frame) = frame::read(&mut stream, ctx.config.socket_request_max_bytes).await? {
+        let Some((header_bytes, body)) = handle(ctx, frame).await? else {
+            continue; // acks=0 produce: no response
+        };
+        frame::write(&mut stream, &header_bytes, &body).await?;
+    }
+    Ok(())
+}
+
+fn bad(why: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why.into())
+}
+
+/// Decodes, serves and encodes one request. `Ok(None)`: no response is
+/// due; `Err`: close the connection.
+async fn handle(
+    ctx: &Ctx,
+    mut frame: bytes::Bytes,
+) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+    if frame.len() < 4 {
+        return Err(bad("request shorter than its header"));
+    }
+    let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(key_raw).map_err(|_| bad(format!("unknown API key {key_raw}")))?;
+    let served = api::served(key);
+    let supported = served.is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
+    if !supported && key != ApiKey::ApiVersions {
+        return Err(bad(format!("{key:?} version {version} is not served")));
+    }
+    if !supported {
+        // KIP-511: answer ApiVersions in version 0 with the served versions.
+        let correlation = if frame.len() >= 8 {
+            frame.slice(4..8).get_i32()
+        } else {
+            0
+        };
+        let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
+        return encode(
+            ApiKey::ApiVersions,
+            0,
+            correlation,
+            ResponseKind::ApiVersions(body),
+        )
+        .map(Some);
+    }
+    let header_version = key.request_header_version(version);
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| bad(e.to_string()))?;
+    let request = RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?;
+    let correlation = header.correlation_id;
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle(0)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(handlers::metadata::handle(ctx, r, version).await)
+        }
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let resp = handlers::produce::handle(ctx, r, version).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            ResponseKind::Produce(resp)
+        }
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(handlers::fetch::handle(ctx, r, version).await)
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(ctx, r, version).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(handlers::create_topics::handle(ctx, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(handlers::delete_topics::handle(ctx, r, version).await)
+        }
+        other => return Err(bad(format!("{other:?} is not served"))),
+    };
+    encode(key, version, correlation, response).map(Some)
+}
+
+fn encode(
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    body: ResponseKind,
+) -> std::io::Result<(BytesMut, BytesMut)> {
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation;
+    let mut h = BytesMut::new();
+    header
+        .encode(&mut h, key.response_header_version(version))
+        .map_err(|e| bad(e.to_string()))?;
+    let mut b = BytesMut::new();
+    body.encode(&mut b, version)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((h, b))
+}
+
+/// The shard that owns a partition, for tools and tests.
+pub fn owner(tp: &TopicPartition, shards: usize) -> usize {
+    shard_of(tp, shards)
+}
 
 #[cfg(test)]
 mod tests {

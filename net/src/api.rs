@@ -1,0 +1,24 @@
+//! The APIs and versions this broker serves (answered to ApiVersions).
+//!
+//! Produce is advertised from version 0 although only 3 and later are
+//! served, as Kafka 4 does (KAFKA-18659): librdkafka takes a minimum above
+//! 0 to mean the broker cannot take its compressed produce. Versions whose
+//! requests name topics by id (Produce 13, Fetch 13+) are not advertised yet.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, lowest served version, highest served version, lowest advertised).
+pub const SERVED: &[(ApiKey, i16, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12, 0),
+    (ApiKey::Fetch, 4, 12, 4),
+    (ApiKey::ListOffsets, 1, 9, 1),
+    (ApiKey::Metadata, 1, 12, 1),
+    (ApiKey::ApiVersions, 0, 4, 0),
+    (ApiKey::CreateTopics, 2, 7, 2),
+    (ApiKey::DeleteTopics, 1, 6, 1),
+];
+
+/// The served range of an API, if it is served at all.
+pub fn served(key: ApiKey) -> Option<(i16, i16)> {
+    SERVED.iter().find(|s| s.0 == key).map(|s| (s.1, s.2))
+}

@@ -1,0 +1,39 @@
+//! Request frames: `size i32 BE | header | body`. The size is checked
+//! against `socket.request.max.bytes` before anything is allocated; a size
+//! out of range closes the connection, as Kafka does.
+
+use std::io;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read<S: AsyncRead + Unpin>(s: &mut S, bytes_max: usize) -> io::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match s.read_exact(&mut size).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < 4 || size as usize > bytes_max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "request of {size} bytes is outside 4..={bytes_max} (socket.request.max.bytes)"
+            ),
+        ));
+    }
+    let mut buf = vec![0u8; size as usize];
+    s.read_exact(&mut buf).await?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Writes one response frame made of a header and a body.
+pub async fn write<S: AsyncWrite + Unpin>(s: &mut S, header: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
+    out.put_i32((header.len() + body.len()) as i32);
+    out.put_slice(header);
+    out.put_slice(body);
+    s.write_all(&out).await
+}

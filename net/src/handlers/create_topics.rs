@@ -1,0 +1,131 @@
+//! CreateTopics, through the metadata coordinator.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_replication::metadata::{Command, MetaError, Outcome};
+use sluice_replication::raft::client::Client;
+
+use super::topic_name;
+use crate::Ctx;
+
+/// Kafka's REQUEST_TIMED_OUT / UNKNOWN_SERVER_ERROR for coordinator trouble.
+const REQUEST_TIMED_OUT: i16 = super::REQUEST_TIMED_OUT;
+
+/// A fresh topic id (not zero).
+fn topic_id() -> [u8; 16] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut id = [0u8; 16];
+    id[..16].copy_from_slice(&nanos.to_le_bytes());
+    id[15] ^= (std::process::id() & 0xff) as u8 | 1;
+    id
+}
+
+/// Creates one topic; waits until this broker's metadata image shows it.
+/// Returns the Kafka error code and message, if refused.
+pub async fn create(
+    ctx: &Ctx,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    assignment: Vec<Vec<i32>>,
+    configs: Vec<(String, String)>,
+    validate_only: bool,
+) -> Result<(i32, i16), (i16, String)> {
+    let command = Command::CreateTopic {
+        name: name.to_string(),
+        id: topic_id(),
+        partitions,
+        replication_factor,
+        assignment,
+        configs,
+    };
+    if validate_only {
+        let state = ctx.image.load_full();
+        state
+            .check(&command)
+            .map_err(|e| (e.code as i16, e.message))?;
+        return Ok((partitions, replication_factor));
+    }
+    let coordinators = ctx.config.coordinators.clone();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || Client::new(coordinators).propose(command))
+        .await
+        .map_err(|e| (REQUEST_TIMED_OUT, e.to_string()))?;
+    let (count, rf) = match outcome {
+        Outcome::TopicCreated {
+            partitions,
+            replication_factor,
+            ..
+        } => (partitions, replication_factor),
+        Outcome::Refused(MetaError { code, message }) => return Err((code as i16, message)),
+        other => return Err((-1, format!("unexpected outcome {other:?}"))),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctx.image.load().topics.contains_key(name) {
+        if Instant::now() > deadline {
+            return Err((
+                REQUEST_TIMED_OUT,
+                "created, but not yet in this broker's metadata".into(),
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((count, rf))
+}
+
+pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut resp = CreateTopicsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let assignment: Vec<Vec<i32>> = t
+            .assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        let configs = t
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
+            .collect();
+        let mut r = CreatableTopicResult::default();
+        r.name = topic_name(&name);
+        match create(
+            ctx,
+            &name,
+            t.num_partitions,
+            t.replication_factor,
+            assignment,
+            configs,
+            req.validate_only,
+        )
+        .await
+        {
+            Ok((count, rf)) => {
+                if version >= 5 {
+                    r.num_partitions = count;
+                    r.replication_factor = rf;
+                }
+                if version >= 7 {
+                    if let Some(topic) = ctx.image.load().topics.get(&name) {
+                        r.topic_id = uuid::Uuid::from_bytes(topic.id);
+                    }
+                }
+            }
+            Err((code, message)) => {
+                r.error_code = code;
+                r.error_message = Some(StrBytes::from_string(message));
+            }
+        }
+        resp.topics.push(r);
+    }
+    resp
+}

@@ -1,0 +1,60 @@
+//! DeleteTopics, through the metadata coordinator. Each shard removes the
+//! partitions it owns once its metadata image no longer has the topic (see
+//! the metadata follower in `lib.rs`).
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_replication::metadata::{Command, MetaError, Outcome};
+use sluice_replication::raft::client::Client;
+
+use super::topic_name;
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let mut names: Vec<String> = req.topic_names.iter().map(|n| n.0.to_string()).collect();
+    let state = ctx.image.load_full();
+    for t in &req.topics {
+        match &t.name {
+            Some(n) => names.push(n.0.to_string()),
+            None => {
+                let id = *t.topic_id.as_bytes();
+                if let Some(topic) = state.topics.values().find(|x| x.id == id) {
+                    names.push(topic.name.clone());
+                }
+            }
+        }
+    }
+    let mut resp = DeleteTopicsResponse::default();
+    for name in names {
+        let mut r = DeletableTopicResult::default();
+        r.name = Some(topic_name(&name));
+        if version >= 6 {
+            if let Some(t) = state.topics.get(&name) {
+                r.topic_id = uuid::Uuid::from_bytes(t.id);
+            }
+        }
+        let coordinators = ctx.config.coordinators.clone();
+        let command = Command::DeleteTopic { name: name.clone() };
+        let outcome = glommio::executor()
+            .spawn_blocking(move || Client::new(coordinators).propose(command))
+            .await;
+        match outcome {
+            Ok(Outcome::Refused(MetaError { code, message })) => {
+                r.error_code = code as i16;
+                if version >= 5 {
+                    r.error_message = Some(StrBytes::from_string(message));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                r.error_code = super::REQUEST_TIMED_OUT;
+                if version >= 5 {
+                    r.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+        }
+        resp.responses.push(r);
+    }
+    resp
+}

@@ -1,0 +1,106 @@
+//! Metadata: brokers, topics and partition leaders from the metadata image;
+//! unknown topics are created when `auto.create.topics.enable` is on and
+//! the client allows it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_replication::metadata::{validate_topic_name, MetadataState};
+
+use super::{topic_name, INVALID_TOPIC, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::Ctx;
+
+fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(topic_name(name));
+    let Some(topic) = state.topics.get(name) else {
+        t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+        return t;
+    };
+    if version >= 10 {
+        t.topic_id = uuid::Uuid::from_bytes(topic.id);
+    }
+    t.is_internal = name.starts_with("__");
+    t.partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = i as i32;
+            mp.leader_id = BrokerId(p.leader);
+            if version >= 7 {
+                mp.leader_epoch = p.leader_epoch;
+            }
+            mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
+            mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
+            if p.leader < 0 {
+                mp.error_code = LEADER_NOT_AVAILABLE;
+            }
+            mp
+        })
+        .collect();
+    t
+}
+
+pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut state = ctx.image.load_full();
+    let names: Vec<String> = match &req.topics {
+        None => state.topics.keys().cloned().collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect(),
+    };
+    let auto =
+        req.topics.is_some() && req.allow_auto_topic_creation && ctx.config.auto_create_topics;
+    let mut invalid = Vec::new();
+    if auto {
+        for name in &names {
+            if state.topics.contains_key(name) {
+                continue;
+            }
+            if validate_topic_name(name).is_err() {
+                invalid.push(name.clone());
+                continue;
+            }
+            // A concurrent creation by another client answers
+            // TOPIC_ALREADY_EXISTS, which is as good.
+            let _ = super::create_topics::create(ctx, name, -1, -1, Vec::new(), Vec::new(), false)
+                .await;
+        }
+        state = ctx.image.load_full();
+    }
+    let mut resp = MetadataResponse::default();
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(ctx.config.cluster_id.clone()));
+    }
+    resp.controller_id = BrokerId(ctx.config.broker_id);
+    resp.brokers = state
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoints.first()?;
+            let mut mb = MetadataResponseBroker::default();
+            mb.node_id = BrokerId(b.id);
+            mb.host = StrBytes::from_string(e.host.clone());
+            mb.port = i32::from(e.port);
+            mb.rack = b.rack.clone().map(StrBytes::from_string);
+            Some(mb)
+        })
+        .collect();
+    resp.topics = names
+        .iter()
+        .map(|n| {
+            let mut t = describe(&state, n, version);
+            if invalid.contains(n) {
+                t.error_code = INVALID_TOPIC;
+            }
+            t
+        })
+        .collect();
+    resp
+}
