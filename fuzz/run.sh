@@ -42,7 +42,8 @@ for t in $targets; do
     echo "=== $t: ${seconds}s" >&2
     # -timeout: an input that runs this long is a hang, reported as a crash.
     if cargo fuzz run "$t" "corpus/$t" "${seeds[@]}" -- \
-        -max_total_time="$seconds" -timeout=20 -print_final_stats=1 "${dict[@]}"; then
+        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=256 \
+        -print_final_stats=1 "${dict[@]}"; then
         echo "=== $t: ok" >&2
     else
         echo "=== $t: FAILED (see fuzz/artifacts/$t/)" >&2

@@ -233,12 +233,22 @@ fn bad(why: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, why.into())
 }
 
-/// Decodes, serves and encodes one request. `Ok(None)`: no response is
-/// due; `Err`: close the connection.
-async fn handle(
-    ctx: &Ctx,
-    mut frame: bytes::Bytes,
-) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+/// A request frame, decoded.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        key: ApiKey,
+        version: i16,
+        header: RequestHeader,
+        body: RequestKind,
+    },
+    /// ApiVersions in a version not served: answered in v0 (KIP-511).
+    ApiVersionsUnsupported { correlation: i32 },
+}
+
+/// Decodes a request frame (without its size prefix). Errors mean: close
+/// the connection. Never panics, and allocates in proportion to the frame.
+pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
     if frame.len() < 4 {
         return Err(bad("request shorter than its header"));
     }
@@ -251,25 +261,46 @@ async fn handle(
         return Err(bad(format!("{key:?} version {version} is not served")));
     }
     if !supported {
-        // KIP-511: answer ApiVersions in version 0 with the served versions.
         let correlation = if frame.len() >= 8 {
             frame.slice(4..8).get_i32()
         } else {
             0
         };
-        let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
-        return encode(
-            ApiKey::ApiVersions,
-            0,
-            correlation,
-            ResponseKind::ApiVersions(body),
-        )
-        .map(Some);
+        return Ok(Decoded::ApiVersionsUnsupported { correlation });
     }
     let header_version = key.request_header_version(version);
     let header =
         RequestHeader::decode(&mut frame, header_version).map_err(|e| bad(e.to_string()))?;
-    let request = RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?;
+    let body = RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?;
+    Ok(Decoded::Request {
+        key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// Decodes, serves and encodes one request. `Ok(None)`: no response is
+/// due; `Err`: close the connection.
+async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+    let (key, version, header, request) = match decode_request(frame)? {
+        Decoded::Request {
+            key,
+            version,
+            header,
+            body,
+        } => (key, version, header, body),
+        Decoded::ApiVersionsUnsupported { correlation } => {
+            let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
+            return encode(
+                ApiKey::ApiVersions,
+                0,
+                correlation,
+                ResponseKind::ApiVersions(body),
+            )
+            .map(Some);
+        }
+    };
     let correlation = header.correlation_id;
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle(0)),

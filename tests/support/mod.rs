@@ -63,6 +63,10 @@ impl Broker {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGTERM and wait: a clean shutdown.
     pub fn stop(mut self) {
         if let Some(mut c) = self.child.take() {
