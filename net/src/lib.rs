@@ -240,7 +240,7 @@ pub enum Decoded {
         key: ApiKey,
         version: i16,
         header: RequestHeader,
-        body: RequestKind,
+        body: Box<RequestKind>,
     },
     /// ApiVersions in a version not served: answered in v0 (KIP-511).
     ApiVersionsUnsupported { correlation: i32 },
@@ -271,7 +271,7 @@ pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
     let header_version = key.request_header_version(version);
     let header =
         RequestHeader::decode(&mut frame, header_version).map_err(|e| bad(e.to_string()))?;
-    let body = RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?;
+    let body = Box::new(RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?);
     Ok(Decoded::Request {
         key,
         version,
@@ -302,7 +302,7 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         }
     };
     let correlation = header.correlation_id;
-    let response = match request {
+    let response = match *request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle(0)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(ctx, r, version).await)
