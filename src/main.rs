@@ -228,6 +228,7 @@ fn main() -> std::process::ExitCode {
                 vec![coordinator_listen.to_string()],
             );
             broker.auto_create_topics = auto_create_topics_enable;
+            broker.advertised = embedded.advertised.clone();
             let config = EngineConfig {
                 log_dirs,
                 shards,
@@ -367,8 +368,28 @@ impl Embedded {
             }
         });
         let addr_for_stop = addr.clone();
+        let want_applied = node.state.borrow().last_applied;
         let subscriber =
             Subscriber::start(vec![addr]).map_err(|e| format!("cannot follow metadata: {e}"))?;
+        // Serve only once this broker's image shows it registered and
+        // unfenced, and has caught up with what the quorum had applied: a
+        // client's first Metadata must already list it and every topic.
+        let deadline = std::time::Instant::now() + session * 2;
+        loop {
+            let image = subscriber.current();
+            let ready = image.last_applied >= want_applied
+                && image
+                    .brokers
+                    .get(&self.broker_id)
+                    .is_some_and(|b| b.epoch == epoch && !b.fenced);
+            if ready {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("this broker's metadata did not catch up with the coordinator".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Ok(Running {
             subscriber,
             heartbeats,
@@ -423,7 +444,7 @@ fn start(
         config.shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
     let listen = broker.listen;
-    let server =
+    let (server, listening) =
         sluice_net::shard_main(broker, coordinator.subscriber.image.clone(), config.shards);
     let engine = match Engine::start_with(config.clone(), Some(server)) {
         Ok(e) => e,
@@ -435,6 +456,12 @@ fn start(
     for d in &config.log_dirs {
         let shown = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
         println!("sluice: data in {}", shown.display());
+    }
+    if !listening.wait(config.shards, std::time::Duration::from_secs(30)) {
+        eprintln!("sluice: cannot listen for Kafka clients on {listen} (see the log)");
+        engine.stop();
+        coordinator.stop();
+        return std::process::ExitCode::FAILURE;
     }
     let mut failed = 0;
     for o in &engine.opened {

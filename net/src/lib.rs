@@ -51,6 +51,8 @@ pub struct BrokerConfig {
     pub broker_id: i32,
     /// `listeners`.
     pub listen: SocketAddr,
+    /// `advertised.listeners`: the host and port clients are told.
+    pub advertised: (String, u16),
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// `connections.max.idle.ms`.
@@ -69,6 +71,7 @@ impl BrokerConfig {
         Self {
             broker_id,
             listen,
+            advertised: (listen.ip().to_string(), listen.port()),
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
             connections_max: 10_000,
@@ -86,15 +89,50 @@ pub struct Ctx {
     pub router: Rc<Router>,
 }
 
+/// How many shards have bound their listener, and how many failed to.
+#[derive(Default)]
+pub struct Listening {
+    pub bound: std::sync::atomic::AtomicUsize,
+    pub failed: std::sync::atomic::AtomicUsize,
+}
+
+impl Listening {
+    /// Waits until `shards` listeners are bound; false if one failed or
+    /// the wait timed out.
+    pub fn wait(&self, shards: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.failed.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                return false;
+            }
+            if self.bound.load(std::sync::atomic::Ordering::Acquire) >= shards {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 /// The per-shard task that serves Kafka clients, for
-/// `Engine::start_with`.
-pub fn shard_main(config: BrokerConfig, image: Image, shards: usize) -> ShardMain {
+/// `Engine::start_with`, and the count of bound listeners to wait on
+/// before telling anyone the broker serves.
+pub fn shard_main(
+    config: BrokerConfig,
+    image: Image,
+    shards: usize,
+) -> (ShardMain, Arc<Listening>) {
+    let listening = Arc::new(Listening::default());
+    let ready = listening.clone();
     let config = Arc::new(config);
     // The mesh is Send but not Sync: each shard takes its clone under a lock.
     let mesh = Arc::new(Mutex::new(FullMesh::<Msg>::full(shards, 1024)));
     let peers: Arc<Mutex<Vec<Option<usize>>>> = Arc::new(Mutex::new(vec![None; shards]));
-    Arc::new(move |env: Rc<ShardEnv>| {
+    let main: ShardMain = Arc::new(move |env: Rc<ShardEnv>| {
         let config = config.clone();
+        let ready = ready.clone();
         let image = image.clone();
         let mesh = mesh.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let peers = peers.clone();
@@ -121,9 +159,10 @@ pub fn shard_main(config: BrokerConfig, image: Image, shards: usize) -> ShardMai
                 router,
             });
             glommio::spawn_local(follow_metadata(ctx.clone())).detach();
-            serve(ctx).await;
+            serve(ctx, ready).await;
         })
-    })
+    });
+    (main, listening)
 }
 
 /// Applies metadata changes to the partitions this shard has open: config
@@ -181,14 +220,20 @@ async fn follow_metadata(ctx: Rc<Ctx>) {
     }
 }
 
-async fn serve(ctx: Rc<Ctx>) {
+async fn serve(ctx: Rc<Ctx>, ready: Arc<Listening>) {
     let listener = match TcpListener::bind(ctx.config.listen) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(addr = %ctx.config.listen, error = %e, "cannot listen");
+            ready
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             return;
         }
     };
+    ready
+        .bound
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     let open = Rc::new(Cell::new(0usize));
     loop {
         let stream = match listener.accept().await {
@@ -271,7 +316,8 @@ pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
     let header_version = key.request_header_version(version);
     let header =
         RequestHeader::decode(&mut frame, header_version).map_err(|e| bad(e.to_string()))?;
-    let body = Box::new(RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?);
+    let body =
+        Box::new(RequestKind::decode(key, &mut frame, version).map_err(|e| bad(e.to_string()))?);
     Ok(Decoded::Request {
         key,
         version,

@@ -30,6 +30,12 @@ impl Broker {
     pub fn start_on(dir: &Path, port: u16, coordinator_port: u16) -> Broker {
         let bootstrap = format!("127.0.0.1:{port}");
         let coordinator = format!("127.0.0.1:{coordinator_port}");
+        // The broker's log goes beside its data, for a failing test to show.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.with_extension("broker.log"))
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args([
                 "start",
@@ -40,8 +46,9 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(dir)
+            .env("RUST_LOG", "info,openraft=warn,sluice_net=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -92,6 +92,19 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             Some(mb)
         })
         .collect();
+    // This broker is always listed, even before its registration reaches
+    // the image: a client must never be told of a cluster without it.
+    if !resp
+        .brokers
+        .iter()
+        .any(|b| b.node_id.0 == ctx.config.broker_id)
+    {
+        let mut me = MetadataResponseBroker::default();
+        me.node_id = BrokerId(ctx.config.broker_id);
+        me.host = StrBytes::from_string(ctx.config.advertised.0.clone());
+        me.port = i32::from(ctx.config.advertised.1);
+        resp.brokers.push(me);
+    }
     resp.topics = names
         .iter()
         .map(|n| {
