@@ -16,6 +16,14 @@ pub const SERVED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4, 0),
     (ApiKey::CreateTopics, 2, 7, 2),
     (ApiKey::DeleteTopics, 1, 6, 1),
+    (ApiKey::DeleteRecords, 0, 2, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4, 2),
+    (ApiKey::DescribeConfigs, 1, 4, 1),
+    (ApiKey::AlterConfigs, 0, 2, 0),
+    (ApiKey::IncrementalAlterConfigs, 0, 1, 0),
+    (ApiKey::CreatePartitions, 0, 3, 0),
+    (ApiKey::DescribeLogDirs, 1, 4, 1),
+    (ApiKey::DescribeCluster, 0, 1, 0),
 ];
 
 /// The served range of an API, if it is served at all.

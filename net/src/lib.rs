@@ -373,6 +373,30 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(handlers::delete_topics::handle(ctx, r, version).await)
         }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(handlers::create_partitions::handle(ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(handlers::describe_configs::handle(ctx, r).await)
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(handlers::alter_configs::handle(ctx, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            handlers::alter_configs::handle_incremental(ctx, r).await,
+        ),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(handlers::delete_records::handle(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            handlers::offset_for_leader_epoch::handle(ctx, r).await,
+        ),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(ctx, r, version).await)
+        }
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(
+            handlers::describe_log_dirs::handle(ctx, r, version).await,
+        ),
         other => return Err(bad(format!("{other:?} is not served"))),
     };
     encode(key, version, correlation, response).map(Some)

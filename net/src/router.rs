@@ -38,6 +38,20 @@ pub enum PartOp {
         config: LogConfig,
         timestamp: i64,
     },
+    /// DeleteRecords: move the log start offset (-1: to the high watermark).
+    DeleteRecords {
+        config: LogConfig,
+        offset: i64,
+    },
+    /// The end offset of a leader epoch.
+    EpochEnd {
+        config: LogConfig,
+        epoch: i32,
+    },
+    /// The partition's log directory and size in bytes.
+    Size {
+        config: LogConfig,
+    },
     /// Close the partition and remove its files (its topic was deleted).
     Remove,
 }
@@ -62,6 +76,7 @@ pub enum PartReply {
     Produce(Result<Produced, i16>),
     Fetch(Result<Fetched, i16>),
     Offsets(Result<(i64, i64), i16>),
+    Size(Result<(String, i64), i16>),
     Done(Result<(), i16>),
 }
 
@@ -289,6 +304,32 @@ async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
                         None => (-1, -1),
                     },
                 })
+            }
+            .await,
+        ),
+        PartOp::DeleteRecords { config, offset } => PartReply::Offsets(
+            async {
+                let p = env.open(tp, config).await.map_err(|e| code(&e))?;
+                let start = p.delete_records(Offset(offset), now).await.map_err(|e| code(&e))?;
+                Ok((-1, start.0))
+            }
+            .await,
+        ),
+        PartOp::EpochEnd { config, epoch } => PartReply::Offsets(
+            async {
+                let p = env.open(tp, config).await.map_err(|e| code(&e))?;
+                Ok(match p.end_offset_for_epoch(LeaderEpoch(epoch)) {
+                    Some((e, end)) => (i64::from(e.0), end.0),
+                    None => (-1, -1),
+                })
+            }
+            .await,
+        ),
+        PartOp::Size { config } => PartReply::Size(
+            async {
+                let p = env.open(tp, config).await.map_err(|e| code(&e))?;
+                let dir = p.dir().parent().map(|d| d.display().to_string()).unwrap_or_default();
+                Ok((dir, p.size_bytes() as i64))
             }
             .await,
         ),

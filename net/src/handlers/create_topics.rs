@@ -1,12 +1,9 @@
 //! CreateTopics, through the metadata coordinator.
 
-use std::time::{Duration, Instant};
-
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_replication::metadata::{Command, MetaError, Outcome};
-use sluice_replication::raft::client::Client;
+use sluice_replication::metadata::{Command, Outcome};
 
 use super::topic_name;
 use crate::Ctx;
@@ -51,29 +48,19 @@ pub async fn create(
             .map_err(|e| (e.code as i16, e.message))?;
         return Ok((partitions, replication_factor));
     }
-    let coordinators = ctx.config.coordinators.clone();
-    let outcome = glommio::executor()
-        .spawn_blocking(move || Client::new(coordinators).propose(command))
-        .await
-        .map_err(|e| (REQUEST_TIMED_OUT, e.to_string()))?;
-    let (count, rf) = match outcome {
+    let (count, rf) = match super::propose(ctx, command).await? {
         Outcome::TopicCreated {
             partitions,
             replication_factor,
             ..
         } => (partitions, replication_factor),
-        Outcome::Refused(MetaError { code, message }) => return Err((code as i16, message)),
         other => return Err((-1, format!("unexpected outcome {other:?}"))),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ctx.image.load().topics.contains_key(name) {
-        if Instant::now() > deadline {
-            return Err((
-                REQUEST_TIMED_OUT,
-                "created, but not yet in this broker's metadata".into(),
-            ));
-        }
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+    if !super::until_image(ctx, |s| s.topics.contains_key(name)).await {
+        return Err((
+            REQUEST_TIMED_OUT,
+            "created, but not yet in this broker's metadata".into(),
+        ));
     }
     Ok((count, rf))
 }

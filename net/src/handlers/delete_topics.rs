@@ -5,8 +5,7 @@
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_replication::metadata::{Command, MetaError, Outcome};
-use sluice_replication::raft::client::Client;
+use sluice_replication::metadata::Command;
 
 use super::topic_name;
 use crate::Ctx;
@@ -34,24 +33,12 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
                 r.topic_id = uuid::Uuid::from_bytes(t.id);
             }
         }
-        let coordinators = ctx.config.coordinators.clone();
-        let command = Command::DeleteTopic { name: name.clone() };
-        let outcome = glommio::executor()
-            .spawn_blocking(move || Client::new(coordinators).propose(command))
-            .await;
-        match outcome {
-            Ok(Outcome::Refused(MetaError { code, message })) => {
-                r.error_code = code as i16;
-                if version >= 5 {
-                    r.error_message = Some(StrBytes::from_string(message));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                r.error_code = super::REQUEST_TIMED_OUT;
-                if version >= 5 {
-                    r.error_message = Some(StrBytes::from_string(e.to_string()));
-                }
+        if let Err((code, message)) =
+            super::propose(ctx, Command::DeleteTopic { name: name.clone() }).await
+        {
+            r.error_code = code;
+            if version >= 5 {
+                r.error_message = Some(StrBytes::from_string(message));
             }
         }
         resp.responses.push(r);

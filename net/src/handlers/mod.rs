@@ -1,17 +1,26 @@
 //! One module per Kafka API.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::config::LogConfig;
 use sluice_replication::metadata::MetadataState;
+use sluice_replication::metadata::{Command, MetaError, Outcome};
+use sluice_replication::raft::client::Client;
 
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
@@ -20,6 +29,35 @@ pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const INVALID_TOPIC: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
 pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const INVALID_REQUEST: i16 = 42;
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// Proposes a command to the coordinator quorum off the shard's reactor
+/// thread. A refusal comes back as Kafka's error code and message.
+pub async fn propose(ctx: &crate::Ctx, command: Command) -> Result<Outcome, (i16, String)> {
+    let coordinators = ctx.config.coordinators.clone();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || Client::new(coordinators).propose(command))
+        .await
+        .map_err(|e| (REQUEST_TIMED_OUT, e.to_string()))?;
+    match outcome {
+        Outcome::Refused(MetaError { code, message }) => Err((code as i16, message)),
+        other => Ok(other),
+    }
+}
+
+/// Waits (briefly) until this broker's image has applied `f`'s condition.
+pub async fn until_image(ctx: &crate::Ctx, f: impl Fn(&MetadataState) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f(&ctx.image.load()) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    true
+}
 
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))

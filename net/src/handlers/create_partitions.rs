@@ -1,0 +1,54 @@
+//! CreatePartitions, through the coordinator.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_replication::metadata::Command;
+
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let assignment: Vec<Vec<i32>> = t
+            .assignments
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        let command = Command::CreatePartitions {
+            name: name.clone(),
+            count: t.count,
+            assignment,
+        };
+        let result = if req.validate_only {
+            ctx.image
+                .load()
+                .check(&command)
+                .map_err(|e| (e.code as i16, e.message))
+        } else {
+            let count = t.count as usize;
+            match super::propose(ctx, command).await {
+                Ok(_) => {
+                    super::until_image(ctx, |s| {
+                        s.topics
+                            .get(&name)
+                            .is_some_and(|x| x.partitions.len() >= count)
+                    })
+                    .await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = t.name;
+        if let Err((code, message)) = result {
+            r.error_code = code;
+            r.error_message = Some(StrBytes::from_string(message));
+        }
+        resp.results.push(r);
+    }
+    resp
+}

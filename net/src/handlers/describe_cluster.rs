@@ -1,0 +1,36 @@
+//! DescribeCluster: the live brokers and the cluster id.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Ctx;
+
+pub async fn handle(
+    ctx: &Ctx,
+    _req: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let state = ctx.image.load_full();
+    let mut resp = DescribeClusterResponse::default();
+    resp.cluster_id = StrBytes::from_string(ctx.config.cluster_id.clone());
+    resp.controller_id = BrokerId(ctx.config.broker_id);
+    for b in state.brokers.values() {
+        if b.fenced && version < 2 {
+            continue;
+        }
+        let Some(e) = b.endpoints.first() else {
+            continue;
+        };
+        let mut d = DescribeClusterBroker::default();
+        d.broker_id = BrokerId(b.id);
+        d.host = StrBytes::from_string(e.host.clone());
+        d.port = i32::from(e.port);
+        d.rack = b.rack.clone().map(StrBytes::from_string);
+        if version >= 2 {
+            d.is_fenced = b.fenced;
+        }
+        resp.brokers.push(d);
+    }
+    resp
+}

@@ -1,0 +1,149 @@
+//! Topic and config administration through librdkafka's admin client,
+//! against the real binary.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use support::{Broker, TIMEOUT};
+
+fn config_value(
+    rt: &tokio::runtime::Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    key: &str,
+) -> Option<String> {
+    let r = rt
+        .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+        .unwrap();
+    let res = r.into_iter().next().unwrap().expect("describe configs");
+    res.get(key).and_then(|e| e.value.clone())
+}
+
+#[test]
+fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+
+    // Create, with a config; creating it again is refused.
+    let topic =
+        NewTopic::new("orders", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
+    let r = rt.block_on(admin.create_topics(&[topic], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let again = NewTopic::new("orders", 3, TopicReplication::Fixed(1));
+    let r = rt.block_on(admin.create_topics(&[again], &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::TopicAlreadyExists
+    );
+    let too_many = NewTopic::new("wide", 1, TopicReplication::Fixed(3));
+    let r = rt
+        .block_on(admin.create_topics(&[too_many], &opts))
+        .unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicationFactor
+    );
+    let bad = NewTopic::new("badcfg", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon");
+    let r = rt.block_on(admin.create_topics(&[bad], &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidConfig
+    );
+
+    // Describe: the override and a default.
+    assert_eq!(
+        config_value(&rt, &admin, "orders", "retention.ms").as_deref(),
+        Some("3600000")
+    );
+    assert_eq!(
+        config_value(&rt, &admin, "orders", "segment.bytes").as_deref(),
+        Some("1073741824")
+    );
+
+    // Alter (AlterConfigs replaces the overrides).
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("orders")).set("retention.ms", "7200000");
+    let r = rt.block_on(admin.alter_configs(&[alter], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    assert_eq!(
+        config_value(&rt, &admin, "orders", "retention.ms").as_deref(),
+        Some("7200000")
+    );
+
+    // Add partitions.
+    let r = rt
+        .block_on(admin.create_partitions(&[NewPartitions::new("orders", 5)], &opts))
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "a")
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some("orders"), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 5);
+
+    // DeleteRecords moves the log start offset.
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    for _ in 0..10 {
+        p.send(
+            BaseRecord::<(), str>::to("orders")
+                .partition(0)
+                .payload("x"),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    p.flush(TIMEOUT).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 0, Offset::Offset(4))
+        .unwrap();
+    let r = rt.block_on(admin.delete_records(&tpl, &opts)).unwrap();
+    assert_eq!(
+        r.find_partition("orders", 0).unwrap().offset(),
+        Offset::Offset(4)
+    );
+    assert_eq!(c.fetch_watermarks("orders", 0, TIMEOUT).unwrap(), (4, 10));
+
+    // Delete the topic.
+    let r = rt
+        .block_on(admin.delete_topics(&["orders"], &opts))
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let md = c.fetch_metadata(None, TIMEOUT).unwrap();
+    assert!(
+        md.topics().iter().all(|t| t.name() != "orders"),
+        "deleted topic still listed"
+    );
+    let r = rt
+        .block_on(admin.delete_topics(&["orders"], &opts))
+        .unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+    );
+    broker.stop();
+}
