@@ -47,6 +47,41 @@ pub async fn propose(ctx: &crate::Ctx, command: Command) -> Result<Outcome, (i16
     }
 }
 
+/// Runs one operation per partition on the shard that owns it. A partition
+/// given an error code up front is answered with it and nothing runs for
+/// it. Replies come back in the order of `parts`.
+pub async fn run_partitions(
+    ctx: &crate::Ctx,
+    parts: Vec<(
+        sluice_engine::TopicPartition,
+        Result<crate::router::PartOp, i16>,
+    )>,
+) -> Vec<Result<crate::router::PartReply, i16>> {
+    let mut out: Vec<Option<Result<crate::router::PartReply, i16>>> =
+        Vec::with_capacity(parts.len());
+    let mut ops = Vec::new();
+    let mut slots = Vec::new();
+    for (tp, op) in parts {
+        match op {
+            Ok(op) => {
+                slots.push(out.len());
+                ops.push((tp, op));
+                out.push(None);
+            }
+            Err(code) => out.push(Some(Err(code))),
+        }
+    }
+    for (slot, reply) in slots.into_iter().zip(ctx.router.run(ops).await) {
+        out[slot] = Some(match reply {
+            crate::router::PartReply::Done(Err(code)) => Err(code),
+            r => Ok(r),
+        });
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or(Err(crate::router::UNKNOWN_SERVER_ERROR)))
+        .collect()
+}
+
 /// Waits (briefly) until this broker's image has applied `f`'s condition.
 pub async fn until_image(ctx: &crate::Ctx, f: impl Fn(&MetadataState) -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -7,24 +7,19 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{log_config, partition_error, topic_name, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH};
+use super::{
+    log_config, partition_error, run_partitions, topic_name, FENCED_LEADER_EPOCH,
+    UNKNOWN_LEADER_EPOCH,
+};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let state = ctx.image.load_full();
-    let mut ops = Vec::new();
-    let mut slots = Vec::new();
-    let mut resp = OffsetForLeaderEpochResponse::default();
-    for (ti, t) in req.topics.into_iter().enumerate() {
+    let mut parts = Vec::new();
+    for t in &req.topics {
         let name = t.topic.0.to_string();
-        let mut tr = OffsetForLeaderTopicResult::default();
-        tr.topic = topic_name(&name);
-        for (pi, p) in t.partitions.into_iter().enumerate() {
-            let mut pr = EpochEndOffset::default();
-            pr.partition = p.partition;
-            pr.leader_epoch = -1;
-            pr.end_offset = -1;
+        for p in &t.partitions {
             let error =
                 partition_error(&state, ctx.config.broker_id, &name, p.partition).or_else(|| {
                     let current = state.topics[&name].partitions[p.partition as usize].leader_epoch;
@@ -34,33 +29,40 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                         _ => None,
                     }
                 });
-            match error {
-                Some(code) => pr.error_code = code,
-                None => {
-                    ops.push((
-                        sluice_engine::TopicPartition::new(name.clone(), p.partition),
-                        PartOp::EpochEnd {
-                            config: log_config(&state, &name),
-                            epoch: p.leader_epoch,
-                        },
-                    ));
-                    slots.push((ti, pi));
+            let op = match error {
+                Some(code) => Err(code),
+                None => Ok(PartOp::EpochEnd {
+                    config: log_config(&state, &name),
+                    epoch: p.leader_epoch,
+                }),
+            };
+            parts.push((
+                sluice_engine::TopicPartition::new(name.clone(), p.partition),
+                op,
+            ));
+        }
+    }
+    let mut replies = run_partitions(ctx, parts).await.into_iter();
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = topic_name(&t.topic.0);
+        for p in t.partitions {
+            let mut pr = EpochEndOffset::default();
+            pr.partition = p.partition;
+            pr.leader_epoch = -1;
+            pr.end_offset = -1;
+            match replies.next() {
+                Some(Ok(PartReply::Offsets(Ok((epoch, end))))) => {
+                    pr.leader_epoch = epoch as i32;
+                    pr.end_offset = end;
                 }
+                Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
+                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
             }
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
-    }
-    for ((ti, pi), reply) in slots.into_iter().zip(ctx.router.run(ops).await) {
-        let pr = &mut resp.topics[ti].partitions[pi];
-        match reply {
-            PartReply::Offsets(Ok((epoch, end))) => {
-                pr.leader_epoch = epoch as i32;
-                pr.end_offset = end;
-            }
-            PartReply::Offsets(Err(code)) | PartReply::Done(Err(code)) => pr.error_code = code,
-            _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
-        }
     }
     resp
 }
