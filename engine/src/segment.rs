@@ -490,9 +490,14 @@ impl Segment {
             seg.rewrite_indexes().await?;
             return Ok((seg, None, epochs));
         }
-        if report.torn_bytes > 0 {
+        // Up to the end of the last block is the active segment's padding
+        // (see io.rs); anything beyond it is an unfinished write.
+        let padding = io::BLOCK - report.valid_end % io::BLOCK;
+        if report.torn_bytes > padding % io::BLOCK {
             tracing::info!(path = %seg.log_path.display(), at = report.valid_end,
                 bytes = report.torn_bytes, "cutting off a torn tail");
+        } else if report.torn_bytes > 0 {
+            tracing::debug!(path = %seg.log_path.display(), bytes = report.torn_bytes, "dropping block padding");
         }
         let mut writer = SegmentWriter::attach(seg.clone(), dma, report.valid_end).await?;
         // Cut the torn tail (and block padding) so that later appends never
