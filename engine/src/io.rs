@@ -256,13 +256,7 @@ impl AppendFile {
 mod tests {
     use super::*;
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("join");
-    }
+    use crate::test_support::run;
 
     #[test]
     fn given_new_empty_file_when_read_after_write_should_not_fail_with_eopnotsupp() {

@@ -15,6 +15,8 @@ pub mod partition;
 pub mod scan;
 pub mod segment;
 pub mod shard;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 
 pub use error::{EngineError, KafkaCode, Result};

@@ -1042,30 +1042,11 @@ impl Partition {
         let start = self.watermarks().log_start;
         self.inner.shard.cache.drop_below(&self.inner.cache, start);
         let mut outcome = RetentionOutcome::default();
-        let mut paths = Vec::new();
         for seg in &doomed {
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += seg.meta.borrow().size;
-            paths.extend([
-                seg.log_path.clone(),
-                seg.index_path.clone(),
-                seg.time_index_path.clone(),
-            ]);
         }
-        let dir = self.inner.dir.clone();
-        let removed = checkpoint::blocking(move || -> Result<()> {
-            for p in paths {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(EngineError::io(&p, e)),
-                }
-            }
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| EngineError::io(&dir, e))
-        })
-        .await;
+        let removed = remove_segment_files(&self.inner.dir, &doomed).await;
         if let Err(e) = removed {
             self.poison(&e);
             return Err(e);
@@ -1204,24 +1185,9 @@ impl Partition {
             st.epochs.encode()
         };
         self.inner.shard.cache.truncate(&self.inner.cache, new_end);
-        let dir = self.inner.dir.clone();
-        let paths: Vec<PathBuf> = removed
-            .iter()
-            .flat_map(|s| {
-                [
-                    s.log_path.clone(),
-                    s.index_path.clone(),
-                    s.time_index_path.clone(),
-                ]
-            })
-            .collect();
-        checkpoint::blocking(move || -> Result<()> {
-            for p in paths {
-                std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
-            }
-            checkpoint::write_atomic(&dir.join(checkpoint::LEADER_EPOCH_FILE), text.as_bytes())
-        })
-        .await
+        remove_segment_files(&self.inner.dir, &removed).await?;
+        let path = self.inner.dir.join(checkpoint::LEADER_EPOCH_FILE);
+        checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await
     }
 
     /// Replaces every segment with one empty segment at `start`.
@@ -1234,23 +1200,7 @@ impl Partition {
             crate::types::now_ms(),
         ));
         drop(self.inner.state.borrow_mut().writer.take());
-        let paths: Vec<PathBuf> = old
-            .iter()
-            .flat_map(|s| {
-                [
-                    s.log_path.clone(),
-                    s.index_path.clone(),
-                    s.time_index_path.clone(),
-                ]
-            })
-            .collect();
-        checkpoint::blocking(move || -> Result<()> {
-            for p in paths {
-                std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
-            }
-            Ok(())
-        })
-        .await?;
+        remove_segment_files(&self.inner.dir, &old).await?;
         let writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
         let text = {
             let mut st = self.inner.state.borrow_mut();
@@ -1307,6 +1257,36 @@ struct Work {
     sync: bool,
     epochs: Option<String>,
     writer: RefCell<Option<SegmentWriter>>,
+}
+
+/// Unlinks the files of `segments` (already gone ones are fine) and fsyncs
+/// the directory, off the shard's reactor thread. Reads in flight keep their
+/// file descriptors and finish.
+async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>]) -> Result<()> {
+    let paths: Vec<PathBuf> = segments
+        .iter()
+        .flat_map(|s| {
+            [
+                s.log_path.clone(),
+                s.index_path.clone(),
+                s.time_index_path.clone(),
+            ]
+        })
+        .collect();
+    let dir = dir.to_path_buf();
+    checkpoint::blocking(move || -> Result<()> {
+        for p in paths {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(EngineError::io(&p, e)),
+            }
+        }
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| EngineError::io(&dir, e))
+    })
+    .await
 }
 
 /// Base offsets of the segments in a partition directory, ascending.

@@ -220,13 +220,7 @@ mod tests {
     use super::*;
     use crate::batch::build;
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("join");
-    }
+    use crate::test_support::run;
 
     /// A file of `n` batches with offsets 0, 3, 6, … (3 records each).
     fn file_of(n: usize) -> (Vec<u8>, Vec<u64>) {
