@@ -54,6 +54,15 @@ enum Command {
         /// `auto.create.topics.enable`.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         auto_create_topics_enable: bool,
+        /// `fetch.max.bytes`: the most one fetch response carries.
+        #[arg(long, default_value_t = 57_671_680)]
+        fetch_max_bytes: usize,
+        /// `socket.request.max.bytes`: the largest request accepted.
+        #[arg(long, default_value_t = 104_857_600)]
+        socket_request_max_bytes: usize,
+        /// `queued.max.request.bytes`: request bytes one shard holds at once.
+        #[arg(long, default_value_t = 256 << 20)]
+        queued_max_request_bytes: usize,
         /// Where the embedded one-member coordinator quorum listens.
         #[arg(long, default_value = "127.0.0.1:9093")]
         coordinator_listen: std::net::SocketAddr,
@@ -199,6 +208,9 @@ fn main() -> std::process::ExitCode {
             listeners,
             advertised_listeners,
             auto_create_topics_enable,
+            fetch_max_bytes,
+            socket_request_max_bytes,
+            queued_max_request_bytes,
             coordinator_listen,
             coordinator_dir,
         } => {
@@ -228,6 +240,9 @@ fn main() -> std::process::ExitCode {
                 vec![coordinator_listen.to_string()],
             );
             broker.auto_create_topics = auto_create_topics_enable;
+            broker.fetch_max_bytes = fetch_max_bytes;
+            broker.socket_request_max_bytes = socket_request_max_bytes;
+            broker.queued_max_request_bytes = queued_max_request_bytes;
             broker.advertised = embedded.advertised.clone();
             let config = EngineConfig {
                 log_dirs,

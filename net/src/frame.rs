@@ -7,8 +7,12 @@ use std::io;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read<S: AsyncRead + Unpin>(s: &mut S, bytes_max: usize) -> io::Result<Option<Bytes>> {
+/// Reads a frame's size, checked against `bytes_max`; `Ok(None)` at a
+/// clean end of stream.
+pub async fn read_size<S: AsyncRead + Unpin>(
+    s: &mut S,
+    bytes_max: usize,
+) -> io::Result<Option<usize>> {
     let mut size = [0u8; 4];
     match s.read_exact(&mut size).await {
         Ok(()) => {}
@@ -24,9 +28,14 @@ pub async fn read<S: AsyncRead + Unpin>(s: &mut S, bytes_max: usize) -> io::Resu
             ),
         ));
     }
-    let mut buf = vec![0u8; size as usize];
+    Ok(Some(size as usize))
+}
+
+/// Reads a frame's body of `size` bytes (already checked).
+pub async fn read_body<S: AsyncRead + Unpin>(s: &mut S, size: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; size];
     s.read_exact(&mut buf).await?;
-    Ok(Some(Bytes::from(buf)))
+    Ok(Bytes::from(buf))
 }
 
 /// Writes one response frame made of a header and a body.

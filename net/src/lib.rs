@@ -55,6 +55,13 @@ pub struct BrokerConfig {
     pub advertised: (String, u16),
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: request bytes held at once by one shard,
+    /// across its connections; a connection waits for room before reading
+    /// a request's body.
+    pub queued_max_request_bytes: usize,
+    /// `fetch.max.bytes`: the most one fetch response carries, whatever the
+    /// client asks (one batch larger than it still goes out whole, KIP-74).
+    pub fetch_max_bytes: usize,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// Most connections one shard serves.
@@ -73,6 +80,8 @@ impl BrokerConfig {
             listen,
             advertised: (listen.ip().to_string(), listen.port()),
             socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: 256 << 20,
+            fetch_max_bytes: 57_671_680,
             connections_max_idle_ms: 600_000,
             connections_max: 10_000,
             auto_create_topics: true,
@@ -87,6 +96,8 @@ pub struct Ctx {
     pub config: Arc<BrokerConfig>,
     pub image: Image,
     pub router: Rc<Router>,
+    /// Room for request bytes held by this shard (`queued.max.request.bytes`).
+    pub request_bytes: glommio::sync::Semaphore,
 }
 
 /// How many shards have bound their listener, and how many failed to.
@@ -157,6 +168,9 @@ pub fn shard_main(
                 config: config.clone(),
                 image,
                 router,
+                request_bytes: glommio::sync::Semaphore::new(
+                    config.queued_max_request_bytes as u64,
+                ),
             });
             glommio::spawn_local(follow_metadata(ctx.clone())).detach();
             serve(ctx, ready).await;
@@ -265,13 +279,23 @@ async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(
         ctx.config.connections_max_idle_ms.max(1),
     )))?;
-    while let Some(frame) = frame::read(&mut stream, ctx.config.socket_request_max_bytes).await? {
+    loop {
+        let Some(size) = frame::read_size(&mut stream, ctx.config.socket_request_max_bytes).await?
+        else {
+            return Ok(());
+        };
+        let units = size.min(ctx.config.queued_max_request_bytes) as u64;
+        let _room = ctx
+            .request_bytes
+            .acquire_permit(units)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let frame = frame::read_body(&mut stream, size).await?;
         let Some((header_bytes, body)) = handle(ctx, frame).await? else {
             continue; // acks=0 produce: no response
         };
         frame::write(&mut stream, &header_bytes, &body).await?;
     }
-    Ok(())
 }
 
 fn bad(why: impl Into<String>) -> std::io::Error {

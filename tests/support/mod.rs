@@ -28,6 +28,11 @@ impl Broker {
     }
 
     pub fn start_on(dir: &Path, port: u16, coordinator_port: u16) -> Broker {
+        Self::start_with(dir, port, coordinator_port, &[])
+    }
+
+    /// Starts with extra `sluice start` arguments.
+    pub fn start_with(dir: &Path, port: u16, coordinator_port: u16, extra: &[&str]) -> Broker {
         let bootstrap = format!("127.0.0.1:{port}");
         let coordinator = format!("127.0.0.1:{coordinator_port}");
         // The broker's log goes beside its data, for a failing test to show.
@@ -46,6 +51,7 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env("RUST_LOG", "info,openraft=warn,sluice_net=debug")
             .stdout(Stdio::piped())
             .stderr(log)

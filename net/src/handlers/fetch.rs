@@ -19,11 +19,16 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let mut max_total = if req.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        req.max_bytes as usize
+    // fetch.max.bytes bounds what one response holds, whatever is asked.
+    let cap = ctx.config.fetch_max_bytes;
+    let limit = || {
+        if req.max_bytes <= 0 {
+            cap
+        } else {
+            (req.max_bytes as usize).min(cap)
+        }
     };
+    let mut max_total = limit();
     loop {
         let resp = fetch_once(ctx, &req, version, &mut max_total).await;
         let bytes: usize = resp
@@ -40,11 +45,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline {
             return resp;
         }
-        max_total = if req.max_bytes <= 0 {
-            usize::MAX
-        } else {
-            req.max_bytes as usize
-        };
+        max_total = limit();
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -1,0 +1,90 @@
+//! Memory follows from configuration, not from what clients ask: a fetch
+//! asking for 2 GiB gets at most `fetch.max.bytes`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use support::{free_port, Broker, TIMEOUT};
+
+#[test]
+fn given_a_fetch_asking_for_2gib_the_response_is_bounded_by_fetch_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--fetch-max-bytes", "100000"],
+    );
+    // 2 MB in batches of about 16 KiB.
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("batch.size", "16384")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let value = vec![b'v'; 1000];
+    for _ in 0..2000 {
+        while p
+            .send(
+                BaseRecord::<(), [u8]>::to("big")
+                    .partition(0)
+                    .payload(&value[..]),
+            )
+            .is_err()
+        {
+            p.poll(std::time::Duration::from_millis(5));
+        }
+    }
+    p.flush(TIMEOUT).unwrap();
+
+    let version = 11;
+    let mut partition = FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = 0;
+    partition.partition_max_bytes = i32::MAX;
+    let mut topic = FetchTopic::default();
+    topic.topic = TopicName(StrBytes::from_static_str("big"));
+    topic.partitions = vec![partition];
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = 100;
+    req.max_bytes = i32::MAX;
+    req.topics = vec![topic];
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Fetch as i16;
+    header.request_api_version = version;
+    header.correlation_id = 1;
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, ApiKey::Fetch.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut s = TcpStream::connect(&broker.bootstrap).unwrap();
+    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut frame).unwrap();
+    let mut frame = Bytes::from(frame);
+    ResponseHeader::decode(&mut frame, ApiKey::Fetch.response_header_version(version)).unwrap();
+    let resp = FetchResponse::decode(&mut frame, version).unwrap();
+    let records = resp.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    assert!(!records.is_empty());
+    // At most fetch.max.bytes, plus at most one batch that alone was larger.
+    assert!(records.len() <= 100_000 + 20_000, "{} bytes", records.len());
+    assert_eq!(frame.remaining(), 0);
+    broker.stop();
+}
