@@ -30,8 +30,10 @@ use tokio::net::TcpStream;
 use super::TypeConfig;
 use crate::metadata::{Outcome, Proposal};
 
-/// Largest frame accepted (a snapshot chunk is far smaller).
-pub const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Largest frame accepted. openraft's snapshot chunks are 3 MiB and its
+/// append batches far smaller; with at most `connections_max` (64)
+/// connections a node holds at most 1 GiB of frames at once.
+pub const FRAME_BYTES_MAX: usize = 16 << 20;
 /// Version of this protocol, sent in the first frame.
 pub const PROTOCOL_VERSION: u16 = 1;
 

@@ -61,7 +61,7 @@ impl NodeConfig {
             dir,
             session_timeout: Duration::from_millis(9_000),
             snapshot_every: 1_000,
-            connections_max: 256,
+            connections_max: 64,
         }
     }
 }
