@@ -129,8 +129,9 @@ impl StateMachineStore {
         self.published.subscribe()
     }
 
-    pub fn state(&self) -> MetadataState {
-        self.lock().state.clone()
+    /// The current state: the image last published, shared, not copied.
+    pub fn state(&self) -> Arc<MetadataState> {
+        self.published.borrow().clone()
     }
 
     /// What a broker whose copy has applied everything up to `since` needs.
