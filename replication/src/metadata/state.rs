@@ -520,7 +520,13 @@ impl MetadataState {
                 isr,
             } => {
                 self.check_broker_epoch(*broker, *broker_epoch)?;
-                let brokers = self.brokers.clone();
+                // Which of the proposed members are live, decided before the
+                // partition is borrowed for the change.
+                let live: Vec<i32> = isr
+                    .iter()
+                    .copied()
+                    .filter(|r| self.brokers.get(r).is_some_and(|b| !b.fenced))
+                    .collect();
                 let p = self.partition_mut(topic, *partition)?;
                 if p.leader != *broker {
                     return refuse(
@@ -548,7 +554,7 @@ impl MetadataState {
                 new_isr.dedup();
                 let eligible = new_isr
                     .iter()
-                    .all(|r| p.replicas.contains(r) && brokers.get(r).is_some_and(|b| !b.fenced));
+                    .all(|r| p.replicas.contains(r) && live.contains(r));
                 if !new_isr.contains(broker) || !eligible || new_isr.len() != isr.len() {
                     return refuse(
                         ErrorCode::IneligibleReplica,
