@@ -212,22 +212,39 @@ fn unexpected<E: std::error::Error>(r: Response) -> RPCError<NodeId, BasicNode, 
     ))))
 }
 
+impl Network {
+    /// Sends `req` and takes openraft's answer out of the response `pick`
+    /// expects; a remote error, an unexpected response and an unreachable
+    /// peer become the RPC errors openraft retries on.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+        pick: impl FnOnce(Response) -> Result<Result<T, E>, Box<Response>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match self.call(&req, option.hard_ttl()).await {
+            Ok(r) => match pick(r) {
+                Ok(answer) => {
+                    answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+                }
+                Err(other) => Err(unexpected(*other)),
+            },
+            Err(e) => Err(unreachable(e)),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Network {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self
-            .call(&Request::AppendEntries(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(Response::AppendEntries(r)) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Err(unreachable(e)),
-        }
+        self.rpc(Request::AppendEntries(rpc), option, |r| match r {
+            Response::AppendEntries(a) => Ok(a),
+            other => Err(Box::new(other)),
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -238,16 +255,11 @@ impl RaftNetwork<TypeConfig> for Network {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        match self
-            .call(&Request::InstallSnapshot(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(Response::InstallSnapshot(r)) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Err(unreachable(e)),
-        }
+        self.rpc(Request::InstallSnapshot(rpc), option, |r| match r {
+            Response::InstallSnapshot(a) => Ok(a),
+            other => Err(Box::new(other)),
+        })
+        .await
     }
 
     async fn vote(
@@ -255,13 +267,11 @@ impl RaftNetwork<TypeConfig> for Network {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(&Request::Vote(rpc), option.hard_ttl()).await {
-            Ok(Response::Vote(r)) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Err(unreachable(e)),
-        }
+        self.rpc(Request::Vote(rpc), option, |r| match r {
+            Response::Vote(a) => Ok(a),
+            other => Err(Box::new(other)),
+        })
+        .await
     }
 }
 
