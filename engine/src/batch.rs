@@ -567,6 +567,16 @@ pub mod build {
         b
     }
 
+    /// Marks `batch` as sent by an idempotent producer and recomputes its
+    /// CRC.
+    pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+        batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+        batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// A batch of `count` records whose values are `value_len` bytes of
     /// `fill`, keyless.
     pub fn simple(count: usize, value_len: usize, fill: u8, timestamp_ms: i64) -> Vec<u8> {

@@ -55,6 +55,9 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
+    /// `producer.id.expiration.ms`, a broker setting in Kafka (not a topic
+    /// key): how long a partition remembers an idle idempotent producer.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -73,6 +76,7 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             cleanup_policy: CleanupPolicy::Delete,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
+use crate::producers::ProducerError;
 use crate::types::Offset;
 
 /// The subset of Kafka's error codes the storage engine produces, with the
@@ -18,7 +19,11 @@ pub enum KafkaCode {
     MessageTooLarge = 10,
     InvalidTimestamp = 32,
     InvalidConfig = 40,
+    OutOfOrderSequenceNumber = 45,
+    InvalidProducerEpoch = 47,
+    InvalidTxnState = 48,
     KafkaStorageError = 56,
+    UnknownProducerId = 59,
     InvalidRecord = 87,
 }
 
@@ -27,6 +32,8 @@ pub enum KafkaCode {
 pub enum EngineError {
     #[error(transparent)]
     Batch(#[from] BatchError),
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     #[error("offset {offset} is outside the log [{log_start}, {log_end})")]
     OffsetOutOfRange {
         offset: Offset,
@@ -75,6 +82,7 @@ impl EngineError {
     pub fn kafka_code(&self) -> KafkaCode {
         match self {
             Self::Batch(e) => e.kafka_code(),
+            Self::Producer(e) => e.kafka_code(),
             Self::OffsetOutOfRange { .. } => KafkaCode::OffsetOutOfRange,
             Self::Io { .. }
             | Self::Poisoned(_)

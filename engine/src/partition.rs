@@ -45,6 +45,7 @@ use crate::cache::{Cached, PartitionCache, TailCache};
 use crate::checkpoint::{self, LeaderEpochs};
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{EngineError, Result};
+use crate::producers::{self, ProducerEntry, ProducerTable, Verdict};
 use crate::segment::{self, Segment, SegmentWriter};
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
 
@@ -204,6 +205,10 @@ struct State {
     epochs_dirty: bool,
     roll_requested: bool,
     closed: bool,
+    /// Idempotent producers (see [`crate::producers`]).
+    producers: ProducerTable,
+    /// Truncations so far: a snapshot taken before one is stale after it.
+    truncations: u64,
 }
 
 struct Inner {
@@ -324,6 +329,7 @@ impl Partition {
             segment: active.base,
             position: active_size,
         };
+        let producers = load_producers(dir, &segments, log_start, log_end).await?;
         let epochs_text = epochs.encode();
         checkpoint::blocking(move || {
             checkpoint::write_atomic(&epochs_path, epochs_text.as_bytes())
@@ -361,6 +367,8 @@ impl Partition {
                     epochs_dirty: false,
                     roll_requested: false,
                     closed: false,
+                    producers,
+                    truncations: 0,
                 }),
                 io_lock: Semaphore::new(1),
                 cache: Rc::new(RefCell::new(PartitionCache::default())),
@@ -445,9 +453,24 @@ impl Partition {
             .await
             .map_err(|_| EngineError::Closed)?;
         let mut st = self.inner.state.borrow_mut();
-        if let Err(e) = self.check_usable(&st) {
-            ctx.write_buffer.signal(units);
-            return Err(e);
+        let verdict = self
+            .check_usable(&st)
+            .and_then(|()| Ok(st.producers.check(&header)?));
+        match verdict {
+            Ok(Verdict::Append) => {}
+            Ok(Verdict::Duplicate(b)) => {
+                ctx.write_buffer.signal(units);
+                return Ok(AppendInfo {
+                    base_offset: Offset(b.first_offset),
+                    last_offset: Offset(b.last_offset),
+                    log_append_time: -1,
+                    log_start: st.log_start,
+                });
+            }
+            Err(e) => {
+                ctx.write_buffer.signal(units);
+                return Err(e);
+            }
         }
         let base = st.log_end;
         batch::assign(&mut batch, base.0, leader_epoch.0);
@@ -467,6 +490,9 @@ impl Partition {
                 .borrow()
                 .must_roll(active.base, len, last.0, &st.config, now_ms);
         if roll {
+            // The producers as they are after every batch below `base`.
+            let snapshot = st.producers.encode_snapshot(base.0);
+            self.schedule_snapshot(base, snapshot, st.truncations);
             let seg = Rc::new(Segment::new(&self.inner.dir, base, &st.config, now_ms));
             st.segments.insert(base, seg.clone());
             st.roll_requested = false;
@@ -474,6 +500,7 @@ impl Partition {
         }
         {
             let stored = batch::BatchHeader::parse(&bytes).expect("validated");
+            st.producers.record(&stored);
             let mut m = active.meta.borrow_mut();
             let position = m.size;
             m.note_batch(
@@ -535,6 +562,48 @@ impl Partition {
             st.waiters.push((last, cx.waker().clone()));
             Poll::Pending
         })
+    }
+
+    /// The idempotent producers this partition knows, by producer id.
+    pub fn producers(&self) -> Vec<ProducerEntry> {
+        self.inner.state.borrow().producers.entries()
+    }
+
+    /// Writes a producer snapshot in the background, unless the partition
+    /// closes or is truncated first.
+    fn schedule_snapshot(&self, offset: Offset, snapshot: Vec<u8>, truncations: u64) {
+        let p = self.clone();
+        glommio::spawn_local(async move {
+            // glommio polls a new task at once; the caller holds the state.
+            futures_lite::future::yield_now().await;
+            let Ok(_permit) = p.inner.io_lock.acquire_permit(1).await else {
+                return;
+            };
+            {
+                let st = p.inner.state.borrow();
+                if st.closed || st.failure.is_some() || st.truncations != truncations {
+                    return;
+                }
+            }
+            if let Err(e) = p.store_snapshot(offset, snapshot).await {
+                tracing::error!(partition = %p.inner.tp, error = %e, "cannot write a producer snapshot");
+                p.poison(&e);
+            }
+        })
+        .detach();
+    }
+
+    /// Writes the snapshot file for `offset` and removes all but the newest
+    /// [`producers::SNAPSHOTS_KEPT`]. Call with the I/O lock held.
+    async fn store_snapshot(&self, offset: Offset, snapshot: Vec<u8>) -> Result<()> {
+        let dir = self.inner.dir.clone();
+        checkpoint::blocking(move || -> Result<()> {
+            checkpoint::write_atomic(&dir.join(producers::snapshot_name(offset.0)), &snapshot)?;
+            let offsets = list_snapshots(&dir)?;
+            let old = offsets.len().saturating_sub(producers::SNAPSHOTS_KEPT);
+            remove_snapshots(&dir, &offsets[..old])
+        })
+        .await
     }
 
     fn schedule_flush(&self, st: &mut State) {
@@ -956,6 +1025,7 @@ impl Partition {
                 return Ok(st.log_start);
             }
             st.log_start = target;
+            st.producers.evict_below(target.0);
             (target, checkpoint::encode_log_start(&self.inner.tp, target))
         };
         self.inner.shard.cache.drop_below(&self.inner.cache, target);
@@ -985,6 +1055,8 @@ impl Partition {
         let doomed: Vec<Rc<Segment>> = {
             let mut st = self.inner.state.borrow_mut();
             self.check_usable(&st)?;
+            let expiration = st.config.producer_id_expiration_ms;
+            st.producers.expire(now_ms, expiration);
             let deletes = matches!(
                 st.config.cleanup_policy,
                 CleanupPolicy::Delete | CleanupPolicy::CompactDelete
@@ -1034,6 +1106,8 @@ impl Partition {
             if let Some(first) = st.segments.keys().next().copied() {
                 st.log_start = st.log_start.max(first);
             }
+            let start = st.log_start.0;
+            st.producers.evict_below(start);
             doomed
         };
         if doomed.is_empty() {
@@ -1065,7 +1139,27 @@ impl Partition {
             .acquire_permit(1)
             .await
             .map_err(|_| EngineError::Closed)?;
-        let result = self.truncate_locked(offset).await;
+        let mut result = self.truncate_locked(offset).await;
+        if result.is_ok() {
+            // Producer state forgets the batches cut off; snapshots of it
+            // above the new end are stale.
+            let end = {
+                let mut st = self.inner.state.borrow_mut();
+                let end = st.log_end;
+                st.producers.truncate_from(end.0);
+                st.truncations += 1;
+                end
+            };
+            let dir = self.inner.dir.clone();
+            result = checkpoint::blocking(move || {
+                let stale: Vec<i64> = list_snapshots(&dir)?
+                    .into_iter()
+                    .filter(|o| *o > end.0)
+                    .collect();
+                remove_snapshots(&dir, &stale)
+            })
+            .await;
+        }
         if let Err(e) = &result {
             self.poison(e);
         }
@@ -1248,7 +1342,11 @@ impl Partition {
             w.index.sync().await?;
             w.time_index.sync().await?;
         }
-        Ok(())
+        let (end, snapshot) = {
+            let st = self.inner.state.borrow();
+            (st.log_end, st.producers.encode_snapshot(st.log_end.0))
+        };
+        self.store_snapshot(end, snapshot).await
     }
 }
 
@@ -1287,6 +1385,112 @@ async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>]) -> Result<()
             .map_err(|e| EngineError::io(&dir, e))
     })
     .await
+}
+
+/// Offsets of the producer snapshots in a partition directory, ascending.
+fn list_snapshots(dir: &Path) -> Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some((stem, producers::SNAPSHOT_EXT)) = name.to_str().and_then(|n| n.rsplit_once('.'))
+        else {
+            continue;
+        };
+        if let (20, Ok(o)) = (stem.len(), stem.parse::<i64>()) {
+            offsets.push(o);
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// Deletes the producer snapshots at `offsets` and fsyncs the directory.
+fn remove_snapshots(dir: &Path, offsets: &[i64]) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    for o in offsets {
+        let p = dir.join(producers::snapshot_name(*o));
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(&p, e)),
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| EngineError::io(dir, e))
+}
+
+/// Rebuilds a partition's producer table on open: the newest valid
+/// snapshot at or below `log_end` (newer ones describe batches a crash cut
+/// off and are deleted), then the headers of every batch after it. With no
+/// usable snapshot, replay starts at the second-to-last segment.
+async fn load_producers(
+    dir: &Path,
+    segments: &BTreeMap<Offset, Rc<Segment>>,
+    log_start: Offset,
+    log_end: Offset,
+) -> Result<ProducerTable> {
+    let offsets = list_snapshots(dir)?;
+    let stale: Vec<i64> = offsets.iter().copied().filter(|o| *o > log_end.0).collect();
+    if !stale.is_empty() {
+        let d = dir.to_path_buf();
+        checkpoint::blocking(move || remove_snapshots(&d, &stale)).await?;
+    }
+    let mut loaded = None;
+    for &o in offsets.iter().rev().filter(|o| **o <= log_end.0) {
+        let path = dir.join(producers::snapshot_name(o));
+        let p = path.clone();
+        let bytes = checkpoint::blocking(move || std::fs::read(&p))
+            .await
+            .map_err(|e| EngineError::io(&path, e))?;
+        match ProducerTable::decode_snapshot(&bytes, producers::PRODUCERS_MAX) {
+            Ok(found) => {
+                loaded = Some(found);
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(path = %path.display(), %why, "damaged producer snapshot: not used")
+            }
+        }
+    }
+    let bases: Vec<Offset> = segments.keys().copied().collect();
+    let (from, mut table) = loaded.unwrap_or_else(|| {
+        let from = bases[bases.len().saturating_sub(2)];
+        (from.0, ProducerTable::default())
+    });
+    for (i, base) in bases.iter().enumerate() {
+        let next = bases.get(i + 1).map_or(log_end, |b| *b);
+        if next.0 <= from {
+            continue;
+        }
+        let seg = &segments[base];
+        let Some(files) = seg.files() else { continue };
+        let (size, start) = {
+            let m = seg.meta.borrow();
+            let rel = (from - base.0).clamp(0, i64::from(u32::MAX));
+            let start = m.index.floor(rel).map_or(0, |e| u64::from(e.position));
+            (m.size, start)
+        };
+        crate::scan::scan(
+            &files.dma,
+            &seg.log_path,
+            start,
+            size,
+            crate::scan::First::AtLeast(base.0),
+            |s| {
+                if s.header.last_offset() >= from {
+                    table.record(&s.header);
+                }
+            },
+        )
+        .await?;
+    }
+    table.evict_below(log_start.0);
+    Ok(table)
 }
 
 /// Base offsets of the segments in a partition directory, ascending.
