@@ -24,6 +24,8 @@ pub const SERVED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3, 0),
     (ApiKey::DescribeLogDirs, 1, 4, 1),
     (ApiKey::DescribeCluster, 0, 1, 0),
+    (ApiKey::InitProducerId, 0, 5, 0),
+    (ApiKey::DescribeProducers, 0, 0, 0),
 ];
 
 /// The served range of an API, if it is served at all.

@@ -98,6 +98,8 @@ pub struct Ctx {
     pub router: Rc<Router>,
     /// Room for request bytes held by this shard (`queued.max.request.bytes`).
     pub request_bytes: glommio::sync::Semaphore,
+    /// This shard's block of idempotent producer ids.
+    pub producer_ids: handlers::init_producer_id::ProducerIds,
 }
 
 /// How many shards have bound their listener, and how many failed to.
@@ -171,6 +173,7 @@ pub fn shard_main(
                 request_bytes: glommio::sync::Semaphore::new(
                     config.queued_max_request_bytes as u64,
                 ),
+                producer_ids: Default::default(),
             });
             glommio::spawn_local(follow_metadata(ctx.clone())).detach();
             serve(ctx, ready).await;
@@ -421,6 +424,12 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(
             handlers::describe_log_dirs::handle(ctx, r, version).await,
         ),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(handlers::init_producer_id::handle(ctx, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(handlers::describe_producers::handle(ctx, r).await)
+        }
         other => return Err(bad(format!("{other:?} is not served"))),
     };
     encode(key, version, correlation, response).map(Some)

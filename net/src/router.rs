@@ -54,6 +54,10 @@ pub enum PartOp {
     },
     /// Close the partition and remove its files (its topic was deleted).
     Remove,
+    /// The idempotent producers the partition remembers.
+    Producers {
+        config: LogConfig,
+    },
 }
 
 #[derive(Debug)]
@@ -77,6 +81,7 @@ pub enum PartReply {
     Fetch(Result<Fetched, i16>),
     Offsets(Result<(i64, i64), i16>),
     Size(Result<(String, i64), i16>),
+    Producers(Result<Vec<sluice_engine::producers::ProducerEntry>, i16>),
     Done(Result<(), i16>),
 }
 
@@ -330,6 +335,13 @@ async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
                 let p = env.open(tp, config).await.map_err(|e| code(&e))?;
                 let dir = p.dir().parent().map(|d| d.display().to_string()).unwrap_or_default();
                 Ok((dir, p.size_bytes() as i64))
+            }
+            .await,
+        ),
+        PartOp::Producers { config } => PartReply::Producers(
+            async {
+                let p = env.open(tp, config).await.map_err(|e| code(&e))?;
+                Ok(p.producers())
             }
             .await,
         ),

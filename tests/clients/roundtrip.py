@@ -21,7 +21,8 @@ def messages(count):
 def confluent(bootstrap, topic, count):
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "lz4"})
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "lz4",
+                  "enable.idempotence": True})
     failures = []
     for key, value, headers in messages(count):
         while True:
@@ -50,8 +51,7 @@ def confluent(bootstrap, topic, count):
 def kafka_python(bootstrap, topic, count):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    # Idempotence (InitProducerId) is not served yet: see the idempotent producer issue.
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="gzip", enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="gzip", enable_idempotence=True)
     futures = [p.send(topic, value=v, key=k, headers=h, partition=0) for k, v, h in messages(count)]
     p.flush(60)
     for f in futures:

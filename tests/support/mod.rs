@@ -100,3 +100,36 @@ impl Drop for Broker {
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends one request on `s` and decodes its response: raw protocol, for
+/// tests that check exact answers.
+pub fn request(
+    s: &mut std::net::TcpStream,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    body: kafka_protocol::messages::RequestKind,
+) -> kafka_protocol::messages::ResponseKind {
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader, ResponseKind};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use std::io::{Read, Write};
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = 42;
+    header.client_id = Some(StrBytes::from_static_str("sluice-test"));
+    let mut b = bytes::BytesMut::new();
+    header
+        .encode(&mut b, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut b, version).unwrap();
+    s.write_all(&(b.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&b).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut frame).unwrap();
+    let mut frame = bytes::Bytes::from(frame);
+    let h = ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 42);
+    ResponseKind::decode(key, &mut frame, version).unwrap()
+}

@@ -9,7 +9,9 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -26,6 +28,7 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const INVALID_TOPIC: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -99,12 +102,16 @@ pub fn topic_name(s: &str) -> TopicName {
 }
 
 /// The log config of a topic: engine defaults, cluster defaults
-/// (`log.*`), then the topic's own overrides.
+/// (`log.*`, `producer.id.expiration.ms`), then the topic's own overrides.
 pub fn log_config(state: &MetadataState, topic: &str) -> LogConfig {
     let mut c = LogConfig::default();
     for (k, v) in &state.cluster_configs {
         if let Some(key) = k.strip_prefix("log.") {
             let _ = c.set(key, v);
+        } else if k == "producer.id.expiration.ms" {
+            if let Ok(ms) = v.parse() {
+                c.producer_id_expiration_ms = ms;
+            }
         }
     }
     if let Some(t) = state.topics.get(topic) {

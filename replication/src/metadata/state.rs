@@ -966,6 +966,10 @@ fn validate_cluster_config(key: &str, value: &str) -> Result<(), MetaError> {
             Ok(v) if v >= 1 => Ok(()),
             _ => invalid("must be a positive integer"),
         },
+        "producer.id.expiration.ms" => match value.parse::<i64>() {
+            Ok(v) if v >= 1 => Ok(()),
+            _ => invalid("must be a positive integer"),
+        },
         _ => {
             // log.retention.ms and friends: the topic key without "log.".
             let Some(topic_key) = key.strip_prefix("log.") else {
