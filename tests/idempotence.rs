@@ -49,12 +49,18 @@ fn create_topic(s: &mut TcpStream, topic: &str, partitions: i32) {
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 }
 
-fn init_producer_id(s: &mut TcpStream, transactional: Option<&str>) -> (i16, i64, i16) {
+/// InitProducerId; `current` is the id and epoch to bump, if any.
+fn init_producer_id(
+    s: &mut TcpStream,
+    transactional: Option<&str>,
+    current: Option<(i64, i16)>,
+) -> (i16, i64, i16) {
     let mut req = InitProducerIdRequest::default();
     req.transactional_id = transactional.map(|t| TransactionalId(StrBytes::from_string(t.into())));
     req.transaction_timeout_ms = 60_000;
-    req.producer_id = kafka_protocol::messages::ProducerId(-1);
-    req.producer_epoch = -1;
+    let (pid, epoch) = current.unwrap_or((-1, -1));
+    req.producer_id = kafka_protocol::messages::ProducerId(pid);
+    req.producer_epoch = epoch;
     let ResponseKind::InitProducerId(r) = request(
         s,
         ApiKey::InitProducerId,
@@ -120,9 +126,9 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     let mut s = TcpStream::connect(&broker.bootstrap).unwrap();
     create_topic(&mut s, "idem", 1);
 
-    let (code, pid, epoch) = init_producer_id(&mut s, None);
+    let (code, pid, epoch) = init_producer_id(&mut s, None, None);
     assert_eq!((code, epoch), (0, 0));
-    let (_, other, _) = init_producer_id(&mut s, None);
+    let (_, other, _) = init_producer_id(&mut s, None, None);
     assert_ne!(pid, other, "every InitProducerId gets a new id");
 
     assert_eq!(produce(&mut s, "idem", pid, 0, 0, 3), (0, 0));
@@ -133,14 +139,17 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     assert_eq!(log_end(&mut s, "idem"), 5);
     // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER.
     assert_eq!(produce(&mut s, "idem", pid, 0, 9, 1).0, 45);
-    // A new epoch starts at sequence 0; the old epoch is then stale.
+    // Re-init with the current id bumps the epoch; the new epoch starts at
+    // sequence 0, and the old epoch is then stale.
+    assert_eq!(init_producer_id(&mut s, None, Some((pid, 0))), (0, pid, 1));
+    assert_eq!(produce(&mut s, "idem", pid, 1, 3, 1).0, 45);
     assert_eq!(produce(&mut s, "idem", pid, 1, 0, 1), (0, 5));
     assert_eq!(produce(&mut s, "idem", pid, 0, 5, 1).0, 47);
     // A producer the partition has never seen, mid-sequence.
     assert_eq!(produce(&mut s, "idem", other + 1000, 0, 7, 1).0, 59);
     assert_eq!(log_end(&mut s, "idem"), 6);
     // Transactions are not served yet: a fatal, explained error.
-    assert_eq!(init_producer_id(&mut s, Some("tx-1")).0, 53);
+    assert_eq!(init_producer_id(&mut s, Some("tx-1"), None).0, 53);
 
     // DescribeProducers shows the producer and its last sequence.
     let mut t = describe_producers_request::TopicRequest::default();
@@ -178,7 +187,7 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
         "a retry after restart"
     );
     assert_eq!(produce(&mut s, "idem", pid, 1, 1, 1), (0, 6));
-    let (_, after, _) = init_producer_id(&mut s, None);
+    let (_, after, _) = init_producer_id(&mut s, None, None);
     assert!(
         after > other,
         "ids are unique across restarts: {after} after {other}"

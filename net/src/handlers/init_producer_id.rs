@@ -5,10 +5,13 @@
 //! Each shard takes its own block of [`BLOCK`] ids when it runs out: no
 //! state is shared between shards.
 //!
-//! A producer without a transactional id always gets a new id with epoch 0,
-//! also when it sends its current id and epoch to have the epoch bumped
-//! (KIP-360): Kafka answers the same way, and a new id resets every
-//! partition's sequence just as a bump would.
+//! A producer without a transactional id gets a new id with epoch 0. One
+//! that sends the id and epoch it has (v3+, KIP-360) gets the same id with
+//! the epoch bumped, which resets its sequences on every partition; when
+//! the epoch is exhausted, or the id was never handed out, it gets a new id
+//! instead. (Kafka answers every idempotent producer with a new id; the bump
+//! keeps `DescribeProducers` and the partitions' tables to one entry per
+//! producer.)
 //!
 //! Transactions are not built yet: a transactional id is answered with
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, an error clients treat as fatal
@@ -91,6 +94,14 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
     resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
         resp.error_code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        return resp;
+    }
+    let allocated = ctx.image.load().next_producer_id;
+    if (0..allocated).contains(&req.producer_id.0)
+        && (0..i16::MAX - 1).contains(&req.producer_epoch)
+    {
+        resp.producer_id = req.producer_id;
+        resp.producer_epoch = req.producer_epoch + 1;
         return resp;
     }
     match ctx.producer_ids.next(ctx).await {
