@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::collections::BTreeMap;
 
 use clap::{Parser, Subcommand};
+
+mod settings;
 use sluice_engine::shard::{Engine, EngineConfig};
 use sluice_replication::metadata::{Command as MetaCommand, Endpoint, ErrorCode, Outcome};
 use sluice_replication::raft::client::Client;
@@ -27,50 +29,7 @@ enum Command {
     /// Run a single node with zero configuration (the embedded default).
     ///
     /// Example: `sluice start --data-dir /var/lib/sluice`
-    Start {
-        /// Where data lives when --log-dirs is not given.
-        #[arg(long, default_value = "data")]
-        data_dir: PathBuf,
-        /// `log.dirs`: comma-separated log directories, one per disk.
-        #[arg(long, value_delimiter = ',')]
-        log_dirs: Vec<PathBuf>,
-        /// Number of shards (pinned cores); 0 for one per core.
-        #[arg(long, default_value_t = 0)]
-        shards: usize,
-        /// `log.retention.check.interval.ms`.
-        #[arg(long, default_value_t = 300_000)]
-        retention_check_interval_ms: u64,
-        /// `broker.id`.
-        #[arg(long, default_value_t = 1)]
-        broker_id: i32,
-        /// `listeners`: where Kafka clients connect. Loopback by default;
-        /// give 0.0.0.0:9092 to serve other hosts.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        listeners: std::net::SocketAddr,
-        /// `advertised.listeners`: the host:port clients are told to use;
-        /// defaults to --listeners.
-        #[arg(long)]
-        advertised_listeners: Option<String>,
-        /// `auto.create.topics.enable`.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        auto_create_topics_enable: bool,
-        /// `fetch.max.bytes`: the most one fetch response carries.
-        #[arg(long, default_value_t = 57_671_680)]
-        fetch_max_bytes: usize,
-        /// `socket.request.max.bytes`: the largest request accepted.
-        #[arg(long, default_value_t = 104_857_600)]
-        socket_request_max_bytes: usize,
-        /// `queued.max.request.bytes`: request bytes one shard holds at once.
-        #[arg(long, default_value_t = 256 << 20)]
-        queued_max_request_bytes: usize,
-        /// Where the embedded one-member coordinator quorum listens.
-        #[arg(long, default_value = "127.0.0.1:9093")]
-        coordinator_listen: std::net::SocketAddr,
-        /// Where the embedded coordinator keeps its log; default
-        /// <data-dir>/coordinator.
-        #[arg(long)]
-        coordinator_dir: Option<PathBuf>,
-    },
+    Start(Box<StartArgs>),
     /// Run one node of the metadata coordinator quorum (3 or 5 in production).
     ///
     /// Example, on three hosts:
@@ -100,6 +59,78 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         coordinators: Vec<String>,
     },
+}
+
+/// `sluice start`'s flags.
+#[derive(clap::Args)]
+struct StartArgs {
+    /// A properties file with Kafka's broker keys (server.properties
+    /// format): listeners, advertised.listeners, log.dirs,
+    /// num.partitions, message.max.bytes, log.retention.hours, ...
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `key=value` over the config file, like kafka-server-start.sh's
+    /// --override; repeatable.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Where data lives when log.dirs is not given.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// `log.dirs`: comma-separated log directories, one per disk.
+    #[arg(long)]
+    log_dirs: Option<String>,
+    /// Number of shards (pinned cores); 0 for one per core.
+    #[arg(long, default_value_t = 0)]
+    shards: usize,
+    /// `log.retention.check.interval.ms` (default 300000).
+    #[arg(long)]
+    retention_check_interval_ms: Option<u64>,
+    /// `broker.id` (default 1).
+    #[arg(long)]
+    broker_id: Option<i32>,
+    /// `listeners`: where Kafka clients connect, host:port or
+    /// PLAINTEXT://host:port. Default 127.0.0.1:9092; give 0.0.0.0:9092
+    /// to serve other hosts.
+    #[arg(long)]
+    listeners: Option<String>,
+    /// `advertised.listeners`: the host:port clients are told to use;
+    /// defaults to the listener.
+    #[arg(long)]
+    advertised_listeners: Option<String>,
+    /// `auto.create.topics.enable` (default true).
+    #[arg(long)]
+    auto_create_topics_enable: Option<bool>,
+    /// `num.partitions` for topics created without a count (default 1).
+    #[arg(long)]
+    num_partitions: Option<i32>,
+    /// `default.replication.factor` (default 1).
+    #[arg(long)]
+    default_replication_factor: Option<i16>,
+    /// `message.max.bytes`: the largest record batch (default 1048588).
+    #[arg(long)]
+    message_max_bytes: Option<u64>,
+    /// `fetch.max.bytes`: the most one fetch response carries
+    /// (default 57671680).
+    #[arg(long)]
+    fetch_max_bytes: Option<usize>,
+    /// `socket.request.max.bytes`: the largest request accepted
+    /// (default 104857600).
+    #[arg(long)]
+    socket_request_max_bytes: Option<usize>,
+    /// `queued.max.request.bytes`: request bytes one shard holds at once
+    /// (default 268435456).
+    #[arg(long)]
+    queued_max_request_bytes: Option<usize>,
+    /// `connections.max.idle.ms` (default 600000).
+    #[arg(long)]
+    connections_max_idle_ms: Option<u64>,
+    /// Where the embedded one-member coordinator quorum listens.
+    #[arg(long, default_value = "127.0.0.1:9093")]
+    coordinator_listen: std::net::SocketAddr,
+    /// Where the embedded coordinator keeps its log; default
+    /// <data-dir>/coordinator.
+    #[arg(long)]
+    coordinator_dir: Option<PathBuf>,
 }
 
 fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
@@ -199,55 +230,125 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Start {
-            data_dir,
-            log_dirs,
-            shards,
-            retention_check_interval_ms,
-            broker_id,
-            listeners,
-            advertised_listeners,
-            auto_create_topics_enable,
-            fetch_max_bytes,
-            socket_request_max_bytes,
-            queued_max_request_bytes,
-            coordinator_listen,
-            coordinator_dir,
-        } => {
-            let coordinator_dir = coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator"));
-            let log_dirs = if log_dirs.is_empty() {
-                vec![data_dir]
-            } else {
-                log_dirs
-            };
-            let advertised = advertised_listeners.unwrap_or_else(|| listeners.to_string());
-            let Some((host, port)) = advertised
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            else {
-                eprintln!("sluice: --advertised-listeners {advertised:?} is not host:port");
-                return std::process::ExitCode::FAILURE;
-            };
-            let embedded = Embedded {
-                broker_id,
-                listen: coordinator_listen,
-                dir: coordinator_dir,
-                advertised: (host, port),
-            };
-            let mut broker = sluice_net::BrokerConfig::new(
-                broker_id,
-                listeners,
-                vec![coordinator_listen.to_string()],
-            );
-            broker.auto_create_topics = auto_create_topics_enable;
-            broker.fetch_max_bytes = fetch_max_bytes;
-            broker.socket_request_max_bytes = socket_request_max_bytes;
-            broker.queued_max_request_bytes = queued_max_request_bytes;
-            broker.advertised = embedded.advertised.clone();
-            let config = EngineConfig {
+        Command::Start(args) => {
+            let StartArgs {
+                config,
+                overrides,
+                data_dir,
                 log_dirs,
                 shards,
                 retention_check_interval_ms,
+                broker_id,
+                listeners,
+                advertised_listeners,
+                auto_create_topics_enable,
+                num_partitions,
+                default_replication_factor,
+                message_max_bytes,
+                fetch_max_bytes,
+                socket_request_max_bytes,
+                queued_max_request_bytes,
+                connections_max_idle_ms,
+                coordinator_listen,
+                coordinator_dir,
+            } = *args;
+            let mut props = match config {
+                Some(path) => match std::fs::read_to_string(&path) {
+                    Ok(text) => settings::parse_properties(&text),
+                    Err(e) => {
+                        eprintln!("sluice: cannot read --config {}: {e}", path.display());
+                        return std::process::ExitCode::FAILURE;
+                    }
+                },
+                None => BTreeMap::new(),
+            };
+            for o in overrides {
+                let Some((k, v)) = o.split_once('=') else {
+                    eprintln!("sluice: --override {o:?} is not key=value");
+                    return std::process::ExitCode::FAILURE;
+                };
+                props.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let flags: [(&str, Option<String>); 13] = [
+                ("log.dirs", log_dirs),
+                (
+                    "log.retention.check.interval.ms",
+                    retention_check_interval_ms.map(|v| v.to_string()),
+                ),
+                ("broker.id", broker_id.map(|v| v.to_string())),
+                ("listeners", listeners),
+                ("advertised.listeners", advertised_listeners),
+                (
+                    "auto.create.topics.enable",
+                    auto_create_topics_enable.map(|v| v.to_string()),
+                ),
+                ("num.partitions", num_partitions.map(|v| v.to_string())),
+                (
+                    "default.replication.factor",
+                    default_replication_factor.map(|v| v.to_string()),
+                ),
+                (
+                    "message.max.bytes",
+                    message_max_bytes.map(|v| v.to_string()),
+                ),
+                ("fetch.max.bytes", fetch_max_bytes.map(|v| v.to_string())),
+                (
+                    "socket.request.max.bytes",
+                    socket_request_max_bytes.map(|v| v.to_string()),
+                ),
+                (
+                    "queued.max.request.bytes",
+                    queued_max_request_bytes.map(|v| v.to_string()),
+                ),
+                (
+                    "connections.max.idle.ms",
+                    connections_max_idle_ms.map(|v| v.to_string()),
+                ),
+            ];
+            for (k, v) in flags {
+                if let Some(v) = v {
+                    props.insert(k.to_string(), v);
+                }
+            }
+            let s = match settings::Settings::resolve(&props) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            if !s.ignored.is_empty() {
+                println!(
+                    "sluice: ignoring keys Sluice does not use: {}",
+                    s.ignored.join(", ")
+                );
+            }
+            let coordinator_dir = coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator"));
+            let log_dirs = s.log_dirs.clone().unwrap_or_else(|| vec![data_dir]);
+            let embedded = Embedded {
+                broker_id: s.broker_id,
+                listen: coordinator_listen,
+                dir: coordinator_dir,
+                advertised: s.advertised.clone(),
+            };
+            let mut broker = sluice_net::BrokerConfig::new(
+                s.broker_id,
+                s.listen,
+                vec![coordinator_listen.to_string()],
+            );
+            broker.advertised = s.advertised;
+            broker.auto_create_topics = s.auto_create_topics;
+            broker.fetch_max_bytes = s.fetch_max_bytes;
+            broker.socket_request_max_bytes = s.socket_request_max_bytes;
+            broker.queued_max_request_bytes = s.queued_max_request_bytes;
+            broker.connections_max_idle_ms = s.connections_max_idle_ms;
+            broker.num_partitions = s.num_partitions;
+            broker.default_replication_factor = s.default_replication_factor;
+            broker.static_configs = s.log_defaults;
+            let config = EngineConfig {
+                log_dirs,
+                shards,
+                retention_check_interval_ms: s.retention_check_interval_ms,
                 ..EngineConfig::default()
             };
             start(config, embedded, broker)

@@ -98,6 +98,40 @@ pub const KEYS: &[&str] = &[
     "cleanup.policy",
 ];
 
+/// Kafka's broker-level keys that give a topic key its default, with the
+/// factor from the broker key's unit to the topic key's (0: not a number).
+/// Where several set the same topic key, a later one wins, as in Kafka
+/// (`log.retention.ms` over `.minutes` over `.hours`).
+pub const BROKER_SYNONYMS: &[(&str, &str, i64)] = &[
+    ("log.segment.bytes", "segment.bytes", 1),
+    ("log.roll.hours", "segment.ms", 3_600_000),
+    ("log.roll.ms", "segment.ms", 1),
+    ("log.index.size.max.bytes", "segment.index.bytes", 1),
+    ("log.retention.hours", "retention.ms", 3_600_000),
+    ("log.retention.minutes", "retention.ms", 60_000),
+    ("log.retention.ms", "retention.ms", 1),
+    ("log.retention.bytes", "retention.bytes", 1),
+    ("message.max.bytes", "max.message.bytes", 1),
+    ("log.index.interval.bytes", "index.interval.bytes", 1),
+    ("log.flush.interval.messages", "flush.messages", 1),
+    ("log.flush.interval.ms", "flush.ms", 1),
+    ("log.message.timestamp.type", "message.timestamp.type", 0),
+    (
+        "log.message.timestamp.before.max.ms",
+        "message.timestamp.before.max.ms",
+        1,
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        "message.timestamp.after.max.ms",
+        1,
+    ),
+    ("log.cleanup.policy", "cleanup.policy", 0),
+];
+
+/// `producer.id.expiration.ms`: broker-level only.
+pub const PRODUCER_ID_EXPIRATION_MS: &str = "producer.id.expiration.ms";
+
 fn invalid(key: &str, value: &str, why: impl Into<String>) -> EngineError {
     EngineError::InvalidConfig {
         key: key.to_string(),
@@ -160,6 +194,43 @@ impl LogConfig {
                 }
             }
             _ => return Err(invalid(key, value, "unknown topic config")),
+        }
+        Ok(())
+    }
+
+    /// Sets a broker-level key (Kafka's name, see [`BROKER_SYNONYMS`]).
+    /// `Ok(false)`: not a key that sets a log default.
+    pub fn set_broker(&mut self, key: &str, value: &str) -> Result<bool> {
+        if key == PRODUCER_ID_EXPIRATION_MS {
+            self.producer_id_expiration_ms = int(key, value, 1)?;
+            return Ok(true);
+        }
+        let Some(&(_, topic_key, factor)) = BROKER_SYNONYMS.iter().find(|s| s.0 == key) else {
+            return Ok(false);
+        };
+        if factor <= 1 {
+            self.set(topic_key, value)?;
+        } else {
+            let v = int(key, value, -1)?;
+            let scaled = if v < 0 { -1 } else { v.saturating_mul(factor) };
+            self.set(topic_key, &scaled.to_string())
+                .map_err(|_| invalid(key, value, "out of range"))?;
+        }
+        Ok(true)
+    }
+
+    /// Applies every broker-level key `lookup` has, in Kafka's precedence.
+    pub fn apply_broker_defaults<'a>(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<()> {
+        for (key, _, _) in BROKER_SYNONYMS {
+            if let Some(v) = lookup(key) {
+                self.set_broker(key, v)?;
+            }
+        }
+        if let Some(v) = lookup(PRODUCER_ID_EXPIRATION_MS) {
+            self.set_broker(PRODUCER_ID_EXPIRATION_MS, v)?;
         }
         Ok(())
     }
@@ -238,6 +309,31 @@ mod tests {
         assert_eq!(described.len(), KEYS.len());
         let back = LogConfig::from_props(described.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn broker_keys_set_topic_defaults_in_kafkas_precedence() {
+        let props: std::collections::HashMap<&str, &str> = [
+            ("log.retention.hours", "2"),
+            ("log.retention.ms", "5000"),
+            ("log.roll.hours", "1"),
+            ("message.max.bytes", "2000000"),
+            ("log.flush.interval.messages", "10"),
+            ("producer.id.expiration.ms", "60000"),
+        ]
+        .into();
+        let mut c = LogConfig::default();
+        c.apply_broker_defaults(|k| props.get(k).copied()).unwrap();
+        assert_eq!(c.retention_ms, 5000, "ms wins over hours");
+        assert_eq!(c.segment_ms, 3_600_000);
+        assert_eq!(c.max_message_bytes, 2_000_000);
+        assert_eq!(c.flush_messages, 10);
+        assert_eq!(c.producer_id_expiration_ms, 60_000);
+        let mut c = LogConfig::default();
+        assert!(c.set_broker("log.retention.hours", "-1").unwrap());
+        assert_eq!(c.retention_ms, -1);
+        assert!(!c.set_broker("zookeeper.connect", "x").unwrap());
+        assert!(c.set_broker("log.retention.hours", "soon").is_err());
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// The coordinator quorum's addresses.
     pub coordinators: Vec<String>,
+    /// `num.partitions` / `default.replication.factor` for topics created
+    /// without them, unless set cluster-wide; -1 leaves it to the
+    /// coordinator's default.
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    /// Static broker-level log defaults by Kafka's names (`message.max.bytes`,
+    /// `log.retention.hours`, ...), from the config file or command line;
+    /// cluster-wide dynamic configs override them.
+    pub static_configs: std::collections::BTreeMap<String, String>,
     pub cluster_id: String,
 }
 
@@ -87,8 +96,20 @@ impl BrokerConfig {
             auto_create_topics: true,
             coordinators,
             cluster_id: "sluice".into(),
+            num_partitions: -1,
+            default_replication_factor: -1,
+            static_configs: Default::default(),
         }
     }
+}
+
+static STATIC_CONFIGS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+    std::sync::OnceLock::new();
+
+/// This process's static broker-level configs (empty until a broker
+/// starts): process-wide, like Kafka's server.properties.
+pub fn static_configs() -> &'static std::collections::BTreeMap<String, String> {
+    STATIC_CONFIGS.get_or_init(Default::default)
 }
 
 /// What request handlers on one shard share.
@@ -139,6 +160,9 @@ pub fn shard_main(
 ) -> (ShardMain, Arc<Listening>) {
     let listening = Arc::new(Listening::default());
     let ready = listening.clone();
+    if STATIC_CONFIGS.set(config.static_configs.clone()).is_err() {
+        tracing::warn!("static configs were set before: the first broker's apply");
+    }
     let config = Arc::new(config);
     // The mesh is Send but not Sync: each shard takes its clone under a lock.
     let mesh = Arc::new(Mutex::new(FullMesh::<Msg>::full(shards, 1024)));

@@ -33,6 +33,21 @@ pub async fn create(
     configs: Vec<(String, String)>,
     validate_only: bool,
 ) -> Result<(i32, i16), (i16, String)> {
+    // -1: this broker's static default, unless one is set cluster-wide.
+    let (partitions, replication_factor) = {
+        let state = ctx.image.load();
+        let set = |k: &str| state.cluster_configs.contains_key(k);
+        (
+            match partitions {
+                -1 if !set("num.partitions") => ctx.config.num_partitions,
+                p => p,
+            },
+            match replication_factor {
+                -1 if !set("default.replication.factor") => ctx.config.default_replication_factor,
+                r => r,
+            },
+        )
+    };
     let command = Command::CreateTopic {
         name: name.to_string(),
         id: topic_id(),

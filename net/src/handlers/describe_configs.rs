@@ -16,32 +16,49 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
+const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Broker-level keys and their values: cluster overrides over defaults.
+/// Where a broker-level key's value comes from: cluster-wide dynamic, then
+/// this broker's static settings.
+fn broker_source(state: &MetadataState, key: &str) -> Option<(String, i8)> {
+    state
+        .cluster_configs
+        .get(key)
+        .map(|v| (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER))
+        .or_else(|| {
+            crate::static_configs()
+                .get(key)
+                .map(|v| (v.clone(), SOURCE_STATIC_BROKER))
+        })
+}
+
+/// Broker-level keys (Kafka's names) and their values.
 pub fn broker_configs(state: &MetadataState) -> Vec<(String, String, i8)> {
+    let defaults: std::collections::HashMap<&str, String> =
+        LogConfig::default().describe().into_iter().collect();
     let mut out = vec![
+        ("num.partitions".to_string(), "1".to_string()),
+        ("default.replication.factor".to_string(), "1".to_string()),
         (
-            "num.partitions".to_string(),
-            "1".to_string(),
-            SOURCE_DEFAULT,
-        ),
-        (
-            "default.replication.factor".to_string(),
-            "1".to_string(),
-            SOURCE_DEFAULT,
+            sluice_engine::config::PRODUCER_ID_EXPIRATION_MS.to_string(),
+            LogConfig::default().producer_id_expiration_ms.to_string(),
         ),
     ];
-    for (k, v) in LogConfig::default().describe() {
-        out.push((format!("log.{k}"), v, SOURCE_DEFAULT));
+    for (key, topic_key, factor) in sluice_engine::config::BROKER_SYNONYMS {
+        let v = &defaults[topic_key];
+        let v = match (factor, v.parse::<i64>()) {
+            (2.., Ok(n)) if n >= 0 => (n / factor).to_string(),
+            _ => v.clone(),
+        };
+        out.push((key.to_string(), v));
     }
-    for (k, v, source) in &mut out {
-        if let Some(o) = state.cluster_configs.get(k.as_str()) {
-            *v = o.clone();
-            *source = SOURCE_DYNAMIC_DEFAULT_BROKER;
-        }
-    }
-    out
+    out.into_iter()
+        .map(|(k, v)| {
+            let (v, source) = broker_source(state, &k).unwrap_or((v, SOURCE_DEFAULT));
+            (k, v, source)
+        })
+        .collect()
 }
 
 fn topic_configs(state: &MetadataState, topic: &str) -> Vec<(String, String, i8)> {
@@ -50,12 +67,15 @@ fn topic_configs(state: &MetadataState, topic: &str) -> Vec<(String, String, i8)
         .describe()
         .into_iter()
         .map(|(k, v)| {
+            let broker = sluice_engine::config::BROKER_SYNONYMS
+                .iter()
+                .filter(|s| s.1 == k)
+                .filter_map(|s| broker_source(state, s.0).map(|b| b.1))
+                .min();
             let source = if overrides.contains_key(k) {
                 SOURCE_DYNAMIC_TOPIC
-            } else if state.cluster_configs.contains_key(&format!("log.{k}")) {
-                SOURCE_DYNAMIC_DEFAULT_BROKER
             } else {
-                SOURCE_DEFAULT
+                broker.unwrap_or(SOURCE_DEFAULT)
             };
             (k.to_string(), v, source)
         })

@@ -101,19 +101,14 @@ pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// The log config of a topic: engine defaults, cluster defaults
-/// (`log.*`, `producer.id.expiration.ms`), then the topic's own overrides.
+/// The log config of a topic: engine defaults, this broker's static
+/// settings, cluster-wide dynamic defaults (both by Kafka's broker names,
+/// `log.retention.ms` and friends), then the topic's own overrides.
 pub fn log_config(state: &MetadataState, topic: &str) -> LogConfig {
     let mut c = LogConfig::default();
-    for (k, v) in &state.cluster_configs {
-        if let Some(key) = k.strip_prefix("log.") {
-            let _ = c.set(key, v);
-        } else if k == "producer.id.expiration.ms" {
-            if let Ok(ms) = v.parse() {
-                c.producer_id_expiration_ms = ms;
-            }
-        }
-    }
+    let statics = crate::static_configs();
+    let _ = c.apply_broker_defaults(|k| statics.get(k).map(String::as_str));
+    let _ = c.apply_broker_defaults(|k| state.cluster_configs.get(k).map(String::as_str));
     if let Some(t) = state.topics.get(topic) {
         for (k, v) in &t.configs {
             let _ = c.set(k, v);

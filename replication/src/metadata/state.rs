@@ -966,19 +966,13 @@ fn validate_cluster_config(key: &str, value: &str) -> Result<(), MetaError> {
             Ok(v) if v >= 1 => Ok(()),
             _ => invalid("must be a positive integer"),
         },
-        "producer.id.expiration.ms" => match value.parse::<i64>() {
-            Ok(v) if v >= 1 => Ok(()),
-            _ => invalid("must be a positive integer"),
-        },
         _ => {
-            // log.retention.ms and friends: the topic key without "log.".
-            let Some(topic_key) = key.strip_prefix("log.") else {
-                return invalid("unknown cluster config");
-            };
-            let mut c = LogConfig::default();
-            c.set(topic_key, value)
-                .map(|_| ())
-                .map_err(|e| MetaError::new(ErrorCode::InvalidConfig, e.to_string()))
+            // log.retention.ms and friends: Kafka's broker-level names.
+            match LogConfig::default().set_broker(key, value) {
+                Ok(true) => Ok(()),
+                Ok(false) => invalid("unknown cluster config"),
+                Err(e) => Err(MetaError::new(ErrorCode::InvalidConfig, e.to_string())),
+            }
         }
     }
 }
