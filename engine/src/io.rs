@@ -110,6 +110,7 @@ pub async fn read_all(path: &Path) -> Result<Vec<u8>> {
 /// fsyncs a directory, so that files created, renamed or removed in it stay
 /// so after a crash.
 pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = &std::path::absolute(dir).map_err(|e| EngineError::io(dir, e))?;
     let d = glommio::io::Directory::open(dir)
         .await
         .map_err(|e| io_err(dir, e))?;

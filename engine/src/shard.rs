@@ -180,6 +180,9 @@ impl Engine {
         let mut found: Vec<Vec<(TopicPartition, Arc<LogDir>)>> = vec![Vec::new(); shards];
         for path in &config.log_dirs {
             std::fs::create_dir_all(path).map_err(|e| EngineError::io(path, e))?;
+            // Absolute: glommio opens directories without the working
+            // directory (a relative path fails with EBADF).
+            let path = &std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
             let dir = Arc::new(LogDir::new(path.clone()));
             for entry in std::fs::read_dir(path).map_err(|e| EngineError::io(path, e))? {
                 let entry = entry.map_err(|e| EngineError::io(path, e))?;

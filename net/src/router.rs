@@ -199,6 +199,7 @@ async fn run_local(env: &ShardEnv, ops: Vec<(TopicPartition, PartOp)>) -> Vec<Pa
 }
 
 fn code(e: &EngineError) -> i16 {
+    tracing::debug!(error = %e, "partition operation failed");
     e.kafka_code() as i16
 }
 
