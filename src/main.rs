@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod settings;
 use sluice_engine::shard::{Engine, EngineConfig};
 use sluice_replication::metadata::{Command as MetaCommand, Endpoint, ErrorCode, Outcome};
@@ -30,6 +31,34 @@ enum Command {
     ///
     /// Example: `sluice start --data-dir /var/lib/sluice`
     Start(Box<StartArgs>),
+    /// Create, list, describe, alter, grow, trim and delete topics.
+    Topic {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::topic::TopicCmd,
+    },
+    /// Produce messages: lines of stdin or files.
+    Produce {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::produce::ProduceArgs,
+    },
+    /// Consume messages, from the beginning by default.
+    Consume {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::consume::ConsumeArgs,
+    },
+    /// Cluster info, health check, and cluster-wide configs.
+    Cluster {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::cluster::ClusterCmd,
+    },
     /// Run one node of the metadata coordinator quorum (3 or 5 in production).
     ///
     /// Example, on three hosts:
@@ -133,6 +162,20 @@ struct StartArgs {
     coordinator_dir: Option<PathBuf>,
 }
 
+/// Runs a client command; its error is one line on stderr and exit code 1.
+fn client(
+    conn: &cli::Conn,
+    f: impl FnOnce(&cli::Client) -> cli::Result<()>,
+) -> std::process::ExitCode {
+    match conn.client().and_then(|c| f(&c)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
     peers
         .iter()
@@ -221,14 +264,18 @@ fn quorum(coordinators: &[String]) -> std::process::ExitCode {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Servers log; client commands report errors in one line of their own,
+    // so client library logs stay off unless RUST_LOG asks for them.
+    let serving = matches!(cli.command, Command::Start(_) | Command::Coordinator { .. });
+    let default = if serving { "info,openraft=warn" } else { "off" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Start(args) => {
             let StartArgs {
@@ -385,6 +432,10 @@ fn main() -> std::process::ExitCode {
             coordinator(config)
         }
         Command::Quorum { coordinators } => quorum(&coordinators),
+        Command::Topic { conn, cmd } => client(&conn, |c| cli::topic::run(c, cmd)),
+        Command::Produce { conn, args } => client(&conn, |c| cli::produce::run(c, args)),
+        Command::Consume { conn, args } => client(&conn, |c| cli::consume::run(c, args)),
+        Command::Cluster { conn, cmd } => client(&conn, |c| cli::cluster::run(c, cmd)),
     }
 }
 

@@ -33,24 +33,56 @@ impl Broker {
 
     /// Starts with extra `sluice start` arguments.
     pub fn start_with(dir: &Path, port: u16, coordinator_port: u16, extra: &[&str]) -> Broker {
+        let mut args = vec!["--data-dir".to_string(), dir.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(
+            &dir.with_extension("broker.log"),
+            None,
+            port,
+            coordinator_port,
+            &args,
+        )
+    }
+
+    /// Starts as a user would: in `cwd`, with the default data directory
+    /// (`./data`, a relative path).
+    pub fn start_in(cwd: &Path, port: u16, coordinator_port: u16) -> Broker {
+        Self::launch(
+            &cwd.join("broker.log"),
+            Some(cwd),
+            port,
+            coordinator_port,
+            &[],
+        )
+    }
+
+    fn launch(
+        log: &Path,
+        cwd: Option<&Path>,
+        port: u16,
+        coordinator_port: u16,
+        extra: &[String],
+    ) -> Broker {
         let bootstrap = format!("127.0.0.1:{port}");
         let coordinator = format!("127.0.0.1:{coordinator_port}");
         // The broker's log goes beside its data, for a failing test to show.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.with_extension("broker.log"))
+            .open(log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
             .args([
                 "start",
                 "--listeners",
                 &bootstrap,
                 "--coordinator-listen",
                 &coordinator,
-                "--data-dir",
             ])
-            .arg(dir)
             .args(extra)
             .env("RUST_LOG", "info,openraft=warn,sluice_net=debug")
             .stdout(Stdio::piped())

@@ -1,0 +1,285 @@
+//! The `sluice` command line as a user runs it: `sluice start` in a fresh
+//! directory with its defaults, then topic, produce, consume and cluster
+//! commands against it.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::{free_port, Broker};
+
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `sluice ARGS` with `stdin`, connection from the environment.
+fn sluice(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .env_remove("SLUICE_BROKERS")
+        .env_remove("SLUICE_PROFILE")
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
+    let r = sluice(env, args, stdin);
+    assert_eq!(r.code, 0, "sluice {args:?}: {}", r.stderr);
+    r
+}
+
+fn lines(n: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        // Tabs, spaces, UTF-8 and long lines: bytes must come back as sent.
+        writeln!(v, "line {i}\tvalue é {}", "x".repeat(i % 300)).unwrap();
+    }
+    v
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_slice(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.out()))
+}
+
+#[test]
+fn a_user_creates_produces_consumes_alters_trims_and_deletes_with_sluice_commands() {
+    let cwd = tempfile::tempdir().unwrap();
+    let broker = Broker::start_in(cwd.path(), free_port(), free_port());
+    assert!(
+        cwd.path().join("data").is_dir(),
+        "the default data directory"
+    );
+    let env = [("SLUICE_BROKERS", broker.bootstrap.as_str())];
+    let env = &env[..];
+
+    let r = ok(env, &["topic", "create", "orders", "-p", "3"], b"");
+    assert_eq!(r.out(), "created topic orders with 3 partitions\n");
+    let r = sluice(env, &["topic", "create", "orders"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.trim(), "sluice: topic orders already exists");
+
+    // A file produced, consumed back byte for byte.
+    let file = cwd.path().join("input.txt");
+    let content = lines(5000);
+    std::fs::write(&file, &content).unwrap();
+    ok(
+        env,
+        &["produce", "orders", "-p", "0", "-f", file.to_str().unwrap()],
+        b"",
+    );
+    let r = ok(env, &["consume", "orders", "-p", "0", "-e"], b"");
+    assert!(r.stdout == content, "consumed bytes differ from the file");
+    assert!(r.stderr.contains("from the beginning"), "{}", r.stderr);
+
+    // Keys and headers from stdin, shown with a format string.
+    ok(
+        env,
+        &["produce", "orders", "-p", "1", "-K", ":", "-H", "src=cli"],
+        b"k1:v1\nk2:v2\n",
+    );
+    let r = ok(
+        env,
+        &[
+            "consume",
+            "orders",
+            "-p",
+            "1",
+            "-e",
+            "-f",
+            "%k=%v %h %p/%o\\n",
+        ],
+        b"",
+    );
+    assert_eq!(r.out(), "k1=v1 src=cli 1/0\nk2=v2 src=cli 1/1\n");
+    let r = ok(
+        env,
+        &["consume", "orders", "-p", "0", "-o", "-2", "-e", "-q"],
+        b"",
+    );
+    assert_eq!(
+        r.stdout,
+        content[content.len() - lines_tail(&content, 2)..].to_vec()
+    );
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let r = ok(
+        env,
+        &[
+            "consume", "orders", "--format", "json", "-p", "1", "-n", "1",
+        ],
+        b"",
+    );
+    assert_eq!(json(&r)["key"], "k1");
+
+    let r = ok(env, &["topic", "list", "--format", "json"], b"");
+    assert_eq!(
+        json(&r),
+        serde_json::json!([{"topic": "orders", "partitions": 3, "replication_factor": 1}])
+    );
+    let r = ok(
+        env,
+        &["topic", "describe", "orders", "--format", "json"],
+        b"",
+    );
+    assert_eq!(json(&r)["partitions"][0]["log_end_offset"], 5000);
+
+    ok(
+        env,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=123456",
+        ],
+        b"",
+    );
+    let r = ok(
+        env,
+        &["topic", "describe", "orders", "--format", "json"],
+        b"",
+    );
+    assert_eq!(json(&r)["configs"]["retention.ms"], "123456");
+    ok(
+        env,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "retention.ms",
+        ],
+        b"",
+    );
+    let r = ok(
+        env,
+        &["topic", "describe", "orders", "--format", "json"],
+        b"",
+    );
+    assert_eq!(json(&r)["configs"], serde_json::json!({}));
+
+    ok(
+        env,
+        &["topic", "add-partitions", "orders", "--total", "4"],
+        b"",
+    );
+    let r = ok(env, &["topic", "list", "--format", "json"], b"");
+    assert_eq!(json(&r)[0]["partitions"], 4);
+
+    // Trim: records below offset 4990 are gone.
+    ok(
+        env,
+        &["topic", "trim", "orders", "-p", "0", "--offset", "4990"],
+        b"",
+    );
+    let r = ok(
+        env,
+        &["consume", "orders", "-p", "0", "-e", "-q", "-f", "%o\\n"],
+        b"",
+    );
+    let offsets: Vec<i64> = r.out().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(offsets, (4990..5000).collect::<Vec<_>>());
+
+    ok(env, &["cluster", "health"], b"");
+    ok(
+        env,
+        &["cluster", "config", "set", "log.retention.hours=48"],
+        b"",
+    );
+    let r = ok(
+        env,
+        &[
+            "cluster",
+            "config",
+            "get",
+            "log.retention.hours",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(json(&r)[0]["value"], "48");
+
+    ok(env, &["topic", "delete", "orders"], b"");
+    let r = sluice(env, &["topic", "describe", "orders"], b"");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("topic orders does not exist"),
+        "{}",
+        r.stderr
+    );
+    broker.stop();
+}
+
+/// Bytes of the last `n` lines of `content`.
+fn lines_tail(content: &[u8], n: usize) -> usize {
+    let mut seen = 0;
+    for (i, b) in content.iter().enumerate().rev().skip(1) {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return content.len() - i - 1;
+            }
+        }
+    }
+    content.len()
+}
+
+#[test]
+fn connection_settings_come_from_a_profile_and_unreachable_brokers_are_one_clear_error() {
+    let cwd = tempfile::tempdir().unwrap();
+    let broker = Broker::start_in(cwd.path(), free_port(), free_port());
+    let profile = cwd.path().join("profile");
+    std::fs::write(
+        &profile,
+        format!(
+            "# my cluster\nbrokers={}\nclient.id=cli-test\n",
+            broker.bootstrap
+        ),
+    )
+    .unwrap();
+    let env = [("SLUICE_PROFILE", profile.to_str().unwrap())];
+    ok(&env, &["topic", "create", "p1"], b"");
+    let r = ok(&env, &["topic", "list"], b"");
+    assert!(r.out().contains("p1"), "{}", r.out());
+
+    // -b wins over the profile.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let r = sluice(&env, &["topic", "list", "-b", &dead], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot reach a broker at {dead}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("sluice start"), "{}", r.stderr);
+    broker.stop();
+}
