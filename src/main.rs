@@ -31,6 +31,11 @@ enum Command {
     ///
     /// Example: `sluice start --data-dir /var/lib/sluice`
     Start(Box<StartArgs>),
+    /// Run a broker that joins a separate coordinator quorum.
+    ///
+    /// Example: `sluice broker --broker-id 2 --coordinators 10.0.0.1:9093,10.0.0.2:9093,10.0.0.3:9093
+    /// --listeners 0.0.0.0:9092 --advertised-listeners kafka2.example:9092`
+    Broker(Box<RemoteArgs>),
     /// Create, list, describe, alter, grow, trim and delete topics.
     Topic {
         #[command(flatten)]
@@ -90,9 +95,9 @@ enum Command {
     },
 }
 
-/// `sluice start`'s flags.
+/// A broker's settings, shared by `start` and `broker`.
 #[derive(clap::Args)]
-struct StartArgs {
+struct BrokerArgs {
     /// A properties file with Kafka's broker keys (server.properties
     /// format): listeners, advertised.listeners, log.dirs,
     /// num.partitions, message.max.bytes, log.retention.hours, ...
@@ -153,6 +158,13 @@ struct StartArgs {
     /// `connections.max.idle.ms` (default 600000).
     #[arg(long)]
     connections_max_idle_ms: Option<u64>,
+}
+
+/// `sluice start`'s flags.
+#[derive(clap::Args)]
+struct StartArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Where the embedded one-member coordinator quorum listens.
     #[arg(long, default_value = "127.0.0.1:9093")]
     coordinator_listen: std::net::SocketAddr,
@@ -160,6 +172,124 @@ struct StartArgs {
     /// <data-dir>/coordinator.
     #[arg(long)]
     coordinator_dir: Option<PathBuf>,
+}
+
+/// `sluice broker`'s flags.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The coordinator quorum, host:port,host:port,...
+    #[arg(long, value_delimiter = ',', required = true)]
+    coordinators: Vec<String>,
+    /// `broker.session.timeout.ms`: must match the coordinators'.
+    #[arg(long, default_value_t = 9_000)]
+    broker_session_timeout_ms: u64,
+}
+
+/// Resolves a broker's settings: the config file, then --override, then
+/// flags. Errors are for the user.
+fn broker_settings(
+    args: BrokerArgs,
+    coordinators: Vec<String>,
+) -> Result<(EngineConfig, sluice_net::BrokerConfig, PathBuf), String> {
+    let BrokerArgs {
+        config,
+        overrides,
+        data_dir,
+        log_dirs,
+        shards,
+        retention_check_interval_ms,
+        broker_id,
+        listeners,
+        advertised_listeners,
+        auto_create_topics_enable,
+        num_partitions,
+        default_replication_factor,
+        message_max_bytes,
+        fetch_max_bytes,
+        socket_request_max_bytes,
+        queued_max_request_bytes,
+        connections_max_idle_ms,
+    } = args;
+    let mut props = match config {
+        Some(path) => settings::parse_properties(
+            &std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?,
+        ),
+        None => BTreeMap::new(),
+    };
+    for o in overrides {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| format!("--override {o:?} is not key=value"))?;
+        props.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let flags: [(&str, Option<String>); 13] = [
+        ("log.dirs", log_dirs),
+        (
+            "log.retention.check.interval.ms",
+            retention_check_interval_ms.map(|v| v.to_string()),
+        ),
+        ("broker.id", broker_id.map(|v| v.to_string())),
+        ("listeners", listeners),
+        ("advertised.listeners", advertised_listeners),
+        (
+            "auto.create.topics.enable",
+            auto_create_topics_enable.map(|v| v.to_string()),
+        ),
+        ("num.partitions", num_partitions.map(|v| v.to_string())),
+        (
+            "default.replication.factor",
+            default_replication_factor.map(|v| v.to_string()),
+        ),
+        (
+            "message.max.bytes",
+            message_max_bytes.map(|v| v.to_string()),
+        ),
+        ("fetch.max.bytes", fetch_max_bytes.map(|v| v.to_string())),
+        (
+            "socket.request.max.bytes",
+            socket_request_max_bytes.map(|v| v.to_string()),
+        ),
+        (
+            "queued.max.request.bytes",
+            queued_max_request_bytes.map(|v| v.to_string()),
+        ),
+        (
+            "connections.max.idle.ms",
+            connections_max_idle_ms.map(|v| v.to_string()),
+        ),
+    ];
+    for (k, v) in flags {
+        if let Some(v) = v {
+            props.insert(k.to_string(), v);
+        }
+    }
+    let s = settings::Settings::resolve(&props)?;
+    if !s.ignored.is_empty() {
+        println!(
+            "sluice: ignoring keys Sluice does not use: {}",
+            s.ignored.join(", ")
+        );
+    }
+    let mut broker = sluice_net::BrokerConfig::new(s.broker_id, s.listen, coordinators);
+    broker.advertised = s.advertised;
+    broker.auto_create_topics = s.auto_create_topics;
+    broker.fetch_max_bytes = s.fetch_max_bytes;
+    broker.socket_request_max_bytes = s.socket_request_max_bytes;
+    broker.queued_max_request_bytes = s.queued_max_request_bytes;
+    broker.connections_max_idle_ms = s.connections_max_idle_ms;
+    broker.num_partitions = s.num_partitions;
+    broker.default_replication_factor = s.default_replication_factor;
+    broker.static_configs = s.log_defaults;
+    let engine = EngineConfig {
+        log_dirs: s.log_dirs.unwrap_or_else(|| vec![data_dir.clone()]),
+        shards,
+        retention_check_interval_ms: s.retention_check_interval_ms,
+        ..EngineConfig::default()
+    };
+    Ok((engine, broker, data_dir))
 }
 
 /// Runs a client command; its error is one line on stderr and exit code 1.
@@ -279,126 +409,51 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Start(args) => {
             let StartArgs {
-                config,
-                overrides,
-                data_dir,
-                log_dirs,
-                shards,
-                retention_check_interval_ms,
-                broker_id,
-                listeners,
-                advertised_listeners,
-                auto_create_topics_enable,
-                num_partitions,
-                default_replication_factor,
-                message_max_bytes,
-                fetch_max_bytes,
-                socket_request_max_bytes,
-                queued_max_request_bytes,
-                connections_max_idle_ms,
+                broker,
                 coordinator_listen,
                 coordinator_dir,
             } = *args;
-            let mut props = match config {
-                Some(path) => match std::fs::read_to_string(&path) {
-                    Ok(text) => settings::parse_properties(&text),
+            let (engine, broker, data_dir) =
+                match broker_settings(broker, vec![coordinator_listen.to_string()]) {
+                    Ok(s) => s,
                     Err(e) => {
-                        eprintln!("sluice: cannot read --config {}: {e}", path.display());
+                        eprintln!("sluice: {e}");
                         return std::process::ExitCode::FAILURE;
                     }
-                },
-                None => BTreeMap::new(),
-            };
-            for o in overrides {
-                let Some((k, v)) = o.split_once('=') else {
-                    eprintln!("sluice: --override {o:?} is not key=value");
-                    return std::process::ExitCode::FAILURE;
                 };
-                props.insert(k.trim().to_string(), v.trim().to_string());
-            }
-            let flags: [(&str, Option<String>); 13] = [
-                ("log.dirs", log_dirs),
-                (
-                    "log.retention.check.interval.ms",
-                    retention_check_interval_ms.map(|v| v.to_string()),
-                ),
-                ("broker.id", broker_id.map(|v| v.to_string())),
-                ("listeners", listeners),
-                ("advertised.listeners", advertised_listeners),
-                (
-                    "auto.create.topics.enable",
-                    auto_create_topics_enable.map(|v| v.to_string()),
-                ),
-                ("num.partitions", num_partitions.map(|v| v.to_string())),
-                (
-                    "default.replication.factor",
-                    default_replication_factor.map(|v| v.to_string()),
-                ),
-                (
-                    "message.max.bytes",
-                    message_max_bytes.map(|v| v.to_string()),
-                ),
-                ("fetch.max.bytes", fetch_max_bytes.map(|v| v.to_string())),
-                (
-                    "socket.request.max.bytes",
-                    socket_request_max_bytes.map(|v| v.to_string()),
-                ),
-                (
-                    "queued.max.request.bytes",
-                    queued_max_request_bytes.map(|v| v.to_string()),
-                ),
-                (
-                    "connections.max.idle.ms",
-                    connections_max_idle_ms.map(|v| v.to_string()),
-                ),
-            ];
-            for (k, v) in flags {
-                if let Some(v) = v {
-                    props.insert(k.to_string(), v);
-                }
-            }
-            let s = match settings::Settings::resolve(&props) {
+            let membership = Membership {
+                broker_id: broker.broker_id,
+                advertised: broker.advertised.clone(),
+                coordinators: broker.coordinators.clone(),
+                embedded: Some((
+                    coordinator_listen,
+                    coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator")),
+                )),
+                session: node::SESSION_TIMEOUT_DEFAULT,
+            };
+            start(engine, membership, broker)
+        }
+        Command::Broker(args) => {
+            let RemoteArgs {
+                broker,
+                coordinators,
+                broker_session_timeout_ms,
+            } = *args;
+            let (engine, broker, _) = match broker_settings(broker, coordinators) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("sluice: {e}");
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            if !s.ignored.is_empty() {
-                println!(
-                    "sluice: ignoring keys Sluice does not use: {}",
-                    s.ignored.join(", ")
-                );
-            }
-            let coordinator_dir = coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator"));
-            let log_dirs = s.log_dirs.clone().unwrap_or_else(|| vec![data_dir]);
-            let embedded = Embedded {
-                broker_id: s.broker_id,
-                listen: coordinator_listen,
-                dir: coordinator_dir,
-                advertised: s.advertised.clone(),
+            let membership = Membership {
+                broker_id: broker.broker_id,
+                advertised: broker.advertised.clone(),
+                coordinators: broker.coordinators.clone(),
+                embedded: None,
+                session: std::time::Duration::from_millis(broker_session_timeout_ms),
             };
-            let mut broker = sluice_net::BrokerConfig::new(
-                s.broker_id,
-                s.listen,
-                vec![coordinator_listen.to_string()],
-            );
-            broker.advertised = s.advertised;
-            broker.auto_create_topics = s.auto_create_topics;
-            broker.fetch_max_bytes = s.fetch_max_bytes;
-            broker.socket_request_max_bytes = s.socket_request_max_bytes;
-            broker.queued_max_request_bytes = s.queued_max_request_bytes;
-            broker.connections_max_idle_ms = s.connections_max_idle_ms;
-            broker.num_partitions = s.num_partitions;
-            broker.default_replication_factor = s.default_replication_factor;
-            broker.static_configs = s.log_defaults;
-            let config = EngineConfig {
-                log_dirs,
-                shards,
-                retention_check_interval_ms: s.retention_check_interval_ms,
-                ..EngineConfig::default()
-            };
-            start(config, embedded, broker)
+            start(engine, membership, broker)
         }
         Command::Coordinator {
             node_id,
@@ -439,23 +494,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The embedded default: a one-member coordinator quorum in the broker's
-/// process, with the broker registered, heartbeating and following it.
-struct Embedded {
+/// How this broker joins the cluster: registered with a coordinator quorum
+/// (embedded in this process for `sluice start`, remote for `sluice
+/// broker`), heartbeating and following its metadata.
+struct Membership {
     broker_id: i32,
-    listen: std::net::SocketAddr,
-    dir: PathBuf,
     advertised: (String, u16),
+    /// The quorum's addresses (the embedded node's own for `start`).
+    coordinators: Vec<String>,
+    /// `start`: run a one-member quorum here, listening there with its log
+    /// in that directory.
+    embedded: Option<(std::net::SocketAddr, PathBuf)>,
+    /// `broker.session.timeout.ms`: heartbeats go out three times per session.
+    session: std::time::Duration,
 }
 
 struct Running {
     subscriber: Subscriber,
     heartbeats: std::thread::JoinHandle<()>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    node: node::NodeHandle,
-    /// This broker's id and epoch, and the coordinator it registered with.
+    node: Option<node::NodeHandle>,
+    /// This broker's id and epoch, and the quorum it registered with.
     broker: (i32, u64),
-    coordinator: String,
+    coordinators: Vec<String>,
 }
 
 fn incarnation() -> [u8; 16] {
@@ -468,15 +529,25 @@ fn incarnation() -> [u8; 16] {
     id
 }
 
-impl Embedded {
+impl Membership {
     fn start(&self) -> Result<Running, String> {
-        let addr = self.listen.to_string();
-        let peers = BTreeMap::from([(1u64, addr.clone())]);
-        let config = NodeConfig::new(1, self.listen, peers, self.dir.clone());
-        let session = config.session_timeout;
-        let node = node::start(config)
-            .map_err(|e| format!("cannot start the embedded coordinator: {e}"))?;
-        let mut client = Client::new(vec![addr.clone()]);
+        let session = self.session;
+        let node = match &self.embedded {
+            Some((listen, dir)) => {
+                let peers = BTreeMap::from([(1u64, listen.to_string())]);
+                let mut config = NodeConfig::new(1, *listen, peers, dir.clone());
+                config.session_timeout = session;
+                let node = node::start(config)
+                    .map_err(|e| format!("cannot start the embedded coordinator: {e}"))?;
+                println!(
+                    "sluice: embedded coordinator (one-member quorum) on {listen}, data in {}",
+                    dir.display()
+                );
+                Some(node)
+            }
+            None => None,
+        };
+        let mut client = Client::new(self.coordinators.clone());
         let register = MetaCommand::RegisterBroker {
             id: self.broker_id,
             incarnation: incarnation(),
@@ -520,9 +591,9 @@ impl Embedded {
             }
         };
         println!(
-            "sluice: embedded coordinator (one-member quorum) on {addr}, data in {}; broker {} registered, epoch {epoch}",
-            self.dir.display(),
-            self.broker_id
+            "sluice: broker {} registered with the coordinators at {}, epoch {epoch}",
+            self.broker_id,
+            self.coordinators.join(",")
         );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (id, st) = (self.broker_id, stop.clone());
@@ -534,17 +605,16 @@ impl Embedded {
                 std::thread::sleep(session / 3);
             }
         });
-        let addr_for_stop = addr.clone();
-        let want_applied = node.state.borrow().last_applied;
-        let subscriber =
-            Subscriber::start(vec![addr]).map_err(|e| format!("cannot follow metadata: {e}"))?;
+        let subscriber = Subscriber::start(self.coordinators.clone())
+            .map_err(|e| format!("cannot follow metadata: {e}"))?;
         // Serve only once this broker's image shows it registered and
-        // unfenced, and has caught up with what the quorum had applied: a
-        // client's first Metadata must already list it and every topic.
+        // unfenced, which also means it holds everything applied before the
+        // registration (whose log index is the epoch): a client's first
+        // Metadata must already list it and every topic.
         let deadline = std::time::Instant::now() + session * 2;
         loop {
             let image = subscriber.current();
-            let ready = image.last_applied >= want_applied
+            let ready = image.last_applied >= epoch
                 && image
                     .brokers
                     .get(&self.broker_id)
@@ -563,7 +633,7 @@ impl Embedded {
             stop,
             node,
             broker: (self.broker_id, epoch),
-            coordinator: addr_for_stop,
+            coordinators: self.coordinators.clone(),
         })
     }
 }
@@ -574,20 +644,22 @@ impl Running {
         let _ = self.heartbeats.join();
         // Controlled shutdown: fence this incarnation now, so that the next
         // process registers at once instead of waiting for the session.
-        let mut client = Client::new(vec![self.coordinator.clone()]);
+        let mut client = Client::new(self.coordinators.clone());
         client.timeout = std::time::Duration::from_secs(5);
         let (id, epoch) = self.broker;
         if let Err(e) = client.propose(MetaCommand::FenceBroker { id, epoch }) {
             tracing::warn!(error = %e, "could not fence this broker on shutdown");
         }
         drop(self.subscriber);
-        self.node.stop();
+        if let Some(node) = self.node {
+            node.stop();
+        }
     }
 }
 
 fn start(
     mut config: EngineConfig,
-    embedded: Embedded,
+    membership: Membership,
     broker: sluice_net::BrokerConfig,
 ) -> std::process::ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
@@ -600,7 +672,7 @@ fn start(
             return std::process::ExitCode::FAILURE;
         }
     };
-    let coordinator = match embedded.start() {
+    let coordinator = match membership.start() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: {e}");

@@ -56,6 +56,33 @@ impl Broker {
         )
     }
 
+    /// `sluice broker`: broker `id`, data in `dir`, joining the coordinator
+    /// quorum at `coordinators`.
+    pub fn join(dir: &Path, id: i32, coordinators: &str) -> Broker {
+        let port = free_port();
+        let args: Vec<String> = [
+            "broker",
+            "--broker-id",
+            &id.to_string(),
+            "--coordinators",
+            coordinators,
+            "--data-dir",
+            &dir.display().to_string(),
+            "--listeners",
+            &format!("127.0.0.1:{port}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Self::spawn(
+            &dir.with_extension("broker.log"),
+            None,
+            &args,
+            port,
+            coordinators,
+        )
+    }
+
     fn launch(
         log: &Path,
         cwd: Option<&Path>,
@@ -63,8 +90,30 @@ impl Broker {
         coordinator_port: u16,
         extra: &[String],
     ) -> Broker {
-        let bootstrap = format!("127.0.0.1:{port}");
         let coordinator = format!("127.0.0.1:{coordinator_port}");
+        let mut args: Vec<String> = [
+            "start",
+            "--listeners",
+            &format!("127.0.0.1:{port}"),
+            "--coordinator-listen",
+            &coordinator,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        Self::spawn(log, cwd, &args, port, &coordinator)
+    }
+
+    fn spawn(
+        log: &Path,
+        cwd: Option<&Path>,
+        args: &[String],
+        port: u16,
+        coordinator: &str,
+    ) -> Broker {
+        let bootstrap = format!("127.0.0.1:{port}");
+        let coordinator = coordinator.to_string();
         // The broker's log goes beside its data, for a failing test to show.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -76,14 +125,7 @@ impl Broker {
             cmd.current_dir(cwd);
         }
         let mut child = cmd
-            .args([
-                "start",
-                "--listeners",
-                &bootstrap,
-                "--coordinator-listen",
-                &coordinator,
-            ])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,openraft=warn,sluice_net=debug")
             .stdout(Stdio::piped())
             .stderr(log)

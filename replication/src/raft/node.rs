@@ -31,6 +31,9 @@ use crate::metadata::{snapshot, Command, MetadataState, Proposal};
 
 type NodeId = u64;
 
+/// `broker.session.timeout.ms`'s default, as Kafka's.
+pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_millis(9_000);
+
 /// How a coordinator node runs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -59,7 +62,7 @@ impl NodeConfig {
             listen,
             peers,
             dir,
-            session_timeout: Duration::from_millis(9_000),
+            session_timeout: SESSION_TIMEOUT_DEFAULT,
             snapshot_every: 1_000,
             connections_max: 64,
         }
