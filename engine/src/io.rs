@@ -218,10 +218,14 @@ impl AppendFile {
 
     /// fdatasync: everything appended so far is on stable storage.
     pub async fn sync(&self) -> Result<()> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| io_err(&self.path, e))
+        self.sync_later().await
+    }
+
+    /// An fdatasync of the file that does not borrow it: appends may go on
+    /// while it runs. It covers every append completed before it started.
+    pub fn sync_later(&self) -> impl std::future::Future<Output = Result<()>> + 'static {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        async move { file.fdatasync().await.map_err(|e| io_err(&path, e)) }
     }
 
     /// Cuts the file to `len` bytes (dropping the block padding, or data past

@@ -7,9 +7,9 @@
 //! that everything appended to the partition in the same scheduler tick
 //! joins it, then writes the whole queue with one block-aligned write per
 //! segment, appends the index entries for it, and — under the default
-//! policy — fdatasyncs once. While it writes, new appends queue up and form
-//! the next group. [`Partition::wait_acked`] resolves once a batch is
-//! acknowledged.
+//! policy — fdatasyncs once, writing the next group while that fdatasync
+//! runs. While it writes, new appends queue up and form the next group.
+//! [`Partition::wait_acked`] resolves once a batch is acknowledged.
 //!
 //! ## Watermarks
 //! `log_start ≤ high_watermark ≤ written_end ≤ log_end`.
@@ -197,10 +197,9 @@ struct State {
     sync_timer: bool,
     waiters: Vec<(Offset, Waker)>,
     failure: Option<String>,
-    /// Completed groups that ended with an fsync, and who waits for one.
-    syncs_done: u64,
+    /// Everything below is fdatasync'ed; and who waits for that to grow.
+    synced: Offset,
     sync_waiters: Vec<Waker>,
-    in_progress: bool,
     epochs: LeaderEpochs,
     epochs_dirty: bool,
     roll_requested: bool,
@@ -360,9 +359,8 @@ impl Partition {
                     sync_timer: false,
                     waiters: Vec::new(),
                     failure: None,
-                    syncs_done: 0,
+                    synced: log_end,
                     sync_waiters: Vec::new(),
-                    in_progress: false,
                     epochs,
                     epochs_dirty: false,
                     roll_requested: false,
@@ -391,6 +389,11 @@ impl Partition {
     /// Replaces the topic config; takes effect for later appends and checks.
     pub fn set_config(&self, config: LogConfig) {
         self.inner.state.borrow_mut().config = config;
+    }
+
+    /// Everything below this offset is fdatasync'ed.
+    pub fn synced_offset(&self) -> Offset {
+        self.inner.state.borrow().synced
     }
 
     pub fn watermarks(&self) -> Watermarks {
@@ -615,24 +618,60 @@ impl Partition {
         glommio::spawn_local(async move { p.flush_loop().await }).detach();
     }
 
+    /// Writes queued groups one after the other. A group that must be
+    /// fsync'ed is acknowledged when its fdatasync completes, and the next
+    /// group is written while that fdatasync runs: the disk is kept busy
+    /// with writes during flushes. One fdatasync is in flight at a time; each
+    /// is issued after its group's write completed, so it covers that group
+    /// and every group before it.
     async fn flush_loop(&self) {
+        let mut syncing: Option<(glommio::Task<Result<()>>, Mark)> = None;
         loop {
             // Let everything appended in this tick join the group.
             futures_lite::future::yield_now().await;
-            let Ok(_permit) = self.inner.io_lock.acquire_permit(1).await else {
-                self.inner.state.borrow_mut().flushing = false;
-                return;
+            let next = match self.inner.io_lock.acquire_permit(1).await {
+                Ok(permit) => self.take_work().map(|w| (w, permit)),
+                Err(_) => None,
             };
-            let Some(work) = self.take_work() else {
-                return;
+            let Some((work, _permit)) = next else {
+                match syncing.take() {
+                    Some((task, mark)) => {
+                        let synced = task.await;
+                        self.synced(mark, synced);
+                        continue;
+                    }
+                    None => {
+                        let mut st = self.inner.state.borrow_mut();
+                        st.flushing = false;
+                        wake_acked(&mut st);
+                        return;
+                    }
+                }
             };
             let result = self.write_group(&work).await;
-            self.finish_group(work, result);
+            let sync = work.sync;
+            let mark = match self.written(work, result) {
+                Ok(mark) => mark,
+                Err(()) => return,
+            };
+            if sync {
+                if let Some((task, m)) = syncing.take() {
+                    let synced = task.await;
+                    self.synced(m, synced);
+                }
+                let flush = {
+                    let st = self.inner.state.borrow();
+                    st.writer.as_ref().map(|w| w.log.sync_later())
+                };
+                if let Some(flush) = flush {
+                    syncing = Some((glommio::spawn_local(flush), mark));
+                }
+            }
         }
     }
 
-    /// Takes the next group off the queue, with the writer. `None` (and the
-    /// flusher stops) when there is nothing to do.
+    /// Takes the next group off the queue, with the writer. `None` when
+    /// there is nothing to do (or the partition is closed or poisoned).
     fn take_work(&self) -> Option<Work> {
         let mut st = self.inner.state.borrow_mut();
         let sync_due = st.sync_requested
@@ -643,8 +682,6 @@ impl Partition {
         // No writer: the partition was closed (a late flush.ms timer may
         // still ask for a sync) or is poisoned.
         if st.failure.is_some() || st.writer.is_none() || (st.pending.is_empty() && !sync_due) {
-            st.flushing = false;
-            wake_acked(&mut st);
             return None;
         }
         let cap = self.inner.shard.write_bytes_max;
@@ -669,10 +706,14 @@ impl Partition {
                 .first_unsynced
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(st.config.flush_ms));
         st.sync_requested = false;
+        if sync {
+            // This group's fdatasync covers every message written so far.
+            st.unsynced_messages = 0;
+            st.first_unsynced = None;
+        }
         let epochs = st.epochs_dirty.then(|| st.epochs.encode());
         st.epochs_dirty = false;
         let writer = st.writer.take().expect("checked above");
-        st.in_progress = true;
         Some(Work {
             group,
             sync,
@@ -682,7 +723,8 @@ impl Partition {
     }
 
     /// Writes a group: one write per segment it touches, rolling segments
-    /// on the way, then its index entries, then (by policy) one fdatasync.
+    /// on the way, then its index entries. The fdatasync, if the policy
+    /// wants one, is the flusher's next step.
     async fn write_group(&self, work: &Work) -> Result<()> {
         let mut i = 0;
         while i < work.group.len() {
@@ -711,73 +753,87 @@ impl Partition {
             let text = text.clone();
             checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await?;
         }
-        if work.sync {
-            let writer = work.writer.borrow_mut().take().expect("writer present");
-            let synced = writer.log.sync().await;
-            *work.writer.borrow_mut() = Some(writer);
-            synced?;
-        }
         Ok(())
     }
 
-    fn finish_group(&self, work: Work, result: Result<()>) {
+    /// After a group's write: the written mark moves; under a relaxed
+    /// policy the group is acknowledged now. Returns the written mark, or
+    /// `Err` when the partition is now poisoned.
+    fn written(&self, work: Work, result: Result<()>) -> std::result::Result<Mark, ()> {
         let mut st = self.inner.state.borrow_mut();
         let units: u64 = work.group.iter().map(|p| p.units).sum();
         self.inner.shard.write_buffer.signal(units);
-        st.in_progress = false;
-        match result {
-            Ok(()) => {
-                let writer = work.writer.into_inner().expect("writer present");
-                if let Some(last) = work.group.last() {
-                    st.written = Mark {
-                        offset: last.last.next(),
-                        segment: writer.seg.base,
-                        position: writer.log.len(),
-                    };
-                }
-                st.writer = Some(writer);
-                if work.sync {
-                    st.unsynced_messages = 0;
-                    st.first_unsynced = None;
-                    st.syncs_done += 1;
-                }
-                // Acknowledged: fsync'ed under the default policy (every
-                // group syncs then), written under a relaxed one.
-                st.hw = st.written;
-                wake_acked(&mut st);
-                if st.unsynced_messages > 0
-                    && !st.sync_timer
-                    && st.config.flush_ms < i64::MAX as u64
-                {
-                    st.sync_timer = true;
-                    let delay = Duration::from_millis(st.config.flush_ms);
-                    let p = self.clone();
-                    glommio::spawn_local(async move {
-                        glommio::timer::sleep(delay).await;
-                        let mut st = p.inner.state.borrow_mut();
-                        st.sync_timer = false;
-                        if st.unsynced_messages > 0 {
-                            st.sync_requested = true;
-                            p.schedule_flush(&mut st);
-                        }
-                    })
-                    .detach();
-                }
-            }
-            Err(e) => {
-                tracing::error!(partition = %self.inner.tp, error = %e,
-                    "write or fsync failed: the log is poisoned and its directory taken offline");
-                st.failure = Some(e.to_string());
-                self.inner.log_dir.offline.store(true, Ordering::Release);
-                st.pending.clear();
-                wake_acked(&mut st);
-            }
+        if let Err(e) = result {
+            self.fail(&mut st, &e);
+            return Err(());
         }
+        let writer = work.writer.into_inner().expect("writer present");
+        if let Some(last) = work.group.last() {
+            st.written = Mark {
+                offset: last.last.next(),
+                segment: writer.seg.base,
+                position: writer.log.len(),
+            };
+        }
+        st.writer = Some(writer);
+        if !st.config.sync_every_append() {
+            // Acknowledged once written (see engine/DESIGN.md, Durability).
+            st.hw = st.written;
+        }
+        wake_acked(&mut st);
+        if st.unsynced_messages > 0 && !st.sync_timer && st.config.flush_ms < i64::MAX as u64 {
+            st.sync_timer = true;
+            let delay = Duration::from_millis(st.config.flush_ms);
+            let p = self.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(delay).await;
+                let mut st = p.inner.state.borrow_mut();
+                st.sync_timer = false;
+                if st.unsynced_messages > 0 {
+                    st.sync_requested = true;
+                    p.schedule_flush(&mut st);
+                }
+            })
+            .detach();
+        }
+        Ok(st.written)
+    }
+
+    /// After an fdatasync issued once everything up to `mark` was written:
+    /// that much is durable, and acknowledged.
+    fn synced(&self, mark: Mark, result: Result<()>) {
+        let mut st = self.inner.state.borrow_mut();
+        if let Err(e) = result {
+            self.fail(&mut st, &e);
+            return;
+        }
+        // A truncation since may have cut below the mark.
+        let mark = if mark.offset > st.written.offset {
+            st.written
+        } else {
+            mark
+        };
+        st.synced = st.synced.max(mark.offset);
+        if mark.offset > st.hw.offset {
+            st.hw = mark;
+        }
+        wake_acked(&mut st);
+    }
+
+    fn fail(&self, st: &mut State, e: &EngineError) {
+        tracing::error!(partition = %self.inner.tp, error = %e,
+            "write or fsync failed: the log is poisoned and its directory taken offline");
+        st.failure = Some(e.to_string());
+        self.inner.log_dir.offline.store(true, Ordering::Release);
+        // Never written: give their room in the shard's write buffer back.
+        let units: u64 = st.pending.drain(..).map(|p| p.units).sum();
+        self.inner.shard.write_buffer.signal(units);
+        wake_acked(st);
     }
 
     /// Writes and fsyncs everything appended so far, whatever the policy.
     pub async fn flush(&self) -> Result<()> {
-        let want = {
+        let target = {
             let mut st = self.inner.state.borrow_mut();
             if st.failure.is_some() {
                 return Err(EngineError::Poisoned(self.inner.dir.clone()));
@@ -785,12 +841,12 @@ impl Partition {
             if st.closed {
                 return Err(EngineError::Closed);
             }
+            if st.synced >= st.log_end {
+                return Ok(());
+            }
             st.sync_requested = true;
-            // A group being written now may not hold everything appended so
-            // far: then the sync after it is the one that counts.
-            let want = st.syncs_done + 1 + u64::from(st.in_progress);
             self.schedule_flush(&mut st);
-            want
+            st.log_end
         };
         let inner = self.inner.clone();
         futures_lite::future::poll_fn(move |cx| {
@@ -798,8 +854,11 @@ impl Partition {
             if st.failure.is_some() {
                 return Poll::Ready(Err(EngineError::Poisoned(inner.dir.clone())));
             }
-            if st.syncs_done >= want {
+            if st.synced >= target {
                 return Poll::Ready(Ok(()));
+            }
+            if st.log_end < target {
+                return Poll::Ready(Err(EngineError::Truncated));
             }
             st.sync_waiters.push(cx.waker().clone());
             Poll::Pending
@@ -1042,9 +1101,7 @@ impl Partition {
 
     fn poison(&self, e: &EngineError) {
         let mut st = self.inner.state.borrow_mut();
-        st.failure = Some(e.to_string());
-        self.inner.log_dir.offline.store(true, Ordering::Release);
-        wake_acked(&mut st);
+        self.fail(&mut st, e);
     }
 
     /// Deletes whole closed segments by `retention.ms`, `retention.bytes` and
@@ -1272,6 +1329,7 @@ impl Partition {
             if st.hw.offset > new_end {
                 st.hw = mark;
             }
+            st.synced = st.synced.min(new_end);
             st.log_start = st.log_start.min(new_end);
             st.epochs.truncate_from(new_end);
             st.writer = Some(writer);
@@ -1308,6 +1366,7 @@ impl Partition {
             st.log_end = start;
             st.written = mark;
             st.hw = mark;
+            st.synced = start;
             st.epochs.truncate_from(start);
             st.writer = Some(writer);
             wake_acked(&mut st);

@@ -65,3 +65,42 @@ fn given_closed_partition_when_flushed_or_appended_should_answer_closed() {
         assert_eq!(q.watermarks().log_end, last.next());
     });
 }
+
+#[test]
+fn under_the_default_policy_an_append_is_acknowledged_only_once_fsynced() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let p = open(dir.path(), LogConfig::default(), &ctx).await;
+        // Many appends in flight at once, so that groups are written while
+        // earlier ones are being fsynced.
+        let mut waits = Vec::new();
+        for i in 0..400u64 {
+            let info = p
+                .append(
+                    make_batch(i, 2, 2000, 1_000),
+                    sluice_engine::LeaderEpoch(0),
+                    2_000,
+                )
+                .await
+                .unwrap();
+            let q = p.clone();
+            waits.push(glommio::spawn_local(async move {
+                q.wait_acked(info.last_offset).await.unwrap();
+                assert!(
+                    q.synced_offset() > info.last_offset,
+                    "offset {:?} acknowledged before it was fsynced (synced to {:?})",
+                    info.last_offset,
+                    q.synced_offset()
+                );
+            }));
+            if i % 7 == 0 {
+                futures_lite::future::yield_now().await;
+            }
+        }
+        for w in waits {
+            w.await;
+        }
+        assert_eq!(p.synced_offset(), Offset(800));
+    });
+}
