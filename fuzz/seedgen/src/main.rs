@@ -176,8 +176,29 @@ fn segment_scan(dir: &Path) {
     );
 }
 
+/// Snapshots of producer tables: empty, one producer, several with full
+/// batch histories.
+fn producer_snapshot(dir: &Path) {
+    use sluice_engine::producers::ProducerTable;
+    let mut t = ProducerTable::default();
+    write(dir, "empty", &t.encode_snapshot(0));
+    let mut offset = 0i64;
+    for pid in 0..4i64 {
+        for seq in 0..(1 + pid as i32 * 2) {
+            let mut b = build::simple(2, 1, b'x', TS);
+            build::set_producer(&mut b, pid, 1, seq * 2);
+            let mut h = batch::BatchHeader::parse(&b).expect("a header");
+            h.base_offset = offset;
+            offset += 2;
+            t.record(&h);
+        }
+        write(dir, &format!("producers-{pid}"), &t.encode_snapshot(offset));
+    }
+}
+
 fn main() {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "seeds".into()));
     batch_validate(&out.join("batch_validate"));
     segment_scan(&out.join("segment_scan"));
+    producer_snapshot(&out.join("producer_snapshot"));
 }
