@@ -22,6 +22,45 @@ struct Cli {
     command: Command,
 }
 
+/// Consumer group settings of `sluice start`, with Kafka's names.
+#[derive(clap::Args)]
+struct GroupArgs {
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created.
+    #[arg(long, default_value_t = 50)]
+    offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    #[arg(long, default_value_t = 10_080)]
+    offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    #[arg(long, default_value_t = 600_000)]
+    offsets_retention_check_interval_ms: u64,
+    /// `group.initial.rebalance.delay.ms`.
+    #[arg(long, default_value_t = 3_000)]
+    group_initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`.
+    #[arg(long, default_value_t = 6_000)]
+    group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    #[arg(long, default_value_t = 1_800_000)]
+    group_max_session_timeout_ms: i32,
+    /// `group.max.size` (Kafka: unlimited).
+    #[arg(long, default_value_t = 1_000)]
+    group_max_size: usize,
+}
+
+impl GroupArgs {
+    fn apply(&self, broker: &mut sluice_net::BrokerConfig) {
+        broker.offsets_topic_num_partitions = self.offsets_topic_num_partitions.max(1);
+        broker.offsets_retention_minutes = self.offsets_retention_minutes;
+        broker.offsets_retention_check_interval_ms = self.offsets_retention_check_interval_ms;
+        broker.group_initial_rebalance_delay_ms = self.group_initial_rebalance_delay_ms;
+        broker.group_min_session_timeout_ms = self.group_min_session_timeout_ms;
+        broker.group_max_session_timeout_ms = self.group_max_session_timeout_ms;
+        broker.group_max_size = self.group_max_size.max(1);
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a single node with zero configuration (the embedded default).
@@ -70,6 +109,8 @@ enum Command {
         /// <data-dir>/coordinator.
         #[arg(long)]
         coordinator_dir: Option<PathBuf>,
+        #[command(flatten)]
+        groups: GroupArgs,
     },
     /// Run one node of the metadata coordinator quorum (3 or 5 in production).
     ///
@@ -213,6 +254,7 @@ fn main() -> std::process::ExitCode {
             queued_max_request_bytes,
             coordinator_listen,
             coordinator_dir,
+            groups,
         } => {
             let coordinator_dir = coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator"));
             let log_dirs = if log_dirs.is_empty() {
@@ -244,6 +286,7 @@ fn main() -> std::process::ExitCode {
             broker.socket_request_max_bytes = socket_request_max_bytes;
             broker.queued_max_request_bytes = queued_max_request_bytes;
             broker.advertised = embedded.advertised.clone();
+            groups.apply(&mut broker);
             let config = EngineConfig {
                 log_dirs,
                 shards,

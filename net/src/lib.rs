@@ -24,6 +24,7 @@
 
 pub mod api;
 mod frame;
+pub mod groups;
 pub mod handlers;
 pub mod router;
 
@@ -71,6 +72,27 @@ pub struct BrokerConfig {
     /// The coordinator quorum's addresses.
     pub coordinators: Vec<String>,
     pub cluster_id: String,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size` (Kafka: unlimited; bounded here).
+    pub group_max_size: usize,
+    /// Groups one shard coordinates at most.
+    pub groups_per_shard_max: usize,
+    /// Committed offsets one group holds at most.
+    pub group_offsets_max: usize,
 }
 
 impl BrokerConfig {
@@ -87,6 +109,16 @@ impl BrokerConfig {
             auto_create_topics: true,
             coordinators,
             cluster_id: "sluice".into(),
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 1_000,
+            groups_per_shard_max: 100_000,
+            group_offsets_max: 100_000,
         }
     }
 }
@@ -163,7 +195,8 @@ pub fn shard_main(
                 }
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             };
-            let router = Router::new(env.clone(), senders, receivers, table);
+            let groups = groups::Coordinator::start(env.clone(), config.clone(), image.clone());
+            let router = Router::new(env.clone(), groups, senders, receivers, table);
             let ctx = Rc::new(Ctx {
                 config: config.clone(),
                 image,
@@ -421,6 +454,39 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(
             handlers::describe_log_dirs::handle(ctx, r, version).await,
         ),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(ctx, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(handlers::join_group::handle(ctx, r, &header, version).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(handlers::sync_group::handle(ctx, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(handlers::heartbeat::handle(ctx, r).await)
+        }
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(handlers::leave_group::handle(ctx, r, version).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(handlers::offset_commit::handle(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(ctx, r, version).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(handlers::list_groups::handle(ctx, r, version).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(handlers::describe_groups::handle(ctx, r, version).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(handlers::delete_groups::handle(ctx, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await)
+        }
         other => return Err(bad(format!("{other:?} is not served"))),
     };
     encode(key, version, correlation, response).map(Some)
