@@ -366,14 +366,16 @@ fn given_a_group_it_is_listed_described_with_lag_reset_to_earliest_and_deleted()
             described = Some((
                 g.protocol_type().to_string(),
                 g.protocol().to_string(),
+                g.members()[0].client_host().to_string(),
                 g.members()[0].assignment().map(<[u8]>::to_vec),
             ));
         }
         stable
     });
-    let (protocol_type, protocol, assignment) = described.unwrap();
+    let (protocol_type, protocol, host, assignment) = described.unwrap();
     assert_eq!(protocol_type, "consumer");
     assert_eq!(protocol, "range");
+    assert_eq!(host, "/127.0.0.1");
     let assignment = assignment.expect("a stable member's assignment is shown");
     assert!(
         assignment.windows(6).any(|w| w == b"ledger"),

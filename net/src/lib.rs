@@ -309,6 +309,10 @@ async fn serve(ctx: Rc<Ctx>, ready: Arc<Listening>) {
 
 async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    // Kafka's form of a client's host, shown by DescribeGroups.
+    let client_host = stream
+        .peer_addr()
+        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
     stream.set_read_timeout(Some(Duration::from_millis(
         ctx.config.connections_max_idle_ms.max(1),
     )))?;
@@ -324,7 +328,7 @@ async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let frame = frame::read_body(&mut stream, size).await?;
-        let Some((header_bytes, body)) = handle(ctx, frame).await? else {
+        let Some((header_bytes, body)) = handle(ctx, frame, &client_host).await? else {
             continue; // acks=0 produce: no response
         };
         frame::write(&mut stream, &header_bytes, &body).await?;
@@ -385,7 +389,11 @@ pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
 
 /// Decodes, serves and encodes one request. `Ok(None)`: no response is
 /// due; `Err`: close the connection.
-async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+async fn handle(
+    ctx: &Ctx,
+    frame: bytes::Bytes,
+    client_host: &str,
+) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
     let (key, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             key,
@@ -457,9 +465,9 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(handlers::find_coordinator::handle(ctx, r, version).await)
         }
-        RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(handlers::join_group::handle(ctx, r, &header, version).await)
-        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
+            handlers::join_group::handle(ctx, r, &header, client_host, version).await,
+        ),
         RequestKind::SyncGroup(r) => {
             ResponseKind::SyncGroup(handlers::sync_group::handle(ctx, r, version).await)
         }

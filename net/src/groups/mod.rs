@@ -464,6 +464,15 @@ impl Coordinator {
             Ok(j) => j,
             Err(code) => return JoinResult::error(code, &member),
         };
+        // A refused first join leaves no group behind.
+        if let Some(Part::Loaded(groups)) = self.parts.borrow_mut().get_mut(&p) {
+            if groups
+                .get(&group)
+                .is_some_and(|g| g.generation == 0 && g.is_disposable())
+            {
+                groups.remove(&group);
+            }
+        }
         let (tx, rx) = oneshot::channel();
         self.joins
             .borrow_mut()

@@ -15,6 +15,7 @@ pub async fn handle(
     ctx: &Ctx,
     req: JoinGroupRequest,
     header: &RequestHeader,
+    client_host: &str,
     version: i16,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
@@ -28,7 +29,7 @@ pub async fn handle(
                 .as_ref()
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-            client_host: String::new(),
+            client_host: client_host.to_string(),
             session_timeout_ms: req.session_timeout_ms,
             rebalance_timeout_ms: if version >= 1 {
                 req.rebalance_timeout_ms
