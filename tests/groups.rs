@@ -12,6 +12,25 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, ConsumerProtocolSubscription, DeleteGroupsRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, RequestKind, ResponseKind, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -19,7 +38,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{create_topic, free_port, Broker, TIMEOUT};
+use support::{call, create_topic, free_port, Broker, TIMEOUT};
 
 /// Short group timers so that rebalances and crashes resolve quickly.
 const BROKER_ARGS: &[&str] = &[
@@ -457,4 +476,248 @@ fn given_a_group_it_is_listed_described_with_lag_reset_to_earliest_and_deleted()
         committed(b, "auditors", "ledger", 2),
         BTreeMap::from([(0, -1), (1, -1)])
     );
+}
+
+/// Answers one raw request, retrying while the group's partition loads.
+fn ask(s: &mut std::net::TcpStream, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+    const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let r = call(s, key, version, body.clone());
+        let loading = match &r {
+            ResponseKind::JoinGroup(j) => j.error_code == COORDINATOR_LOAD_IN_PROGRESS,
+            ResponseKind::DeleteGroups(d) => d
+                .results
+                .iter()
+                .any(|g| g.error_code == COORDINATOR_LOAD_IN_PROGRESS),
+            _ => false,
+        };
+        if !loading || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A consumer protocol subscription to `topic`, as JoinGroup carries it.
+fn subscription(topic: &str) -> bytes::Bytes {
+    use bytes::BufMut;
+    let mut s = ConsumerProtocolSubscription::default();
+    s.topics = vec![StrBytes::from_string(topic.to_string())];
+    let mut b = bytes::BytesMut::new();
+    b.put_i16(0);
+    s.encode(&mut b, 0).unwrap();
+    b.freeze()
+}
+
+#[test]
+fn given_raw_group_requests_the_broker_answers_with_kafkas_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), BROKER_ARGS);
+    create_topic(&broker.bootstrap, "t", 1);
+    let mut s = std::net::TcpStream::connect(&broker.bootstrap).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let group = || GroupId(StrBytes::from_static_str("raw"));
+
+    // FindCoordinator v4 batches keys (KIP-699); this broker answers.
+    let mut fc = FindCoordinatorRequest::default();
+    fc.coordinator_keys = vec![
+        StrBytes::from_static_str("raw"),
+        StrBytes::from_static_str("x"),
+    ];
+    let ResponseKind::FindCoordinator(r) = ask(
+        &mut s,
+        ApiKey::FindCoordinator,
+        4,
+        RequestKind::FindCoordinator(fc),
+    ) else {
+        panic!("not a FindCoordinator response")
+    };
+    assert_eq!(r.coordinators.len(), 2);
+    for c in &r.coordinators {
+        assert_eq!((c.error_code, c.node_id.0), (0, 1), "{c:?}");
+        assert_eq!(format!("{}:{}", c.host.as_str(), c.port), broker.bootstrap);
+    }
+
+    let join = |member: &str, session_ms: i32, group_id: GroupId| {
+        let mut j = JoinGroupRequest::default();
+        j.group_id = group_id;
+        j.member_id = StrBytes::from_string(member.to_string());
+        j.session_timeout_ms = session_ms;
+        j.rebalance_timeout_ms = 10_000;
+        j.protocol_type = StrBytes::from_static_str("consumer");
+        let mut p = JoinGroupRequestProtocol::default();
+        p.name = StrBytes::from_static_str("range");
+        p.metadata = subscription("t");
+        j.protocols = vec![p];
+        RequestKind::JoinGroup(j)
+    };
+    let joined = |r: ResponseKind| match r {
+        ResponseKind::JoinGroup(j) => j,
+        other => panic!("not a JoinGroup response: {other:?}"),
+    };
+    let r = joined(ask(
+        &mut s,
+        ApiKey::JoinGroup,
+        5,
+        join("", 5_000, GroupId::default()),
+    ));
+    assert_eq!(r.error_code, 24, "INVALID_GROUP_ID");
+    let r = joined(ask(&mut s, ApiKey::JoinGroup, 5, join("", 10, group())));
+    assert_eq!(r.error_code, 26, "INVALID_SESSION_TIMEOUT");
+    // KIP-394: a new member is first given its id.
+    let r = joined(ask(&mut s, ApiKey::JoinGroup, 5, join("", 5_000, group())));
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = r.member_id.to_string();
+    assert!(member.starts_with("fuzz-"), "{member}");
+    let r = joined(ask(
+        &mut s,
+        ApiKey::JoinGroup,
+        5,
+        join(&member, 5_000, group()),
+    ));
+    assert_eq!(r.error_code, 0);
+    assert_eq!((r.generation_id, r.leader.as_str()), (1, member.as_str()));
+    assert_eq!(r.members.len(), 1);
+    assert_eq!(r.protocol_name.as_deref(), Some("range"));
+
+    let sync = |generation: i32| {
+        let mut r = SyncGroupRequest::default();
+        r.group_id = group();
+        r.generation_id = generation;
+        r.member_id = StrBytes::from_string(member.clone());
+        let mut a = SyncGroupRequestAssignment::default();
+        a.member_id = r.member_id.clone();
+        a.assignment = bytes::Bytes::from_static(b"all of t");
+        r.assignments = vec![a];
+        RequestKind::SyncGroup(r)
+    };
+    let ResponseKind::SyncGroup(r) = ask(&mut s, ApiKey::SyncGroup, 5, sync(2)) else {
+        panic!("not a SyncGroup response")
+    };
+    assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
+    let ResponseKind::SyncGroup(r) = ask(&mut s, ApiKey::SyncGroup, 5, sync(1)) else {
+        panic!("not a SyncGroup response")
+    };
+    assert_eq!((r.error_code, &r.assignment[..]), (0, &b"all of t"[..]));
+    assert_eq!(r.protocol_name.as_deref(), Some("range"));
+
+    let heartbeat = |member: &str| {
+        let mut h = HeartbeatRequest::default();
+        h.group_id = group();
+        h.generation_id = 1;
+        h.member_id = StrBytes::from_string(member.to_string());
+        RequestKind::Heartbeat(h)
+    };
+    let ResponseKind::Heartbeat(r) = ask(&mut s, ApiKey::Heartbeat, 4, heartbeat("stranger"))
+    else {
+        panic!("not a Heartbeat response")
+    };
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let ResponseKind::Heartbeat(r) = ask(&mut s, ApiKey::Heartbeat, 4, heartbeat(&member)) else {
+        panic!("not a Heartbeat response")
+    };
+    assert_eq!(r.error_code, 0);
+
+    // A member's commit keeps metadata and leader epoch.
+    let commit = |member: &str, generation: i32| {
+        let mut c = OffsetCommitRequest::default();
+        c.group_id = group();
+        c.generation_id_or_member_epoch = generation;
+        c.member_id = StrBytes::from_string(member.to_string());
+        let mut p = OffsetCommitRequestPartition::default();
+        p.committed_offset = 42;
+        p.committed_leader_epoch = 3;
+        p.committed_metadata = Some(StrBytes::from_static_str("meta"));
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        t.partitions = vec![p];
+        c.topics = vec![t];
+        RequestKind::OffsetCommit(c)
+    };
+    let commit_code = |r: ResponseKind| match r {
+        ResponseKind::OffsetCommit(c) => c.topics[0].partitions[0].error_code,
+        other => panic!("not an OffsetCommit response: {other:?}"),
+    };
+    assert_eq!(
+        commit_code(ask(&mut s, ApiKey::OffsetCommit, 8, commit(&member, 1))),
+        0
+    );
+    // An admin's reset is refused while the group has a member.
+    assert_eq!(
+        commit_code(ask(&mut s, ApiKey::OffsetCommit, 8, commit("", -1))),
+        25
+    );
+
+    // OffsetFetch v8 batches groups; a group without commits has -1.
+    let mut f = OffsetFetchRequest::default();
+    for id in ["raw", "nobody"] {
+        let mut g = OffsetFetchRequestGroup::default();
+        g.group_id = GroupId(StrBytes::from_static_str(id));
+        let mut t = OffsetFetchRequestTopics::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        t.partition_indexes = vec![0];
+        g.topics = Some(vec![t]);
+        f.groups.push(g);
+    }
+    let ResponseKind::OffsetFetch(r) =
+        ask(&mut s, ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(f))
+    else {
+        panic!("not an OffsetFetch response")
+    };
+    let p = &r.groups[0].topics[0].partitions[0];
+    assert_eq!((p.committed_offset, p.committed_leader_epoch), (42, 3));
+    assert_eq!(p.metadata.as_deref(), Some("meta"));
+    assert_eq!(r.groups[1].topics[0].partitions[0].committed_offset, -1);
+
+    // Members subscribe to t: its offsets cannot be deleted, nor the group.
+    let mut d = OffsetDeleteRequest::default();
+    d.group_id = group();
+    let mut t = OffsetDeleteRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("t"));
+    t.partitions = vec![OffsetDeleteRequestPartition::default()];
+    d.topics = vec![t];
+    let ResponseKind::OffsetDelete(r) = ask(
+        &mut s,
+        ApiKey::OffsetDelete,
+        0,
+        RequestKind::OffsetDelete(d),
+    ) else {
+        panic!("not an OffsetDelete response")
+    };
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 86,
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
+    let delete = || {
+        let mut d = DeleteGroupsRequest::default();
+        d.groups_names = vec![group(), GroupId(StrBytes::from_static_str("never"))];
+        RequestKind::DeleteGroups(d)
+    };
+    let ResponseKind::DeleteGroups(r) = ask(&mut s, ApiKey::DeleteGroups, 2, delete()) else {
+        panic!("not a DeleteGroups response")
+    };
+    assert_eq!(r.results[0].error_code, 68, "NON_EMPTY_GROUP");
+    assert_eq!(r.results[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // LeaveGroup v3 answers per member; then the empty group can go.
+    let mut l = LeaveGroupRequest::default();
+    l.group_id = group();
+    let mut who = MemberIdentity::default();
+    who.member_id = StrBytes::from_string(member.clone());
+    l.members = vec![who.clone(), {
+        who.member_id = StrBytes::from_static_str("stranger");
+        who
+    }];
+    let ResponseKind::LeaveGroup(r) =
+        ask(&mut s, ApiKey::LeaveGroup, 3, RequestKind::LeaveGroup(l))
+    else {
+        panic!("not a LeaveGroup response")
+    };
+    let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+    assert_eq!((r.error_code, codes), (0, vec![0, 25]));
+    let ResponseKind::DeleteGroups(r) = ask(&mut s, ApiKey::DeleteGroups, 2, delete()) else {
+        panic!("not a DeleteGroups response")
+    };
+    assert_eq!(r.results[0].error_code, 0);
 }
