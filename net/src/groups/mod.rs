@@ -80,10 +80,14 @@ pub mod codes {
     pub const NONE: i16 = 0;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
@@ -516,8 +520,26 @@ impl Coordinator {
     }
 
     /// Appends records (key, value or tombstone) to partition `p` and
-    /// waits until they are acknowledged.
+    /// waits until they are acknowledged. Errors are the group APIs'
+    /// codes, mapped as Kafka's GroupMetadataManager maps them.
     async fn write(&self, p: i32, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), i16> {
+        self.append(p, records).await.map_err(|e| {
+            tracing::warn!(partition = p, error = %e, "could not write to __consumer_offsets");
+            match e.kafka_code() as i16 {
+                NOT_LEADER_OR_FOLLOWER => NOT_COORDINATOR,
+                MESSAGE_TOO_LARGE | RECORD_LIST_TOO_LARGE | INVALID_FETCH_SIZE => {
+                    INVALID_COMMIT_OFFSET_SIZE
+                }
+                _ => COORDINATOR_NOT_AVAILABLE,
+            }
+        })
+    }
+
+    async fn append(
+        &self,
+        p: i32,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), sluice_engine::EngineError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -528,11 +550,7 @@ impl Coordinator {
             .and_then(|t| t.partitions.get(p as usize))
             .map_or(0, |part| part.leader_epoch);
         let config = crate::handlers::log_config(&state, OFFSETS_TOPIC);
-        let partition = self
-            .env
-            .open(&Self::tp(p), config)
-            .await
-            .map_err(|e| e.kafka_code() as i16)?;
+        let partition = self.env.open(&Self::tp(p), config).await?;
         let now = now_ms();
         let mut last = None;
         let mut chunk: Vec<Record> = Vec::new();
@@ -547,20 +565,14 @@ impl Coordinator {
             });
             if bytes >= WRITE_BATCH_BYTES_MAX || records.peek().is_none() {
                 let b = BytesMut::from(&batch(&chunk, now)[..]);
-                let info = partition
-                    .append(b, LeaderEpoch(epoch), now)
-                    .await
-                    .map_err(|e| e.kafka_code() as i16)?;
+                let info = partition.append(b, LeaderEpoch(epoch), now).await?;
                 last = Some(info.last_offset);
                 chunk.clear();
                 bytes = 0;
             }
         }
         if let Some(last) = last {
-            partition
-                .wait_acked(last)
-                .await
-                .map_err(|e| e.kafka_code() as i16)?;
+            partition.wait_acked(last).await?;
         }
         Ok(())
     }
@@ -588,12 +600,16 @@ impl Coordinator {
                         if let Some(m) = g.members.get_mut(&member_id) {
                             m.last_heartbeat_ms = now_ms();
                         }
-                        (g.offsets.len(), g.offsets.clone())
+                        let known: Vec<bool> = offsets
+                            .iter()
+                            .map(|o| g.offsets.contains_key(&(o.topic.clone(), o.partition)))
+                            .collect();
+                        (g.offsets.len(), known)
                     })
             })
             .and_then(|r| r)
         };
-        let (held, existing) = match checked {
+        let (held, known) = match checked {
             Ok(c) => c,
             Err(code) => return vec![code; n],
         };
@@ -608,7 +624,7 @@ impl Coordinator {
                 codes[i] = OFFSET_METADATA_TOO_LARGE;
                 continue;
             }
-            if !existing.contains_key(&(o.topic.clone(), o.partition)) {
+            if !known[i] {
                 if room == 0 {
                     codes[i] = INVALID_COMMIT_OFFSET_SIZE;
                     continue;
