@@ -721,3 +721,42 @@ fn given_raw_group_requests_the_broker_answers_with_kafkas_error_codes() {
     };
     assert_eq!(r.results[0].error_code, 0);
 }
+
+#[test]
+fn given_offsets_of_an_empty_group_past_their_retention_they_expire_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, cport) = (free_port(), free_port());
+    // Retention 0: offsets of empty groups expire at the next check.
+    let args = [
+        "--offsets-retention-minutes",
+        "0",
+        "--offsets-retention-check-interval-ms",
+        "200",
+    ];
+    let broker = Broker::start_with(dir.path(), port, cport, &args);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "fleeting", 1);
+    produce(&b, "fleeting", 1, &values("f", 5));
+    let c: BaseConsumer = consumer_config(&b, "forgetful").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("fleeting", 0, Offset::Offset(3))
+        .unwrap();
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    wait_until("the offset expires", || {
+        committed(&b, "forgetful", "fleeting", 1)[&0] == -1
+    });
+    let list = c.fetch_group_list(None, TIMEOUT).unwrap();
+    assert!(list.groups().iter().all(|g| g.name() != "forgetful"));
+    // The expiry was written: a restarted broker, with the default
+    // retention, does not bring the offset back.
+    drop(c);
+    broker.stop();
+    let broker = Broker::start_with(dir.path(), port, cport, BROKER_ARGS);
+    let c: BaseConsumer = consumer_config(&broker.bootstrap, "forgetful")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("fleeting", 0);
+    let got = c.committed_offsets(tpl, TIMEOUT).unwrap();
+    assert_eq!(got.elements()[0].offset(), Offset::Invalid);
+}
