@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,10 +34,10 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use support::{call, create_topic, free_port, Broker, TIMEOUT};
 
 /// Short group timers so that rebalances and crashes resolve quickly.
@@ -94,9 +94,24 @@ fn values(prefix: &str, n: usize) -> Vec<String> {
 /// What one consumer saw.
 #[derive(Default)]
 struct Seen {
+    /// Rebalances that ended with an assignment.
+    rebalances: AtomicUsize,
     assignment: Mutex<BTreeSet<i32>>,
     /// (partition, offset, value) in processing order.
     consumed: Mutex<Vec<(i32, i64, String)>>,
+}
+
+/// Counts the member's rebalances.
+struct Counting(Arc<Seen>);
+
+impl ClientContext for Counting {}
+
+impl ConsumerContext for Counting {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.0.rebalances.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 const RUN: u8 = 0;
@@ -115,9 +130,19 @@ struct Member {
 
 impl Member {
     fn start(bootstrap: &str, group: &str, topic: &str) -> Member {
-        let consumer: BaseConsumer = consumer_config(bootstrap, group).create().unwrap();
-        consumer.subscribe(&[topic]).unwrap();
+        Self::start_with(bootstrap, group, topic, &[])
+    }
+
+    /// A member with extra client settings.
+    fn start_with(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> Member {
+        let mut config = consumer_config(bootstrap, group);
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
         let seen = Arc::new(Seen::default());
+        let consumer: BaseConsumer<Counting> =
+            config.create_with_context(Counting(seen.clone())).unwrap();
+        consumer.subscribe(&[topic]).unwrap();
         let control = Arc::new(AtomicU8::new(RUN));
         let (s, c) = (seen.clone(), control.clone());
         let thread = std::thread::spawn(move || loop {
@@ -759,4 +784,51 @@ fn given_offsets_of_an_empty_group_past_their_retention_they_expire_for_good() {
     tpl.add_partition("fleeting", 0);
     let got = c.committed_offsets(tpl, TIMEOUT).unwrap();
     assert_eq!(got.elements()[0].offset(), Offset::Invalid);
+}
+
+/// The group's generation-independent view: state and member count.
+fn group_state(bootstrap: &str, group: &str) -> (String, usize) {
+    let c: BaseConsumer = consumer_config(bootstrap, "state-probe").create().unwrap();
+    let list = c.fetch_group_list(Some(group), TIMEOUT).unwrap();
+    let g = &list.groups()[0];
+    (g.state().to_string(), g.members().len())
+}
+
+#[test]
+fn given_a_static_member_restarts_within_its_session_it_gets_its_partitions_back_without_a_rebalance(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), BROKER_ARGS);
+    let b = broker.bootstrap.as_str();
+    create_topic(b, "fixed", 4);
+    let statics = [
+        ("group.instance.id", "host-a"),
+        ("session.timeout.ms", "20000"),
+    ];
+    let mut a = Member::start_with(b, "static", "fixed", &statics);
+    let other = Member::start(b, "static", "fixed");
+    wait_until("two members share four partitions", || {
+        shared_out(&[&a, &other], 4)
+    });
+    let (a_before, other_before) = (a.assignment(), other.assignment());
+    let rebalances = other.seen.rebalances.load(Ordering::Acquire);
+    // A static member leaves no LeaveGroup behind when it closes (KIP-345).
+    a.stop(CLOSE);
+    assert_eq!(group_state(b, "static"), ("Stable".to_string(), 2));
+    let a2 = Member::start_with(b, "static", "fixed", &statics);
+    wait_until("the restarted member has its partitions again", || {
+        a2.assignment() == a_before
+    });
+    assert_eq!(other.assignment(), other_before);
+    assert_eq!(group_state(b, "static"), ("Stable".to_string(), 2));
+    assert_eq!(
+        other.seen.rebalances.load(Ordering::Acquire),
+        rebalances,
+        "the other member went through no rebalance"
+    );
+    let want = values("s", 40);
+    produce(b, "fixed", 4, &want);
+    wait_until("every message is processed", || {
+        all_consumed(&[&a2, &other], &want)
+    });
 }

@@ -148,6 +148,10 @@ pub struct JoinResult {
     pub member_id: String,
     /// (member id, instance id, metadata): for the leader only.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader must not compute assignments: a static leader rejoined
+    /// a stable group (KIP-814; JoinGroup v9+, older versions get no
+    /// member list instead).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -499,7 +503,9 @@ impl Group {
         }
         if self.state == GroupState::Stable && same {
             let mut result = self.join_result(&id);
-            if self.leader.as_deref() != Some(id.as_str()) {
+            if self.leader.as_deref() == Some(id.as_str()) {
+                result.skip_assignment = true;
+            } else {
                 result.members.clear();
             }
             effects.push(Effect::Join(id.clone(), result));
@@ -679,6 +685,7 @@ impl Group {
                     )
                 })
                 .collect(),
+            skip_assignment: false,
         }
     }
 
@@ -1256,6 +1263,9 @@ mod tests {
         assert_ne!(a2, a);
         let r = join_result(&effects, &a2).expect("answered at once");
         assert_eq!((r.error, r.generation), (NONE, 1), "no rebalance");
+        // host-1 joined first and leads: it must not reassign (KIP-814).
+        assert_eq!(r.leader, a2);
+        assert!(r.skip_assignment);
         assert_eq!(g.state, GroupState::Stable);
         let effects = g.sync(&a2, Some("host-1"), 1, None, None, Vec::new(), 4);
         assert_eq!(sync_result(&effects, &a2).unwrap().assignment, "A");

@@ -19,7 +19,7 @@ pub async fn handle(
     version: i16,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    let result = if group.is_empty() {
+    let mut result = if group.is_empty() {
         JoinResult::error(INVALID_GROUP_ID, &req.member_id)
     } else {
         let spec = MemberSpec {
@@ -73,6 +73,13 @@ pub async fn handle(
         resp.protocol_name = result.protocol.map(StrBytes::from_string);
     } else {
         resp.protocol_name = Some(StrBytes::from_string(result.protocol.unwrap_or_default()));
+    }
+    if result.skip_assignment {
+        if version >= 9 {
+            resp.skip_assignment = true;
+        } else {
+            result.members.clear();
+        }
     }
     if result.error == NONE {
         resp.members = result
