@@ -35,8 +35,11 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
+};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use support::{call, create_topic, free_port, Broker, TIMEOUT};
 
@@ -745,6 +748,32 @@ fn given_raw_group_requests_the_broker_answers_with_kafkas_error_codes() {
         panic!("not a DeleteGroups response")
     };
     assert_eq!(r.results[0].error_code, 0);
+
+    // Clients cannot write into the group coordinator's topic.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("enable.idempotence", "false")
+        .set("message.send.max.retries", "0")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let record = FutureRecord::<(), str>::to("__consumer_offsets")
+        .partition(0)
+        .payload("forged");
+    let sent = rt.block_on(producer.send(record, TIMEOUT));
+    assert!(
+        matches!(
+            &sent,
+            Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic),
+                _
+            ))
+        ),
+        "{sent:?}"
+    );
 }
 
 #[test]
