@@ -1120,6 +1120,105 @@ fn restore(g: &mut Group, v: GroupValue, now: i64) {
 mod tests {
     use super::*;
 
+    fn member_value(id: &str, instance: Option<&str>) -> MemberValue {
+        MemberValue {
+            member_id: id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "c".into(),
+            client_host: "/10.0.0.1".into(),
+            rebalance_timeout_ms: 300_000,
+            session_timeout_ms: 45_000,
+            subscription: Bytes::from_static(b"sub"),
+            assignment: Bytes::from_static(b"asg"),
+        }
+    }
+
+    #[test]
+    fn given_stored_records_loading_replays_commits_groups_and_tombstones_in_order() {
+        let limits = Limits::default();
+        let mut l = Loader {
+            groups: HashMap::new(),
+            limits: &limits,
+            groups_max: 10,
+            now: 1_000,
+        };
+        let c = Committed {
+            offset: 7,
+            leader_epoch: 2,
+            metadata: "m".into(),
+            commit_timestamp_ms: 5,
+        };
+        let (k, v) = offset_record("g", "t", 0, Some(&c));
+        l.apply(Some(&k), v.as_deref());
+        let (k, v) = offset_record("g", "t", 1, Some(&c));
+        l.apply(Some(&k), v.as_deref());
+        let (k, v) = offset_record("g", "t", 1, None);
+        l.apply(Some(&k), v.as_deref());
+        let value = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("m2".into()),
+            state_timestamp_ms: 900,
+            members: vec![member_value("m1", Some("i1")), member_value("m2", None)],
+        };
+        let key = Key::Group("g".into()).encode();
+        l.apply(Some(&key), Some(&value.encode()));
+        // Records this broker does not know, or that do not parse, are skipped.
+        l.apply(Some(&[0, 9, 1]), Some(&[1, 2]));
+        l.apply(None, Some(&[1]));
+        l.apply(Some(&key), Some(&[0, 3]));
+
+        let g = &l.groups["g"];
+        assert_eq!(g.offsets.len(), 1);
+        assert_eq!(g.offsets[&("t".to_string(), 0)], c);
+        assert_eq!((g.state, g.generation), (GroupState::Stable, 4));
+        assert_eq!(g.leader.as_deref(), Some("m2"));
+        assert_eq!(g.static_members["i1"], "m1");
+        let m = &g.members["m1"];
+        assert_eq!(m.assignment, "asg");
+        assert_eq!(
+            m.spec.protocols,
+            vec![("range".to_string(), Bytes::from_static(b"sub"))]
+        );
+        assert_eq!(m.last_heartbeat_ms, 1_000, "a full session from loading");
+        assert_eq!(
+            group_value(&mut l.groups.get_mut("g").unwrap().clone()),
+            Some(value)
+        );
+
+        // A group tombstone forgets members, not offsets (they have their own).
+        l.apply(Some(&key), None);
+        let g = &l.groups["g"];
+        assert_eq!(
+            (g.state, g.members.len(), g.offsets.len()),
+            (GroupState::Empty, 0, 1)
+        );
+    }
+
+    #[test]
+    fn given_more_groups_than_the_bound_loading_keeps_the_first_ones() {
+        let limits = Limits::default();
+        let mut l = Loader {
+            groups: HashMap::new(),
+            limits: &limits,
+            groups_max: 2,
+            now: 0,
+        };
+        let c = Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        for g in ["a", "b", "c"] {
+            let (k, v) = offset_record(g, "t", 0, Some(&c));
+            l.apply(Some(&k), v.as_deref());
+        }
+        assert_eq!(l.groups.len(), 2);
+        assert!(!l.groups.contains_key("c"));
+    }
+
     #[test]
     fn given_group_ids_the_partition_matches_kafka() {
         assert_eq!(java_hash(""), 0);
