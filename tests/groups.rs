@@ -861,3 +861,31 @@ fn given_a_static_member_restarts_within_its_session_it_gets_its_partitions_back
         all_consumed(&[&a2, &other], &want)
     });
 }
+
+#[test]
+fn given_each_client_side_assignor_partitions_are_shared_out_and_move_on_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), BROKER_ARGS);
+    let b = broker.bootstrap.as_str();
+    for assignor in ["roundrobin", "cooperative-sticky"] {
+        let topic = format!("by-{assignor}");
+        create_topic(b, &topic, 4);
+        let strategy = [("partition.assignment.strategy", assignor)];
+        let mut m0 = Member::start_with(b, assignor, &topic, &strategy);
+        let m1 = Member::start_with(b, assignor, &topic, &strategy);
+        wait_until(
+            &format!("{assignor}: two members share four partitions"),
+            || shared_out(&[&m0, &m1], 4),
+        );
+        assert_eq!(m0.assignment().len(), 2, "{assignor}");
+        m0.stop(CLOSE);
+        wait_until(&format!("{assignor}: the survivor owns all"), || {
+            shared_out(&[&m1], 4)
+        });
+        let want = values(assignor, 40);
+        produce(b, &topic, 4, &want);
+        wait_until(&format!("{assignor}: every message is processed"), || {
+            all_consumed(&[&m0, &m1], &want)
+        });
+    }
+}
