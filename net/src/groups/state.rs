@@ -411,7 +411,11 @@ impl Group {
                 (id.clone(), self.member_joined(&id, now_ms))
             }
             GroupState::CompletingRebalance if same => {
-                let result = self.join_result(&id);
+                // The join response again: the member list for the leader only.
+                let mut result = self.join_result(&id);
+                if self.leader.as_deref() != Some(id.as_str()) {
+                    result.members.clear();
+                }
                 (id.clone(), vec![Effect::Join(id, result)])
             }
             GroupState::Stable if same && self.leader.as_deref() != Some(id.as_str()) => {
@@ -1312,6 +1316,23 @@ mod tests {
             REBALANCE_IN_PROGRESS
         );
         assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn given_a_member_rejoins_while_the_leader_assigns_it_gets_the_same_answer_again() {
+        let mut g = Group::new("g", 0, 0);
+        let a = join_new(&mut g, 0);
+        let b = join_new(&mut g, 0);
+        let effects = g.tick(1);
+        let leader = join_result(&effects, &a).unwrap().leader;
+        let follow = if leader == a { b } else { a };
+        let (_, effects) = g.join(request(&follow, None), &limits(), 2);
+        let r = join_result(&effects, &follow).expect("answered at once");
+        assert_eq!((r.error, r.generation), (NONE, 1));
+        assert!(r.members.is_empty(), "only the leader gets the member list");
+        let (_, effects) = g.join(request(&leader, None), &limits(), 3);
+        assert_eq!(join_result(&effects, &leader).unwrap().members.len(), 2);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
     }
 
     #[test]
