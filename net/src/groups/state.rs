@@ -1072,8 +1072,8 @@ mod tests {
         id
     }
 
-    /// Two members joined and synced: a stable generation.
-    fn stable_pair(g: &mut Group) -> (String, String) {
+    /// Two members joined generation 1: (leader, follower).
+    fn joined_pair(g: &mut Group) -> (String, String) {
         let a = join_new(g, 0);
         let b = join_new(g, 0);
         let effects = g.tick(1);
@@ -1084,9 +1084,19 @@ mod tests {
         assert_eq!(ra.protocol.as_deref(), Some("range"));
         let leader = ra.leader.clone();
         assert_eq!(leader, rb.leader);
-        let (lead, follow) = if leader == a { (a, b) } else { (b, a) };
-        let lead_r = if leader == ra.member_id { &ra } else { &rb };
+        let (lead_r, follow_r) = if leader == a { (&ra, &rb) } else { (&rb, &ra) };
         assert_eq!(lead_r.members.len(), 2, "the leader sees every member");
+        assert!(follow_r.members.is_empty(), "a follower sees none");
+        if leader == a {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    /// Two members joined and synced: a stable generation.
+    fn stable_pair(g: &mut Group) -> (String, String) {
+        let (lead, follow) = joined_pair(g);
         assert!(g
             .sync(&follow, None, 1, None, None, Vec::new(), 2)
             .is_empty());
@@ -1299,11 +1309,7 @@ mod tests {
     #[test]
     fn given_a_rebalance_a_member_waiting_for_sync_is_told_to_rejoin() {
         let mut g = Group::new("g", 0, 0);
-        let a = join_new(&mut g, 0);
-        let b = join_new(&mut g, 0);
-        let effects = g.tick(1);
-        let leader = join_result(&effects, &a).unwrap().leader;
-        let follow = if leader == a { b } else { a };
+        let (leader, follow) = joined_pair(&mut g);
         assert!(g
             .sync(&follow, None, 1, None, None, Vec::new(), 2)
             .is_empty());
@@ -1321,11 +1327,7 @@ mod tests {
     #[test]
     fn given_a_member_rejoins_while_the_leader_assigns_it_gets_the_same_answer_again() {
         let mut g = Group::new("g", 0, 0);
-        let a = join_new(&mut g, 0);
-        let b = join_new(&mut g, 0);
-        let effects = g.tick(1);
-        let leader = join_result(&effects, &a).unwrap().leader;
-        let follow = if leader == a { b } else { a };
+        let (leader, follow) = joined_pair(&mut g);
         let (_, effects) = g.join(request(&follow, None), &limits(), 2);
         let r = join_result(&effects, &follow).expect("answered at once");
         assert_eq!((r.error, r.generation), (NONE, 1));
