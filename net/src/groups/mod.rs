@@ -172,6 +172,24 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The group an operation is for; `None` for a listing.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Op::Join { group, .. }
+            | Op::Sync { group, .. }
+            | Op::Heartbeat { group, .. }
+            | Op::Leave { group, .. }
+            | Op::Commit { group, .. }
+            | Op::Fetch { group, .. }
+            | Op::Describe { group }
+            | Op::Delete { group }
+            | Op::DeleteOffsets { group, .. } => Some(group),
+            Op::List => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CommitOffset {
     pub topic: String,

@@ -45,11 +45,6 @@ pub async fn offsets_partitions(ctx: &Ctx) -> Result<i32, i16> {
     }
 }
 
-/// The partition of `group`, the topic created if needed.
-pub async fn group_partition(ctx: &Ctx, group: &str) -> Result<i32, i16> {
-    Ok(partition_for(group, offsets_partitions(ctx).await?))
-}
-
 /// Runs operations, each on its `__consumer_offsets` partition's shard;
 /// answers in order.
 pub async fn run(ctx: &Ctx, ops: Vec<(i32, Op)>) -> Vec<Reply> {
@@ -68,15 +63,26 @@ pub async fn run(ctx: &Ctx, ops: Vec<(i32, Op)>) -> Vec<Reply> {
         .collect()
 }
 
-/// Runs one operation for `group`, the topic created if needed.
-pub async fn run_one(ctx: &Ctx, group: &str, op: Op) -> Reply {
-    match group_partition(ctx, group).await {
-        Ok(p) => run(ctx, vec![(p, op)])
-            .await
-            .pop()
-            .unwrap_or(Reply::Error(UNKNOWN_SERVER_ERROR)),
-        Err(code) => Reply::Error(code),
-    }
+/// Runs operations for groups, each on its group's partition, the topic
+/// created if needed; answers in order.
+pub async fn run_groups(ctx: &Ctx, ops: Vec<Op>) -> Vec<Reply> {
+    let count = match offsets_partitions(ctx).await {
+        Ok(n) => n,
+        Err(code) => return ops.iter().map(|_| Reply::Error(code)).collect(),
+    };
+    let ops = ops
+        .into_iter()
+        .map(|op| (partition_for(op.group().unwrap_or_default(), count), op))
+        .collect();
+    run(ctx, ops).await
+}
+
+/// Runs one operation for a group.
+pub async fn run_one(ctx: &Ctx, op: Op) -> Reply {
+    run_groups(ctx, vec![op])
+        .await
+        .pop()
+        .unwrap_or(Reply::Error(UNKNOWN_SERVER_ERROR))
 }
 
 /// Whether a topic partition exists, for commits of unknown partitions.

@@ -4,32 +4,18 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::groups::codes::UNKNOWN_SERVER_ERROR;
-use crate::groups::{partition_for, route, Op, Reply};
+use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let replies = match route::offsets_partitions(ctx).await {
-        Ok(count) => {
-            let ops = req
-                .groups_names
-                .iter()
-                .map(|g| {
-                    (
-                        partition_for(g, count),
-                        Op::Delete {
-                            group: g.to_string(),
-                        },
-                    )
-                })
-                .collect();
-            route::run(ctx, ops).await
-        }
-        Err(code) => req
-            .groups_names
-            .iter()
-            .map(|_| Reply::Error(code))
-            .collect(),
-    };
+    let ops = req
+        .groups_names
+        .iter()
+        .map(|g| Op::Delete {
+            group: g.to_string(),
+        })
+        .collect();
+    let replies = route::run_groups(ctx, ops).await;
     let mut resp = DeleteGroupsResponse::default();
     for (id, reply) in req.groups_names.iter().zip(replies) {
         let mut r = DeletableGroupResult::default();

@@ -6,29 +6,19 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::groups::codes::{GROUP_ID_NOT_FOUND, UNKNOWN_SERVER_ERROR};
-use crate::groups::{partition_for, route, Op, Reply};
+use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
-    let replies = match route::offsets_partitions(ctx).await {
-        Ok(count) => {
-            let ops = req
-                .groups
-                .iter()
-                .map(|g| {
-                    (
-                        partition_for(g, count),
-                        Op::Describe {
-                            group: g.to_string(),
-                        },
-                    )
-                })
-                .collect();
-            route::run(ctx, ops).await
-        }
-        Err(code) => req.groups.iter().map(|_| Reply::Error(code)).collect(),
-    };
+    let ops = req
+        .groups
+        .iter()
+        .map(|g| Op::Describe {
+            group: g.to_string(),
+        })
+        .collect();
+    let replies = route::run_groups(ctx, ops).await;
     for (id, reply) in req.groups.iter().zip(replies) {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();

@@ -18,7 +18,7 @@ pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
             instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
             generation: req.generation_id,
         };
-        match route::run_one(ctx, &group, op).await {
+        match route::run_one(ctx, op).await {
             Reply::Heartbeat(code) | Reply::Error(code) => code,
             _ => UNKNOWN_SERVER_ERROR,
         }

@@ -48,16 +48,7 @@ pub async fn handle(
             spec,
             require_known_member_id: version >= 4,
         };
-        match route::run_one(
-            ctx,
-            &group,
-            Op::Join {
-                group: group.clone(),
-                request,
-            },
-        )
-        .await
-        {
+        match route::run_one(ctx, Op::Join { group, request }).await {
             Reply::Join(r) => r,
             Reply::Error(code) => JoinResult::error(code, &req.member_id),
             _ => JoinResult::error(crate::groups::codes::UNKNOWN_SERVER_ERROR, &req.member_id),

@@ -31,7 +31,7 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
             group: group.clone(),
             members: members.clone(),
         };
-        match route::run_one(ctx, &group, op).await {
+        match route::run_one(ctx, op).await {
             Reply::Leave(codes) => Ok(codes),
             Reply::Error(code) => Err(code),
             _ => Err(UNKNOWN_SERVER_ERROR),

@@ -47,7 +47,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             generation: req.generation_id_or_member_epoch,
             offsets,
         };
-        match route::run_one(ctx, &group, op).await {
+        match route::run_one(ctx, op).await {
             Reply::Commit(codes) => codes,
             Reply::Error(code) => vec![code; n],
             _ => vec![UNKNOWN_SERVER_ERROR; n],

@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
             group: group.clone(),
             partitions,
         };
-        match route::run_one(ctx, &group, op).await {
+        match route::run_one(ctx, op).await {
             Reply::DeleteOffsets(code, codes) => (code, codes),
             Reply::Error(code) => (code, Vec::new()),
             _ => (UNKNOWN_SERVER_ERROR, Vec::new()),

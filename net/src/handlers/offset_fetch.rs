@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::topic_name;
 use crate::groups::codes::{NONE, UNKNOWN_SERVER_ERROR};
 use crate::groups::state::Committed;
-use crate::groups::{partition_for, route, Op, Reply};
+use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
 /// (topic, partition, committed offset if any).
@@ -47,20 +47,11 @@ fn fields(c: Option<Committed>) -> (i64, i32, Option<StrBytes>) {
 }
 
 async fn fetch(ctx: &Ctx, groups: Vec<Asked>) -> Vec<Fetched> {
-    let count = match route::offsets_partitions(ctx).await {
-        Ok(n) => n,
-        Err(code) => return groups.iter().map(|_| Err(code)).collect(),
-    };
     let ops = groups
         .into_iter()
-        .map(|(group, partitions)| {
-            (
-                partition_for(&group, count),
-                Op::Fetch { group, partitions },
-            )
-        })
+        .map(|(group, partitions)| Op::Fetch { group, partitions })
         .collect();
-    route::run(ctx, ops)
+    route::run_groups(ctx, ops)
         .await
         .into_iter()
         .map(|r| match r {

@@ -27,7 +27,7 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroup
                 .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                 .collect(),
         };
-        match route::run_one(ctx, &group, op).await {
+        match route::run_one(ctx, op).await {
             Reply::Sync(r) => r,
             Reply::Error(code) => SyncResult::error(code),
             _ => SyncResult::error(UNKNOWN_SERVER_ERROR),
