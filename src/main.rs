@@ -158,6 +158,28 @@ struct BrokerArgs {
     /// `connections.max.idle.ms` (default 600000).
     #[arg(long)]
     connections_max_idle_ms: Option<u64>,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created (default 50).
+    #[arg(long)]
+    offsets_topic_num_partitions: Option<i32>,
+    /// `offsets.retention.minutes` (default 10080).
+    #[arg(long)]
+    offsets_retention_minutes: Option<i64>,
+    /// `offsets.retention.check.interval.ms` (default 600000).
+    #[arg(long)]
+    offsets_retention_check_interval_ms: Option<u64>,
+    /// `group.initial.rebalance.delay.ms` (default 3000).
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<i32>,
+    /// `group.min.session.timeout.ms` (default 6000).
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<i32>,
+    /// `group.max.session.timeout.ms` (default 1800000).
+    #[arg(long)]
+    group_max_session_timeout_ms: Option<i32>,
+    /// `group.max.size` (default 1000; Kafka: unlimited).
+    #[arg(long)]
+    group_max_size: Option<usize>,
 }
 
 /// `sluice start`'s flags.
@@ -211,6 +233,13 @@ fn broker_settings(
         socket_request_max_bytes,
         queued_max_request_bytes,
         connections_max_idle_ms,
+        offsets_topic_num_partitions,
+        offsets_retention_minutes,
+        offsets_retention_check_interval_ms,
+        group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms,
+        group_max_session_timeout_ms,
+        group_max_size,
     } = args;
     let mut props = match config {
         Some(path) => settings::parse_properties(
@@ -225,7 +254,30 @@ fn broker_settings(
             .ok_or_else(|| format!("--override {o:?} is not key=value"))?;
         props.insert(k.trim().to_string(), v.trim().to_string());
     }
-    let flags: [(&str, Option<String>); 13] = [
+    let text = |v: Option<i64>| v.map(|v| v.to_string());
+    let flags: [(&str, Option<String>); 20] = [
+        (
+            "offsets.topic.num.partitions",
+            text(offsets_topic_num_partitions.map(i64::from)),
+        ),
+        ("offsets.retention.minutes", text(offsets_retention_minutes)),
+        (
+            "offsets.retention.check.interval.ms",
+            offsets_retention_check_interval_ms.map(|v| v.to_string()),
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            text(group_initial_rebalance_delay_ms.map(i64::from)),
+        ),
+        (
+            "group.min.session.timeout.ms",
+            text(group_min_session_timeout_ms.map(i64::from)),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            text(group_max_session_timeout_ms.map(i64::from)),
+        ),
+        ("group.max.size", group_max_size.map(|v| v.to_string())),
         ("log.dirs", log_dirs),
         (
             "log.retention.check.interval.ms",
@@ -283,6 +335,13 @@ fn broker_settings(
     broker.num_partitions = s.num_partitions;
     broker.default_replication_factor = s.default_replication_factor;
     broker.static_configs = s.log_defaults;
+    broker.offsets_topic_num_partitions = s.offsets_topic_num_partitions;
+    broker.offsets_retention_minutes = s.offsets_retention_minutes;
+    broker.offsets_retention_check_interval_ms = s.offsets_retention_check_interval_ms;
+    broker.group_initial_rebalance_delay_ms = s.group_initial_rebalance_delay_ms;
+    broker.group_min_session_timeout_ms = s.group_min_session_timeout_ms;
+    broker.group_max_session_timeout_ms = s.group_max_session_timeout_ms;
+    broker.group_max_size = s.group_max_size;
     let engine = EngineConfig {
         log_dirs: s.log_dirs.unwrap_or_else(|| vec![data_dir.clone()]),
         shards,

@@ -62,6 +62,13 @@ pub struct Settings {
     pub queued_max_request_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub group_initial_rebalance_delay_ms: i32,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: usize,
     /// Broker-level log defaults (`message.max.bytes`, `log.retention.*`, ...).
     pub log_defaults: BTreeMap<String, String>,
     /// Keys given that Sluice does not use.
@@ -84,6 +91,13 @@ const KNOWN: &[&str] = &[
     "queued.max.request.bytes",
     "connections.max.idle.ms",
     "log.retention.check.interval.ms",
+    "offsets.topic.num.partitions",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
 ];
 
 /// `PLAINTEXT://host:port` or `host:port`; one listener.
@@ -183,6 +197,22 @@ impl Settings {
             queued_max_request_bytes: num("queued.max.request.bytes", 256 << 20, 1 << 20)? as usize,
             connections_max_idle_ms: num("connections.max.idle.ms", 600_000, 1)? as u64,
             retention_check_interval_ms: num("log.retention.check.interval.ms", 300_000, 1)? as u64,
+            offsets_topic_num_partitions: num("offsets.topic.num.partitions", 50, 1)?
+                .min(i64::from(i32::MAX)) as i32,
+            // 0 (Kafka: at least 1) expires offsets of empty groups at once.
+            offsets_retention_minutes: num("offsets.retention.minutes", 10_080, 0)?,
+            offsets_retention_check_interval_ms: num(
+                "offsets.retention.check.interval.ms",
+                600_000,
+                1,
+            )? as u64,
+            group_initial_rebalance_delay_ms: num("group.initial.rebalance.delay.ms", 3_000, 0)?
+                .min(i64::from(i32::MAX)) as i32,
+            group_min_session_timeout_ms: num("group.min.session.timeout.ms", 6_000, 1)?
+                .min(i64::from(i32::MAX)) as i32,
+            group_max_session_timeout_ms: num("group.max.session.timeout.ms", 1_800_000, 1)?
+                .min(i64::from(i32::MAX)) as i32,
+            group_max_size: num("group.max.size", 1_000, 1)? as usize,
             log_defaults,
             ignored,
         })

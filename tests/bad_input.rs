@@ -8,15 +8,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader,
-    RequestKind,
+    ApiKey, ApiVersionsRequest, FetchRequest, GroupId, JoinGroupRequest, ListGroupsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestKind,
 };
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use support::{Broker, TIMEOUT};
+use support::{frame, Broker, TIMEOUT};
 
 /// xorshift64*: deterministic, so a failure replays.
 struct Rng(u64);
@@ -41,24 +41,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// Encodes a request frame (size, header, body).
-fn frame(key: ApiKey, version: i16, body: RequestKind) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(StrBytes::from_static_str("fuzz"));
-    let mut b = BytesMut::new();
-    header
-        .encode(&mut b, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut b, version).unwrap();
-    let mut out = BytesMut::new();
-    out.put_i32(b.len() as i32);
-    out.put_slice(&b);
-    out.to_vec()
-}
-
 fn valid_frames() -> Vec<Vec<u8>> {
     let mut v = vec![
         frame(
@@ -80,6 +62,31 @@ fn valid_frames() -> Vec<Vec<u8>> {
     let mut produce = ProduceRequest::default();
     produce.acks = 1;
     v.push(frame(ApiKey::Produce, 7, RequestKind::Produce(produce)));
+    // Group requests, so that mutations reach the group coordinator.
+    let mut join = JoinGroupRequest::default();
+    join.group_id = GroupId(StrBytes::from_static_str("fuzz-group"));
+    join.session_timeout_ms = 10_000;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    join.protocols = vec![JoinGroupRequestProtocol::default()];
+    v.push(frame(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(join)));
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(StrBytes::from_static_str("fuzz-group"));
+    commit.generation_id_or_member_epoch = -1;
+    v.push(frame(
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(commit),
+    ));
+    v.push(frame(
+        ApiKey::OffsetFetch,
+        8,
+        RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+    ));
+    v.push(frame(
+        ApiKey::ListGroups,
+        4,
+        RequestKind::ListGroups(ListGroupsRequest::default()),
+    ));
     v
 }
 

@@ -27,7 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_engine::batch::build;
-use support::{free_port, request, Broker, TIMEOUT};
+use support::{call, free_port, Broker, TIMEOUT};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -42,7 +42,7 @@ fn create_topic(s: &mut TcpStream, topic: &str, partitions: i32) {
     req.topics = vec![t];
     req.timeout_ms = 10_000;
     let ResponseKind::CreateTopics(r) =
-        request(s, ApiKey::CreateTopics, 5, RequestKind::CreateTopics(req))
+        call(s, ApiKey::CreateTopics, 5, RequestKind::CreateTopics(req))
     else {
         panic!("not a CreateTopics response");
     };
@@ -61,7 +61,7 @@ fn init_producer_id(
     let (pid, epoch) = current.unwrap_or((-1, -1));
     req.producer_id = kafka_protocol::messages::ProducerId(pid);
     req.producer_epoch = epoch;
-    let ResponseKind::InitProducerId(r) = request(
+    let ResponseKind::InitProducerId(r) = call(
         s,
         ApiKey::InitProducerId,
         4,
@@ -93,7 +93,7 @@ fn produce(
     req.acks = -1;
     req.timeout_ms = 10_000;
     req.topic_data = vec![t];
-    let ResponseKind::Produce(r) = request(s, ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+    let ResponseKind::Produce(r) = call(s, ApiKey::Produce, 9, RequestKind::Produce(req)) else {
         panic!("not a Produce response");
     };
     let pr = &r.responses[0].partition_responses[0];
@@ -111,7 +111,7 @@ fn log_end(s: &mut TcpStream, topic: &str) -> i64 {
     req.replica_id = kafka_protocol::messages::BrokerId(-1);
     req.topics = vec![t];
     let ResponseKind::ListOffsets(r) =
-        request(s, ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
+        call(s, ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
     else {
         panic!("not a ListOffsets response");
     };
@@ -157,7 +157,7 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     t.partition_indexes = vec![0];
     let mut req = DescribeProducersRequest::default();
     req.topics = vec![t];
-    let ResponseKind::DescribeProducers(r) = request(
+    let ResponseKind::DescribeProducers(r) = call(
         &mut s,
         ApiKey::DescribeProducers,
         0,

@@ -410,15 +410,24 @@ fn check_records(payload: &[u8], count: i32) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// The offset delta and timestamp of every record of an uncompressed batch
-/// that [`validate`] accepted; `None` for a compressed batch, whose records
-/// cannot be read without decompressing it.
-pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i32, i64)>> {
+/// One record of an uncompressed batch, borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The records of an uncompressed batch that [`validate`] accepted;
+/// `None` for a compressed batch, whose records cannot be read without
+/// decompressing it, or for one whose records do not parse.
+pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     let header = BatchHeader::parse(batch)?;
     if header.compression()? != Compression::None {
         return None;
     }
-    let payload = &batch[HEADER_LEN..];
+    let payload = batch.get(HEADER_LEN..)?;
     let mut out = Vec::with_capacity(
         (payload.len() / RECORD_LEN_MIN).min(header.records_count.max(0) as usize),
     );
@@ -426,13 +435,44 @@ pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i32, i64)>> {
     for _ in 0..header.records_count {
         let len = usize::try_from(read_varint(payload, &mut at)?).ok()?;
         let end = at.checked_add(len).filter(|&e| e <= payload.len())?;
+        let rec = &payload[..end];
         let mut field = at + 1;
-        let ts_delta = read_varlong(&payload[..end], &mut field)?;
-        let offset_delta = read_varint(&payload[..end], &mut field)?;
-        out.push((offset_delta, header.base_timestamp.wrapping_add(ts_delta)));
+        let ts_delta = read_varlong(rec, &mut field)?;
+        let offset_delta = read_varint(rec, &mut field)?;
+        let key = read_bytes(rec, &mut field)?;
+        let value = read_bytes(rec, &mut field)?;
+        out.push(RecordView {
+            offset_delta,
+            timestamp: header.base_timestamp.wrapping_add(ts_delta),
+            key,
+            value,
+        });
         at = end;
     }
     Some(out)
+}
+
+/// The offset delta and timestamp of every record of an uncompressed batch
+/// that [`validate`] accepted; `None` for a compressed batch.
+pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i32, i64)>> {
+    Some(
+        records(batch)?
+            .into_iter()
+            .map(|r| (r.offset_delta, r.timestamp))
+            .collect(),
+    )
+}
+
+/// Reads a varint-length-prefixed nullable byte string.
+fn read_bytes<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+    let start = *at;
+    skip_bytes(b, at, true)?;
+    let mut len_at = start;
+    let len = read_varint(b, &mut len_at)?;
+    if len < 0 {
+        return Some(None);
+    }
+    Some(Some(&b[len_at..*at]))
 }
 
 /// Skips a varint-length-prefixed byte string; -1 (null) only where allowed.

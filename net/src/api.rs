@@ -26,6 +26,17 @@ pub const SERVED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1, 0),
     (ApiKey::InitProducerId, 0, 5, 0),
     (ApiKey::DescribeProducers, 0, 0, 0),
+    (ApiKey::FindCoordinator, 0, 6, 0),
+    (ApiKey::JoinGroup, 0, 9, 0),
+    (ApiKey::SyncGroup, 0, 5, 0),
+    (ApiKey::Heartbeat, 0, 4, 0),
+    (ApiKey::LeaveGroup, 0, 5, 0),
+    (ApiKey::OffsetCommit, 2, 9, 2),
+    (ApiKey::OffsetFetch, 1, 9, 1),
+    (ApiKey::ListGroups, 0, 5, 0),
+    (ApiKey::DescribeGroups, 0, 6, 0),
+    (ApiKey::DeleteGroups, 0, 2, 0),
+    (ApiKey::OffsetDelete, 0, 0, 0),
 ];
 
 /// The served range of an API, if it is served at all.

@@ -24,6 +24,7 @@
 
 pub mod api;
 mod frame;
+pub mod groups;
 pub mod handlers;
 pub mod router;
 
@@ -80,6 +81,27 @@ pub struct BrokerConfig {
     /// cluster-wide dynamic configs override them.
     pub static_configs: std::collections::BTreeMap<String, String>,
     pub cluster_id: String,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size` (Kafka: unlimited; bounded here).
+    pub group_max_size: usize,
+    /// Groups one shard coordinates at most.
+    pub groups_per_shard_max: usize,
+    /// Committed offsets one group holds at most.
+    pub group_offsets_max: usize,
 }
 
 impl BrokerConfig {
@@ -99,6 +121,16 @@ impl BrokerConfig {
             num_partitions: -1,
             default_replication_factor: -1,
             static_configs: Default::default(),
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 1_000,
+            groups_per_shard_max: 100_000,
+            group_offsets_max: 100_000,
         }
     }
 }
@@ -189,7 +221,8 @@ pub fn shard_main(
                 }
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             };
-            let router = Router::new(env.clone(), senders, receivers, table);
+            let groups = groups::Coordinator::start(env.clone(), config.clone(), image.clone());
+            let router = Router::new(env.clone(), groups, senders, receivers, table);
             let ctx = Rc::new(Ctx {
                 config: config.clone(),
                 image,
@@ -303,6 +336,10 @@ async fn serve(ctx: Rc<Ctx>, ready: Arc<Listening>) {
 
 async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    // Kafka's form of a client's host, shown by DescribeGroups.
+    let client_host = stream
+        .peer_addr()
+        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
     stream.set_read_timeout(Some(Duration::from_millis(
         ctx.config.connections_max_idle_ms.max(1),
     )))?;
@@ -318,7 +355,7 @@ async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let frame = frame::read_body(&mut stream, size).await?;
-        let Some((header_bytes, body)) = handle(ctx, frame).await? else {
+        let Some((header_bytes, body)) = handle(ctx, frame, &client_host).await? else {
             continue; // acks=0 produce: no response
         };
         frame::write(&mut stream, &header_bytes, &body).await?;
@@ -379,7 +416,11 @@ pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
 
 /// Decodes, serves and encodes one request. `Ok(None)`: no response is
 /// due; `Err`: close the connection.
-async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+async fn handle(
+    ctx: &Ctx,
+    frame: bytes::Bytes,
+    client_host: &str,
+) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
     let (key, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             key,
@@ -453,6 +494,39 @@ async fn handle(ctx: &Ctx, frame: bytes::Bytes) -> std::io::Result<Option<(Bytes
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(handlers::describe_producers::handle(ctx, r).await)
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(ctx, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
+            handlers::join_group::handle(ctx, r, &header, client_host, version).await,
+        ),
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(handlers::sync_group::handle(ctx, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(handlers::heartbeat::handle(ctx, r).await)
+        }
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(handlers::leave_group::handle(ctx, r, version).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(handlers::offset_commit::handle(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(ctx, r, version).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(handlers::list_groups::handle(ctx, r, version).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(handlers::describe_groups::handle(ctx, r, version).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(handlers::delete_groups::handle(ctx, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await)
         }
         other => return Err(bad(format!("{other:?} is not served"))),
     };

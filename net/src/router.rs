@@ -16,6 +16,8 @@ use sluice_engine::partition::{Chunk, ReadOptions, ReadUpper};
 use sluice_engine::shard::{shard_of, ShardEnv};
 use sluice_engine::{EngineError, LeaderEpoch, Offset, TopicPartition};
 
+use crate::groups::Coordinator;
+
 /// Kafka error codes used here.
 pub const NONE: i16 = 0;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -58,6 +60,8 @@ pub enum PartOp {
     Producers {
         config: LogConfig,
     },
+    /// Work for a consumer group of this `__consumer_offsets` partition.
+    Group(crate::groups::Op),
 }
 
 #[derive(Debug)]
@@ -83,6 +87,7 @@ pub enum PartReply {
     Size(Result<(String, i64), i16>),
     Producers(Result<Vec<sluice_engine::producers::ProducerEntry>, i16>),
     Done(Result<(), i16>),
+    Group(crate::groups::Reply),
 }
 
 pub struct Msg {
@@ -93,6 +98,8 @@ pub struct Msg {
 /// Routes work from this shard.
 pub struct Router {
     pub env: Rc<ShardEnv>,
+    /// This shard's consumer groups.
+    pub groups: Rc<Coordinator>,
     senders: Senders<Msg>,
     /// Mesh peer id of each shard.
     peers: Vec<usize>,
@@ -102,17 +109,18 @@ impl Router {
     /// Joins the mesh and starts serving work sent by other shards.
     pub fn new(
         env: Rc<ShardEnv>,
+        groups: Rc<Coordinator>,
         senders: Senders<Msg>,
         mut receivers: Receivers<Msg>,
         peers: Vec<usize>,
     ) -> Rc<Self> {
         for (_, stream) in receivers.streams() {
-            let env = env.clone();
+            let (env, groups) = (env.clone(), groups.clone());
             glommio::spawn_local(async move {
                 while let Some(msg) = stream.recv().await {
-                    let env = env.clone();
+                    let (env, groups) = (env.clone(), groups.clone());
                     glommio::spawn_local(async move {
-                        let replies = run_local(&env, msg.ops).await;
+                        let replies = run_local(&env, &groups, msg.ops).await;
                         let _ = msg.reply.send(replies);
                     })
                     .detach();
@@ -122,6 +130,7 @@ impl Router {
         }
         Rc::new(Self {
             env,
+            groups,
             senders,
             peers,
         })
@@ -161,7 +170,10 @@ impl Router {
         }
         let mut out: Vec<Option<PartReply>> = (0..n).map(|_| None).collect();
         for (order, ops) in local {
-            for (i, r) in order.into_iter().zip(run_local(&self.env, ops).await) {
+            for (i, r) in order
+                .into_iter()
+                .zip(run_local(&self.env, &self.groups, ops).await)
+            {
                 out[i] = Some(r);
             }
         }
@@ -190,10 +202,14 @@ impl Router {
     }
 }
 
-async fn run_local(env: &ShardEnv, ops: Vec<(TopicPartition, PartOp)>) -> Vec<PartReply> {
+async fn run_local(
+    env: &ShardEnv,
+    groups: &Rc<Coordinator>,
+    ops: Vec<(TopicPartition, PartOp)>,
+) -> Vec<PartReply> {
     let mut out = Vec::with_capacity(ops.len());
     for (tp, op) in ops {
-        out.push(run_one(env, &tp, op).await);
+        out.push(run_one(env, groups, &tp, op).await);
     }
     out
 }
@@ -226,7 +242,12 @@ fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, i16> {
     Ok(out)
 }
 
-async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
+async fn run_one(
+    env: &ShardEnv,
+    groups: &Rc<Coordinator>,
+    tp: &TopicPartition,
+    op: PartOp,
+) -> PartReply {
     let now = sluice_engine::types::now_ms();
     match op {
         PartOp::Produce {
@@ -273,23 +294,9 @@ async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
                     upper: ReadUpper::HighWatermark,
                 };
                 let r = p.read(Offset(offset), opts).await.map_err(|e| code(&e))?;
-                let mut buf = BytesMut::with_capacity(r.bytes as usize);
-                for c in r.chunks {
-                    match c {
-                        Chunk::Memory(b) => buf.extend_from_slice(&b),
-                        // File regions are copied into the response for now;
-                        // the sendfile path comes with the zero-copy writer.
-                        Chunk::File(f) => {
-                            let start = buf.len();
-                            buf.resize(start + f.len as usize, 0);
-                            let n = read_fully(&f.file, &mut buf[start..], f.position);
-                            buf.truncate(start + n);
-                        }
-                    }
-                }
                 let w = r.watermarks;
                 Ok(Fetched {
-                    records: buf.freeze(),
+                    records: collect(r.chunks, r.bytes),
                     high_watermark: w.high_watermark.0,
                     last_stable: w.last_stable.0,
                     log_start: w.log_start.0,
@@ -346,6 +353,7 @@ async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
             }
             .await,
         ),
+        PartOp::Group(op) => PartReply::Group(groups.run(tp.partition.0, op).await),
         PartOp::Remove => PartReply::Done(
             async {
                 let dir = env.close(tp).await.map_err(|e| code(&e))?;
@@ -362,6 +370,24 @@ async fn run_one(env: &ShardEnv, tp: &TopicPartition, op: PartOp) -> PartReply {
             .await,
         ),
     }
+}
+
+/// The bytes of a read, in one buffer. File regions are copied for now;
+/// the sendfile path comes with the zero-copy writer.
+pub(crate) fn collect(chunks: Vec<Chunk>, bytes: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(bytes as usize);
+    for c in chunks {
+        match c {
+            Chunk::Memory(b) => buf.extend_from_slice(&b),
+            Chunk::File(f) => {
+                let start = buf.len();
+                buf.resize(start + f.len as usize, 0);
+                let n = read_fully(&f.file, &mut buf[start..], f.position);
+                buf.truncate(start + n);
+            }
+        }
+    }
+    buf.freeze()
 }
 
 /// Reads as much of `buf` as the file has at `pos`.

@@ -45,9 +45,27 @@ kcat_roundtrip() {
   cmp -s "$want" "$got"
 }
 
+kcat_group() {
+  local topic=kcat-group group=kcat-group-consumers got
+  got=$(mktemp)
+  for i in $(seq 1 500); do echo "line $i"; done | kcat -b "$bootstrap" -P -t $topic || return 1
+  # A group consumer reads everything and commits on leaving.
+  timeout 60 kcat -b "$bootstrap" -G $group $topic -o beginning -e -q >"$got" || return 1
+  [[ $(wc -l <"$got") -eq 500 ]] || return 1
+  # The same group again: nothing new, then only what came since.
+  timeout 60 kcat -b "$bootstrap" -G $group $topic -e -q >"$got" || return 1
+  [[ ! -s $got ]] || return 1
+  for i in $(seq 501 510); do echo "line $i"; done | kcat -b "$bootstrap" -P -t $topic || return 1
+  timeout 60 kcat -b "$bootstrap" -G $group $topic -e -q >"$got" || return 1
+  [[ $(wc -l <"$got") -eq 10 && $(head -1 "$got") == "line 501" ]]
+}
+
 check "kcat produce and consume 10000 keyed lines (snappy)" kcat_roundtrip
+check "kcat -G resumes from the group's committed offsets" kcat_group
 check "confluent-kafka round trip" python3 "$here/roundtrip.py" confluent "$bootstrap" py-confluent 5000
 check "kafka-python round trip" python3 "$here/roundtrip.py" kafka-python "$bootstrap" py-kafka-python 5000
+check "confluent-kafka group consumers" python3 "$here/groups.py" confluent "$bootstrap" py-confluent-group 2000
+check "kafka-python group consumers" python3 "$here/groups.py" kafka-python "$bootstrap" py-kafka-python-group 2000
 
 echo "clients: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -175,35 +175,71 @@ impl Drop for Broker {
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Sends one request on `s` and decodes its response: raw protocol, for
-/// tests that check exact answers.
-pub fn request(
-    s: &mut std::net::TcpStream,
+/// Creates a topic through the admin API.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+}
+
+/// Encodes a request frame (size, header, body).
+pub fn frame(
     key: kafka_protocol::messages::ApiKey,
     version: i16,
     body: kafka_protocol::messages::RequestKind,
-) -> kafka_protocol::messages::ResponseKind {
-    use kafka_protocol::messages::{RequestHeader, ResponseHeader, ResponseKind};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use std::io::{Read, Write};
-    let mut header = RequestHeader::default();
+) -> Vec<u8> {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::Encodable;
+    let mut header = kafka_protocol::messages::RequestHeader::default();
     header.request_api_key = key as i16;
     header.request_api_version = version;
-    header.correlation_id = 42;
-    header.client_id = Some(StrBytes::from_static_str("sluice-test"));
+    header.correlation_id = 7;
+    header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("fuzz"));
     let mut b = bytes::BytesMut::new();
     header
         .encode(&mut b, key.request_header_version(version))
         .unwrap();
     body.encode(&mut b, version).unwrap();
-    s.write_all(&(b.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&b).unwrap();
+    let mut out = bytes::BytesMut::new();
+    out.put_i32(b.len() as i32);
+    out.put_slice(&b);
+    out.to_vec()
+}
+
+/// Sends one request on `stream` and decodes its response.
+pub fn call(
+    stream: &mut std::net::TcpStream,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    body: kafka_protocol::messages::RequestKind,
+) -> kafka_protocol::messages::ResponseKind {
+    use kafka_protocol::protocol::Decodable;
+    use std::io::{Read, Write};
+    stream.write_all(&frame(key, version, body)).unwrap();
     let mut size = [0u8; 4];
-    s.read_exact(&mut size).unwrap();
-    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut frame).unwrap();
-    let mut frame = bytes::Bytes::from(frame);
-    let h = ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
-    assert_eq!(h.correlation_id, 42);
-    ResponseKind::decode(key, &mut frame, version).unwrap()
+    stream.read_exact(&mut size).unwrap();
+    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut buf).unwrap();
+    let mut buf = bytes::Bytes::from(buf);
+    let header = kafka_protocol::messages::ResponseHeader::decode(
+        &mut buf,
+        key.response_header_version(version),
+    )
+    .unwrap();
+    assert_eq!(header.correlation_id, 7);
+    kafka_protocol::messages::ResponseKind::decode(key, &mut buf, version).unwrap()
 }

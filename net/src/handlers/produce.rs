@@ -6,7 +6,7 @@
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{log_config, partition_error, topic_name, INVALID_REQUIRED_ACKS};
+use super::{log_config, partition_error, topic_name, INVALID_REQUIRED_ACKS, INVALID_TOPIC};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
@@ -36,6 +36,9 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> ProduceResp
             pr.log_start_offset = -1;
             let error = if !(-1..=1).contains(&acks) {
                 Some(INVALID_REQUIRED_ACKS)
+            } else if name == crate::groups::OFFSETS_TOPIC {
+                // Only the group coordinator writes there, as in Kafka.
+                Some(INVALID_TOPIC)
             } else {
                 partition_error(&state, ctx.config.broker_id, &name, p.index)
             };

@@ -1,0 +1,1255 @@
+//! The group coordinator: Kafka's classic consumer group protocol and
+//! committed offsets.
+//!
+//! ## Where a group lives
+//! A group belongs to partition `abs(javaHashCode(group)) % N` of the
+//! internal topic `__consumer_offsets` (N = `offsets.topic.num.partitions`,
+//! fixed when the topic is created, as in Kafka), and lives on the shard
+//! that owns that partition. Requests reaching another shard go to the
+//! owner through the router as [`Op`]s, batched per shard like all
+//! partition work. Only the owner touches a group: no lock, nothing shared
+//! between shards.
+//!
+//! ## Durability
+//! Commits and group metadata are records of `__consumer_offsets` in
+//! Kafka's formats ([`records`]), one v2 batch per write, appended through
+//! the engine. An OffsetCommit is answered after its batch is acknowledged
+//! (`wait_acked`, i.e. fsynced by default) and only then applied to the
+//! in-memory state; a SyncGroup that completes a rebalance is answered
+//! after the group's metadata is stored. Deletions write tombstones. The
+//! topic is compacted (`cleanup.policy=compact`).
+//!
+//! ## Loading
+//! The first request for a partition, or the timer once the topic exists,
+//! loads it: the log is streamed from its start to its high watermark in
+//! reads of at most `LOAD_READ_BYTES_MAX`, each record applied in order.
+//! Meanwhile the partition's groups answer COORDINATOR_LOAD_IN_PROGRESS;
+//! groups of a partition this broker does not lead answer NOT_COORDINATOR.
+//! A loaded group with members is Stable; members that do not heartbeat
+//! within their session timeout are dropped and the group rebalances.
+//!
+//! ## Bounds
+//! * Members per group: `group.max.size` (Kafka: unlimited; here 1000 by
+//!   default, GROUP_MAX_SIZE_REACHED beyond it).
+//! * Groups per shard: `groups_per_shard_max`; a new group beyond it is
+//!   refused with COORDINATOR_NOT_AVAILABLE (Kafka has no such bound).
+//! * Committed offsets per group: `group_offsets_max`; a commit of a new
+//!   partition beyond it gets INVALID_COMMIT_OFFSET_SIZE.
+//! * Waiting JoinGroup and SyncGroup requests: one per member.
+//!
+//! ## Expiry
+//! Every `offsets.retention.check.interval.ms` offsets older than
+//! `offsets.retention.minutes` are dropped by Kafka's rule
+//! ([`state::Group::expire_offsets`]) with tombstones, and empty groups
+//! without offsets are forgotten.
+
+pub mod records;
+pub mod route;
+pub mod state;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use sluice_engine::batch::build::{batch, Record};
+use sluice_engine::partition::{ReadOptions, ReadUpper};
+use sluice_engine::shard::{shard_of, ShardEnv};
+use sluice_engine::types::now_ms;
+use sluice_engine::{LeaderEpoch, Offset, TopicPartition};
+use sluice_replication::raft::subscriber::Image;
+
+use crate::BrokerConfig;
+use records::{GroupValue, Key, MemberValue, OffsetValue};
+use state::{Committed, Effect, Group, GroupState, JoinRequest, JoinResult, Limits, SyncResult};
+
+/// The internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Bytes read from the log at a time while loading.
+const LOAD_READ_BYTES_MAX: usize = 1 << 20;
+/// Bytes of records per batch written (below the default max.message.bytes).
+const WRITE_BATCH_BYTES_MAX: usize = 512 << 10;
+/// How often the timers run.
+const TICK_MS: u64 = 50;
+
+/// Kafka error codes of the group APIs.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+}
+use codes::*;
+
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)))
+}
+
+/// The `__consumer_offsets` partition of a group: Kafka's
+/// `Utils.abs(hashCode) % partitions`, where `abs(i32::MIN)` is 0.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+/// A group operation, run on the shard owning the group's partition.
+#[derive(Debug)]
+pub enum Op {
+    Join {
+        group: String,
+        request: JoinRequest,
+    },
+    Sync {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        protocol_type: Option<String>,
+        protocol: Option<String>,
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave {
+        group: String,
+        /// (member id, instance id).
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<CommitOffset>,
+    },
+    /// Committed offsets: of the given partitions, or all.
+    Fetch {
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// Every group of this `__consumer_offsets` partition.
+    List,
+    Describe {
+        group: String,
+    },
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+impl Op {
+    /// The group an operation is for; `None` for a listing.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Op::Join { group, .. }
+            | Op::Sync { group, .. }
+            | Op::Heartbeat { group, .. }
+            | Op::Leave { group, .. }
+            | Op::Commit { group, .. }
+            | Op::Fetch { group, .. }
+            | Op::Describe { group }
+            | Op::Delete { group }
+            | Op::DeleteOffsets { group, .. } => Some(group),
+            Op::List => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CommitOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Clone, Debug)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct Described {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+/// A listed group: id, protocol type, state.
+pub type Listed = (String, String, &'static str);
+
+/// The answer to an [`Op`].
+#[derive(Debug)]
+pub enum Reply {
+    /// The whole operation failed (NOT_COORDINATOR, loading, ...).
+    Error(i16),
+    Join(JoinResult),
+    Sync(SyncResult),
+    Heartbeat(i16),
+    /// One code per member of the request.
+    Leave(Vec<i16>),
+    /// One code per offset of the request.
+    Commit(Vec<i16>),
+    Fetch(Vec<(String, i32, Option<Committed>)>),
+    List(Vec<Listed>),
+    /// `None`: no such group.
+    Describe(Option<Described>),
+    Delete(i16),
+    /// The group's code, then one per partition.
+    DeleteOffsets(i16, Vec<i16>),
+}
+
+enum Part {
+    Loading,
+    Loaded(HashMap<String, Group>),
+}
+
+/// One shard's groups.
+pub struct Coordinator {
+    env: Rc<ShardEnv>,
+    config: Arc<BrokerConfig>,
+    image: Image,
+    limits: Limits,
+    parts: RefCell<HashMap<i32, Part>>,
+    joins: RefCell<HashMap<(String, String), oneshot::Sender<JoinResult>>>,
+    syncs: RefCell<HashMap<(String, String), oneshot::Sender<SyncResult>>>,
+}
+
+impl Coordinator {
+    /// The shard's coordinator, with its timers running.
+    pub fn start(env: Rc<ShardEnv>, config: Arc<BrokerConfig>, image: Image) -> Rc<Self> {
+        let limits = Limits {
+            session_timeout_ms_min: config.group_min_session_timeout_ms,
+            session_timeout_ms_max: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            members_max: config.group_max_size,
+            offsets_max: config.group_offsets_max,
+            metadata_bytes_max: config.offset_metadata_max_bytes,
+        };
+        let c = Rc::new(Self {
+            env,
+            config,
+            image,
+            limits,
+            parts: RefCell::new(HashMap::new()),
+            joins: RefCell::new(HashMap::new()),
+            syncs: RefCell::new(HashMap::new()),
+        });
+        glommio::spawn_local(c.clone().timers()).detach();
+        c
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new(OFFSETS_TOPIC, p)
+    }
+
+    /// Runs one operation on group partition `p`.
+    pub async fn run(self: &Rc<Self>, p: i32, op: Op) -> Reply {
+        if let Err(code) = self.ready(p) {
+            return Reply::Error(code);
+        }
+        let now = now_ms();
+        match op {
+            Op::Join { group, request } => Reply::Join(self.join(p, group, request).await),
+            Op::Sync {
+                group,
+                member_id,
+                instance_id,
+                generation,
+                protocol_type,
+                protocol,
+                assignments,
+            } => {
+                let effects = self.with_group(p, &group, |g| {
+                    g.sync(
+                        &member_id,
+                        instance_id.as_deref(),
+                        generation,
+                        protocol_type.as_deref(),
+                        protocol.as_deref(),
+                        assignments,
+                        now,
+                    )
+                });
+                let Some(effects) = effects else {
+                    return Reply::Sync(SyncResult::error(UNKNOWN_MEMBER_ID));
+                };
+                let (tx, rx) = oneshot::channel();
+                self.syncs
+                    .borrow_mut()
+                    .insert((group.clone(), member_id), tx);
+                self.deliver(p, &group, effects).await;
+                Reply::Sync(
+                    rx.await
+                        .unwrap_or_else(|_| SyncResult::error(REBALANCE_IN_PROGRESS)),
+                )
+            }
+            Op::Heartbeat {
+                group,
+                member_id,
+                instance_id,
+                generation,
+            } => Reply::Heartbeat(
+                self.with_group(p, &group, |g| {
+                    g.heartbeat(&member_id, instance_id.as_deref(), generation, now)
+                })
+                .unwrap_or(UNKNOWN_MEMBER_ID),
+            ),
+            Op::Leave { group, members } => {
+                let mut codes = Vec::with_capacity(members.len());
+                for (member, instance) in members {
+                    let out =
+                        self.with_group(p, &group, |g| g.leave(&member, instance.as_deref(), now));
+                    match out {
+                        Some((code, effects)) => {
+                            codes.push(code);
+                            self.deliver(p, &group, effects).await;
+                        }
+                        None => codes.push(UNKNOWN_MEMBER_ID),
+                    }
+                }
+                Reply::Leave(codes)
+            }
+            Op::Commit {
+                group,
+                member_id,
+                instance_id,
+                generation,
+                offsets,
+            } => Reply::Commit(
+                self.commit(p, group, member_id, instance_id, generation, offsets)
+                    .await,
+            ),
+            Op::Fetch { group, partitions } => Reply::Fetch(
+                self.with_group(p, &group, |g| match &partitions {
+                    None => g
+                        .offsets
+                        .iter()
+                        .map(|((t, i), c)| (t.clone(), *i, Some(c.clone())))
+                        .collect(),
+                    Some(list) => list
+                        .iter()
+                        .map(|(t, i)| (t.clone(), *i, g.offsets.get(&(t.clone(), *i)).cloned()))
+                        .collect(),
+                })
+                .unwrap_or_else(|| {
+                    partitions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(t, i)| (t, i, None))
+                        .collect()
+                }),
+            ),
+            Op::List => Reply::List(match self.parts.borrow().get(&p) {
+                Some(Part::Loaded(groups)) => groups
+                    .values()
+                    .filter(|g| g.state != GroupState::Dead)
+                    .map(|g| {
+                        (
+                            g.id.clone(),
+                            g.protocol_type.clone().unwrap_or_default(),
+                            g.state.name(),
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }),
+            Op::Describe { group } => Reply::Describe(self.with_group(p, &group, describe)),
+            Op::Delete { group } => Reply::Delete(self.delete(p, &group).await),
+            Op::DeleteOffsets { group, partitions } => {
+                let (code, codes) = self.delete_offsets(p, &group, partitions).await;
+                Reply::DeleteOffsets(code, codes)
+            }
+        }
+    }
+
+    /// Whether this shard coordinates partition `p` and has loaded it;
+    /// starts loading it if not.
+    fn ready(self: &Rc<Self>, p: i32) -> Result<(), i16> {
+        let state = self.image.load();
+        let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        };
+        let Some(part) = usize::try_from(p)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+        else {
+            return Err(NOT_COORDINATOR);
+        };
+        if part.leader != self.config.broker_id {
+            self.parts.borrow_mut().remove(&p);
+            return Err(NOT_COORDINATOR);
+        }
+        match self.parts.borrow().get(&p) {
+            Some(Part::Loaded(_)) => return Ok(()),
+            Some(Part::Loading) => return Err(COORDINATOR_LOAD_IN_PROGRESS),
+            None => {}
+        }
+        self.parts.borrow_mut().insert(p, Part::Loading);
+        glommio::spawn_local(self.clone().load(p)).detach();
+        Err(COORDINATOR_LOAD_IN_PROGRESS)
+    }
+
+    fn groups_count(&self) -> usize {
+        self.parts
+            .borrow()
+            .values()
+            .map(|p| match p {
+                Part::Loaded(g) => g.len(),
+                Part::Loading => 0,
+            })
+            .sum()
+    }
+
+    /// Runs `f` on an existing group.
+    fn with_group<T>(&self, p: i32, group: &str, f: impl FnOnce(&mut Group) -> T) -> Option<T> {
+        match self.parts.borrow_mut().get_mut(&p) {
+            Some(Part::Loaded(groups)) => groups.get_mut(group).map(f),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` on a group, created empty if absent and the shard has room.
+    fn with_new_group<T>(
+        &self,
+        p: i32,
+        group: &str,
+        f: impl FnOnce(&mut Group) -> T,
+    ) -> Result<T, i16> {
+        let full = self.groups_count() >= self.config.groups_per_shard_max;
+        match self.parts.borrow_mut().get_mut(&p) {
+            Some(Part::Loaded(groups)) => {
+                if !groups.contains_key(group) {
+                    if full {
+                        return Err(COORDINATOR_NOT_AVAILABLE);
+                    }
+                    groups.insert(
+                        group.to_string(),
+                        Group::new(group, self.limits.initial_rebalance_delay_ms, now_ms()),
+                    );
+                }
+                Ok(f(groups.get_mut(group).expect("inserted")))
+            }
+            _ => Err(COORDINATOR_LOAD_IN_PROGRESS),
+        }
+    }
+
+    async fn join(&self, p: i32, group: String, request: JoinRequest) -> JoinResult {
+        let now = now_ms();
+        let member = request.member_id.clone();
+        let limits = self.limits.clone();
+        let joined = self.with_new_group(p, &group, |g| g.join(request, &limits, now));
+        let (id, effects) = match joined {
+            Ok(j) => j,
+            Err(code) => return JoinResult::error(code, &member),
+        };
+        // A refused first join leaves no group behind.
+        if let Some(Part::Loaded(groups)) = self.parts.borrow_mut().get_mut(&p) {
+            if groups
+                .get(&group)
+                .is_some_and(|g| g.generation == 0 && g.is_disposable())
+            {
+                groups.remove(&group);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.joins
+            .borrow_mut()
+            .insert((group.clone(), id.clone()), tx);
+        self.deliver(p, &group, effects).await;
+        rx.await
+            .unwrap_or_else(|_| JoinResult::error(REBALANCE_IN_PROGRESS, &id))
+    }
+
+    /// Stores what needs storing, then answers the waiting requests.
+    async fn deliver(&self, p: i32, group: &str, effects: Vec<Effect>) {
+        let mut failed = None;
+        if effects.contains(&Effect::Store) {
+            let value = self.with_group(p, group, group_value).flatten();
+            let record = (
+                Key::Group(group.to_string()).encode(),
+                value.map(|v| v.encode()),
+            );
+            if let Err(code) = self.write(p, vec![record]).await {
+                failed = Some(code);
+            }
+        }
+        for e in effects {
+            match e {
+                Effect::Join(member, result) => {
+                    if let Some(tx) = self.joins.borrow_mut().remove(&(group.to_string(), member)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Sync(member, mut result) => {
+                    if let (Some(code), NONE) = (failed, result.error) {
+                        result = SyncResult::error(code);
+                    }
+                    if let Some(tx) = self.syncs.borrow_mut().remove(&(group.to_string(), member)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Store => {}
+            }
+        }
+    }
+
+    /// Appends records (key, value or tombstone) to partition `p` and
+    /// waits until they are acknowledged. Errors are the group APIs'
+    /// codes, mapped as Kafka's GroupMetadataManager maps them.
+    async fn write(&self, p: i32, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), i16> {
+        self.append(p, records).await.map_err(|e| {
+            tracing::warn!(partition = p, error = %e, "could not write to __consumer_offsets");
+            match e.kafka_code() as i16 {
+                NOT_LEADER_OR_FOLLOWER => NOT_COORDINATOR,
+                MESSAGE_TOO_LARGE | RECORD_LIST_TOO_LARGE | INVALID_FETCH_SIZE => {
+                    INVALID_COMMIT_OFFSET_SIZE
+                }
+                _ => COORDINATOR_NOT_AVAILABLE,
+            }
+        })
+    }
+
+    async fn append(
+        &self,
+        p: i32,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), sluice_engine::EngineError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let state = self.image.load_full();
+        let epoch = state
+            .topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(p as usize))
+            .map_or(0, |part| part.leader_epoch);
+        let config = crate::handlers::log_config(&state, OFFSETS_TOPIC);
+        let partition = self.env.open(&Self::tp(p), config).await?;
+        let now = now_ms();
+        let mut last = None;
+        let mut chunk: Vec<Record> = Vec::new();
+        let mut bytes = 0usize;
+        let mut records = records.into_iter().peekable();
+        while let Some((key, value)) = records.next() {
+            bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+            chunk.push(Record {
+                key: Some(key),
+                value,
+                headers: Vec::new(),
+            });
+            if bytes >= WRITE_BATCH_BYTES_MAX || records.peek().is_none() {
+                let b = BytesMut::from(&batch(&chunk, now)[..]);
+                let info = partition.append(b, LeaderEpoch(epoch), now).await?;
+                last = Some(info.last_offset);
+                chunk.clear();
+                bytes = 0;
+            }
+        }
+        if let Some(last) = last {
+            partition.wait_acked(last).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        p: i32,
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<CommitOffset>,
+    ) -> Vec<i16> {
+        let n = offsets.len();
+        let exists = self.with_group(p, &group, |_| ()).is_some();
+        // A commit for an unknown group: an admin's or a standalone
+        // consumer's (generation -1) creates it; anyone else's is from a
+        // generation that is gone.
+        let checked = if !exists && generation >= 0 {
+            Err(ILLEGAL_GENERATION)
+        } else {
+            self.with_new_group(p, &group, |g| {
+                g.check_commit(&member_id, instance_id.as_deref(), generation)
+                    .map(|()| {
+                        if let Some(m) = g.members.get_mut(&member_id) {
+                            m.last_heartbeat_ms = now_ms();
+                        }
+                        let known: Vec<bool> = offsets
+                            .iter()
+                            .map(|o| g.offsets.contains_key(&(o.topic.clone(), o.partition)))
+                            .collect();
+                        (g.offsets.len(), known)
+                    })
+            })
+            .and_then(|r| r)
+        };
+        let (held, known) = match checked {
+            Ok(c) => c,
+            Err(code) => return vec![code; n],
+        };
+        let now = now_ms();
+        let mut codes = vec![NONE; n];
+        let mut room = self.limits.offsets_max.saturating_sub(held);
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for (i, o) in offsets.iter().enumerate() {
+            let metadata = o.metadata.clone().unwrap_or_default();
+            if metadata.len() > self.limits.metadata_bytes_max {
+                codes[i] = OFFSET_METADATA_TOO_LARGE;
+                continue;
+            }
+            if !known[i] {
+                if room == 0 {
+                    codes[i] = INVALID_COMMIT_OFFSET_SIZE;
+                    continue;
+                }
+                room -= 1;
+            }
+            let c = Committed {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata,
+                commit_timestamp_ms: now,
+            };
+            records.push(offset_record(&group, &o.topic, o.partition, Some(&c)));
+            accepted.push((i, c));
+        }
+        if let Err(code) = self.write(p, records).await {
+            for (i, _) in &accepted {
+                codes[*i] = code;
+            }
+            return codes;
+        }
+        let limits = self.limits.clone();
+        let applied = self.with_new_group(p, &group, |g| {
+            for (i, c) in accepted {
+                let o = &offsets[i];
+                if !g.commit(&o.topic, o.partition, c, &limits) {
+                    codes[i] = INVALID_COMMIT_OFFSET_SIZE;
+                }
+            }
+        });
+        if let Err(code) = applied {
+            return vec![code; n];
+        }
+        codes
+    }
+
+    async fn delete(&self, p: i32, group: &str) -> i16 {
+        let found = self.with_group(p, group, |g| match g.state {
+            GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
+            GroupState::Empty => Ok(g.offsets.keys().cloned().collect::<Vec<_>>()),
+            _ => Err(NON_EMPTY_GROUP),
+        });
+        let keys = match found {
+            None => return GROUP_ID_NOT_FOUND,
+            Some(Err(code)) => return code,
+            Some(Ok(keys)) => keys,
+        };
+        let mut records: Vec<_> = keys
+            .iter()
+            .map(|(t, i)| offset_record(group, t, *i, None))
+            .collect();
+        records.push((Key::Group(group.to_string()).encode(), None));
+        if let Err(code) = self.write(p, records).await {
+            return code;
+        }
+        if let Some(Part::Loaded(groups)) = self.parts.borrow_mut().get_mut(&p) {
+            // Still empty: a member that joined meanwhile keeps the group.
+            if groups
+                .get(group)
+                .is_some_and(|g| g.state == GroupState::Empty)
+            {
+                groups.remove(group);
+            }
+        }
+        NONE
+    }
+
+    async fn delete_offsets(
+        &self,
+        p: i32,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> (i16, Vec<i16>) {
+        let n = partitions.len();
+        let checked = self.with_group(p, group, |g| {
+            if g.state == GroupState::Dead {
+                return Err(GROUP_ID_NOT_FOUND);
+            }
+            if g.state == GroupState::Empty {
+                return Ok(None);
+            }
+            match g.subscribed_topics() {
+                Some(s) => Ok(Some(s)),
+                None => Err(NON_EMPTY_GROUP),
+            }
+        });
+        let subscribed = match checked {
+            None => return (GROUP_ID_NOT_FOUND, Vec::new()),
+            Some(Err(code)) => return (code, Vec::new()),
+            Some(Ok(s)) => s,
+        };
+        let mut codes = vec![NONE; n];
+        let mut records = Vec::new();
+        let mut gone = Vec::new();
+        for (i, (topic, partition)) in partitions.iter().enumerate() {
+            if subscribed.as_ref().is_some_and(|s| s.contains(topic)) {
+                codes[i] = GROUP_SUBSCRIBED_TO_TOPIC;
+                continue;
+            }
+            records.push(offset_record(group, topic, *partition, None));
+            gone.push((topic.clone(), *partition));
+        }
+        if let Err(code) = self.write(p, records).await {
+            return (code, Vec::new());
+        }
+        self.with_group(p, group, |g| {
+            for k in &gone {
+                g.offsets.remove(k);
+            }
+        });
+        (NONE, codes)
+    }
+
+    /// Loads partition `p`'s groups from the log.
+    async fn load(self: Rc<Self>, p: i32) {
+        match self.read_groups(p).await {
+            Ok(groups) => {
+                tracing::info!(
+                    partition = p,
+                    groups = groups.len(),
+                    "group partition loaded"
+                );
+                self.parts.borrow_mut().insert(p, Part::Loaded(groups));
+            }
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "could not load a group partition");
+                self.parts.borrow_mut().remove(&p);
+            }
+        }
+    }
+
+    async fn read_groups(&self, p: i32) -> Result<HashMap<String, Group>, String> {
+        let config = crate::handlers::log_config(&self.image.load(), OFFSETS_TOPIC);
+        let partition = self
+            .env
+            .open(&Self::tp(p), config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut loader = Loader {
+            groups: HashMap::new(),
+            limits: &self.limits,
+            groups_max: self.config.groups_per_shard_max,
+            now: now_ms(),
+        };
+        let mut at = partition.watermarks().log_start;
+        loop {
+            let opts = ReadOptions {
+                max_bytes: LOAD_READ_BYTES_MAX,
+                min_one: true,
+                upper: ReadUpper::HighWatermark,
+            };
+            let r = partition.read(at, opts).await.map_err(|e| e.to_string())?;
+            let hw = r.watermarks.high_watermark;
+            let buf = crate::router::collect(r.chunks, r.bytes);
+            let before = at;
+            let mut pos = 0usize;
+            while let Some(header) = buf
+                .get(pos..)
+                .and_then(sluice_engine::batch::BatchHeader::parse)
+            {
+                let Some(len) = header.total_len().filter(|l| pos + l <= buf.len()) else {
+                    break;
+                };
+                let b = &buf[pos..pos + len];
+                match sluice_engine::batch::records(b) {
+                    Some(records) => {
+                        for r in records {
+                            loader.apply(r.key, r.value);
+                        }
+                    }
+                    None => tracing::warn!(
+                        partition = p,
+                        offset = header.base_offset,
+                        "skipped a group batch that cannot be read"
+                    ),
+                }
+                at = Offset(header.last_offset() + 1);
+                pos += len;
+            }
+            if at >= hw {
+                break;
+            }
+            if at == before {
+                return Err(format!("no whole batch at offset {}", at.0));
+            }
+        }
+        let mut groups = loader.groups;
+        groups.retain(|_, g| !g.is_disposable());
+        Ok(groups)
+    }
+
+    /// The timers: group timeouts, loading of partitions this shard
+    /// coordinates, offset expiry.
+    async fn timers(self: Rc<Self>) {
+        let mut last_expiry = now_ms();
+        while !self.env.stop.load(std::sync::atomic::Ordering::Acquire) {
+            glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+            self.load_owned();
+            let now = now_ms();
+            let mut due = Vec::new();
+            for (p, part) in self.parts.borrow_mut().iter_mut() {
+                if let Part::Loaded(groups) = part {
+                    for g in groups.values_mut() {
+                        let effects = g.tick(now);
+                        if !effects.is_empty() {
+                            due.push((*p, g.id.clone(), effects));
+                        }
+                    }
+                }
+            }
+            for (p, group, effects) in due {
+                self.deliver(p, &group, effects).await;
+            }
+            if now - last_expiry >= self.config.offsets_retention_check_interval_ms as i64 {
+                last_expiry = now;
+                self.expire(now).await;
+            }
+        }
+    }
+
+    /// Starts loading the partitions of `__consumer_offsets` this shard
+    /// owns and this broker leads, so a restarted broker has its groups
+    /// ready before clients ask.
+    fn load_owned(self: &Rc<Self>) {
+        let state = self.image.load();
+        let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        for (i, part) in topic.partitions.iter().enumerate() {
+            let p = i as i32;
+            if part.leader == self.config.broker_id
+                && shard_of(&Self::tp(p), self.env.shards) == self.env.shard
+                && !self.parts.borrow().contains_key(&p)
+            {
+                let _ = self.ready(p);
+            }
+        }
+    }
+
+    async fn expire(&self, now: i64) {
+        let retention_ms = self.config.offsets_retention_minutes.saturating_mul(60_000);
+        let mut due = Vec::new();
+        for (p, part) in self.parts.borrow_mut().iter_mut() {
+            if let Part::Loaded(groups) = part {
+                for g in groups.values_mut() {
+                    let gone = g.expire_offsets(retention_ms, now);
+                    let mut records: Vec<_> = gone
+                        .iter()
+                        .map(|(t, i)| offset_record(&g.id, t, *i, None))
+                        .collect();
+                    if g.is_disposable() && g.protocol_type.is_some() {
+                        records.push((Key::Group(g.id.clone()).encode(), None));
+                    }
+                    if !records.is_empty() {
+                        due.push((*p, records));
+                    }
+                }
+                groups.retain(|_, g| !g.is_disposable());
+            }
+        }
+        for (p, records) in due {
+            if let Err(code) = self.write(p, records).await {
+                tracing::warn!(
+                    partition = p,
+                    code,
+                    "could not write expired offsets' tombstones"
+                );
+            }
+        }
+    }
+}
+
+/// An offset commit record; `None`: its tombstone.
+fn offset_record(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    c: Option<&Committed>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let key = Key::Offset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+    };
+    let value = c.map(|c| {
+        OffsetValue {
+            offset: c.offset,
+            leader_epoch: c.leader_epoch,
+            metadata: c.metadata.clone(),
+            commit_timestamp_ms: c.commit_timestamp_ms,
+        }
+        .encode()
+    });
+    (key.encode(), value)
+}
+
+/// The stored form of a group's metadata; `None` for a group that is gone.
+fn group_value(g: &mut Group) -> Option<GroupValue> {
+    if g.state == GroupState::Dead {
+        return None;
+    }
+    let protocol = g.protocol.clone().unwrap_or_default();
+    Some(GroupValue {
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        generation: g.generation,
+        protocol: g.protocol.clone(),
+        leader: g.leader.clone(),
+        state_timestamp_ms: g.state_since_ms,
+        members: g
+            .members
+            .values()
+            .map(|m| MemberValue {
+                member_id: m.id.clone(),
+                instance_id: m.spec.instance_id.clone(),
+                client_id: m.spec.client_id.clone(),
+                client_host: m.spec.client_host.clone(),
+                rebalance_timeout_ms: m.spec.rebalance_timeout_ms,
+                session_timeout_ms: m.spec.session_timeout_ms,
+                subscription: m
+                    .spec
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn describe(g: &mut Group) -> Described {
+    let stable = g.state == GroupState::Stable;
+    let protocol = g.protocol.clone().unwrap_or_default();
+    Described {
+        state: g.state.name(),
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol: protocol.clone(),
+        members: g
+            .members
+            .values()
+            .map(|m| DescribedMember {
+                member_id: m.id.clone(),
+                instance_id: m.spec.instance_id.clone(),
+                client_id: m.spec.client_id.clone(),
+                client_host: m.spec.client_host.clone(),
+                // Kafka shows metadata and assignments of stable groups only.
+                metadata: if stable {
+                    m.spec
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default()
+                } else {
+                    Bytes::new()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Applies records read from `__consumer_offsets`, in log order.
+struct Loader<'a> {
+    groups: HashMap<String, Group>,
+    limits: &'a Limits,
+    groups_max: usize,
+    now: i64,
+}
+
+impl Loader<'_> {
+    fn group(&mut self, id: &str) -> Option<&mut Group> {
+        if !self.groups.contains_key(id) {
+            if self.groups.len() >= self.groups_max {
+                tracing::warn!(
+                    group = id,
+                    "more groups than groups_per_shard_max: not loaded"
+                );
+                return None;
+            }
+            let g = Group::new(id, self.limits.initial_rebalance_delay_ms, self.now);
+            self.groups.insert(id.to_string(), g);
+        }
+        self.groups.get_mut(id)
+    }
+
+    fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(key) = key.and_then(Key::decode) else {
+            return;
+        };
+        let limits = self.limits.clone();
+        match key {
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            } => match value.map(OffsetValue::decode) {
+                None => {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                Some(None) => {}
+                Some(Some(v)) => {
+                    if let Some(g) = self.group(&group) {
+                        let c = Committed {
+                            offset: v.offset,
+                            leader_epoch: v.leader_epoch,
+                            metadata: v.metadata,
+                            commit_timestamp_ms: v.commit_timestamp_ms,
+                        };
+                        g.commit(&topic, partition, c, &limits);
+                    }
+                }
+            },
+            Key::Group(group) => match value.map(GroupValue::decode) {
+                None => {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        let offsets = std::mem::take(&mut g.offsets);
+                        *g = Group::new(&group, limits.initial_rebalance_delay_ms, self.now);
+                        g.offsets = offsets;
+                    }
+                }
+                Some(None) => {}
+                Some(Some(v)) => {
+                    let now = self.now;
+                    if let Some(g) = self.group(&group) {
+                        restore(g, v, now);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Puts a stored group's metadata into `g`: Stable with its members, who
+/// must heartbeat within their session timeout, or Empty.
+fn restore(g: &mut Group, v: GroupValue, now: i64) {
+    let offsets = std::mem::take(&mut g.offsets);
+    *g = Group::new(&g.id, g.initial_delay_ms, now);
+    g.offsets = offsets;
+    g.generation = v.generation;
+    g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+    g.protocol = v.protocol.clone();
+    g.leader = v.leader;
+    g.state_since_ms = if v.state_timestamp_ms > 0 {
+        v.state_timestamp_ms
+    } else {
+        now
+    };
+    let protocol = v.protocol.unwrap_or_default();
+    for m in v.members {
+        if let Some(instance) = &m.instance_id {
+            g.static_members
+                .insert(instance.clone(), m.member_id.clone());
+        }
+        g.members.insert(
+            m.member_id.clone(),
+            state::Member {
+                id: m.member_id,
+                spec: state::MemberSpec {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                },
+                assignment: m.assignment,
+                awaiting_join: false,
+                awaiting_sync: false,
+                last_heartbeat_ms: now,
+            },
+        );
+    }
+    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+        g.leader = g.members.keys().next().cloned();
+    }
+    g.state = if g.members.is_empty() {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_value(id: &str, instance: Option<&str>) -> MemberValue {
+        MemberValue {
+            member_id: id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "c".into(),
+            client_host: "/10.0.0.1".into(),
+            rebalance_timeout_ms: 300_000,
+            session_timeout_ms: 45_000,
+            subscription: Bytes::from_static(b"sub"),
+            assignment: Bytes::from_static(b"asg"),
+        }
+    }
+
+    #[test]
+    fn given_stored_records_loading_replays_commits_groups_and_tombstones_in_order() {
+        let limits = Limits::default();
+        let mut l = Loader {
+            groups: HashMap::new(),
+            limits: &limits,
+            groups_max: 10,
+            now: 1_000,
+        };
+        let c = Committed {
+            offset: 7,
+            leader_epoch: 2,
+            metadata: "m".into(),
+            commit_timestamp_ms: 5,
+        };
+        let (k, v) = offset_record("g", "t", 0, Some(&c));
+        l.apply(Some(&k), v.as_deref());
+        let (k, v) = offset_record("g", "t", 1, Some(&c));
+        l.apply(Some(&k), v.as_deref());
+        let (k, v) = offset_record("g", "t", 1, None);
+        l.apply(Some(&k), v.as_deref());
+        let value = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("m2".into()),
+            state_timestamp_ms: 900,
+            members: vec![member_value("m1", Some("i1")), member_value("m2", None)],
+        };
+        let key = Key::Group("g".into()).encode();
+        l.apply(Some(&key), Some(&value.encode()));
+        // Records this broker does not know, or that do not parse, are skipped.
+        l.apply(Some(&[0, 9, 1]), Some(&[1, 2]));
+        l.apply(None, Some(&[1]));
+        l.apply(Some(&key), Some(&[0, 3]));
+
+        let g = &l.groups["g"];
+        assert_eq!(g.offsets.len(), 1);
+        assert_eq!(g.offsets[&("t".to_string(), 0)], c);
+        assert_eq!((g.state, g.generation), (GroupState::Stable, 4));
+        assert_eq!(g.leader.as_deref(), Some("m2"));
+        assert_eq!(g.static_members["i1"], "m1");
+        let m = &g.members["m1"];
+        assert_eq!(m.assignment, "asg");
+        assert_eq!(
+            m.spec.protocols,
+            vec![("range".to_string(), Bytes::from_static(b"sub"))]
+        );
+        assert_eq!(m.last_heartbeat_ms, 1_000, "a full session from loading");
+        assert_eq!(
+            group_value(&mut l.groups.get_mut("g").unwrap().clone()),
+            Some(value)
+        );
+
+        // A group tombstone forgets members, not offsets (they have their own).
+        l.apply(Some(&key), None);
+        let g = &l.groups["g"];
+        assert_eq!(
+            (g.state, g.members.len(), g.offsets.len()),
+            (GroupState::Empty, 0, 1)
+        );
+    }
+
+    #[test]
+    fn given_more_groups_than_the_bound_loading_keeps_the_first_ones() {
+        let limits = Limits::default();
+        let mut l = Loader {
+            groups: HashMap::new(),
+            limits: &limits,
+            groups_max: 2,
+            now: 0,
+        };
+        let c = Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        for g in ["a", "b", "c"] {
+            let (k, v) = offset_record(g, "t", 0, Some(&c));
+            l.apply(Some(&k), v.as_deref());
+        }
+        assert_eq!(l.groups.len(), 2);
+        assert!(!l.groups.contains_key("c"));
+    }
+
+    #[test]
+    fn given_group_ids_the_partition_matches_kafka() {
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("ab"), 97 * 31 + 98);
+        // Non-BMP characters count as two UTF-16 code units, as in Java.
+        assert_eq!(java_hash("😀"), 0xD83D * 31 + 0xDE00);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE: abs → 0.
+        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        for g in ["g", "group-1", "Ünïcödé", "x".repeat(300).as_str()] {
+            let p = partition_for(g, 50);
+            assert!((0..50).contains(&p));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The request side: finds a group's `__consumer_offsets` partition,
+//! creating the topic on first need, and runs group operations on the
+//! shards that own them.
+
+use sluice_engine::TopicPartition;
+use sluice_replication::metadata::MetadataState;
+
+use super::codes::*;
+use super::{partition_for, Op, Reply, OFFSETS_TOPIC};
+use crate::router::{PartOp, PartReply};
+use crate::Ctx;
+
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// The partition count of `__consumer_offsets`, created as an internal,
+/// compacted topic with `offsets.topic.num.partitions` partitions if it
+/// does not exist yet.
+pub async fn offsets_partitions(ctx: &Ctx) -> Result<i32, i16> {
+    if let Some(t) = ctx.image.load().topics.get(OFFSETS_TOPIC) {
+        return Ok(t.partitions.len() as i32);
+    }
+    let configs = vec![("cleanup.policy".to_string(), "compact".to_string())];
+    let created = crate::handlers::create_topics::create(
+        ctx,
+        OFFSETS_TOPIC,
+        ctx.config.offsets_topic_num_partitions,
+        -1,
+        Vec::new(),
+        configs,
+        false,
+    )
+    .await;
+    match created {
+        // Created meanwhile by another request: as good.
+        Ok(_) | Err((TOPIC_ALREADY_EXISTS, _)) => {}
+        Err((code, message)) => {
+            tracing::warn!(code, message, "could not create __consumer_offsets");
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        }
+    }
+    let ready = crate::handlers::until_image(ctx, |s| s.topics.contains_key(OFFSETS_TOPIC)).await;
+    match ctx.image.load().topics.get(OFFSETS_TOPIC) {
+        Some(t) if ready => Ok(t.partitions.len() as i32),
+        _ => Err(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// Runs operations, each on its `__consumer_offsets` partition's shard;
+/// answers in order.
+pub async fn run(ctx: &Ctx, ops: Vec<(i32, Op)>) -> Vec<Reply> {
+    let parts = ops
+        .into_iter()
+        .map(|(p, op)| (TopicPartition::new(OFFSETS_TOPIC, p), Ok(PartOp::Group(op))))
+        .collect();
+    crate::handlers::run_partitions(ctx, parts)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(PartReply::Group(reply)) => reply,
+            Err(code) => Reply::Error(code),
+            Ok(_) => Reply::Error(UNKNOWN_SERVER_ERROR),
+        })
+        .collect()
+}
+
+/// Runs operations for groups, each on its group's partition, the topic
+/// created if needed; answers in order.
+pub async fn run_groups(ctx: &Ctx, ops: Vec<Op>) -> Vec<Reply> {
+    let count = match offsets_partitions(ctx).await {
+        Ok(n) => n,
+        Err(code) => return ops.iter().map(|_| Reply::Error(code)).collect(),
+    };
+    let ops = ops
+        .into_iter()
+        .map(|op| (partition_for(op.group().unwrap_or_default(), count), op))
+        .collect();
+    run(ctx, ops).await
+}
+
+/// Runs one operation for a group.
+pub async fn run_one(ctx: &Ctx, op: Op) -> Reply {
+    run_groups(ctx, vec![op])
+        .await
+        .pop()
+        .unwrap_or(Reply::Error(UNKNOWN_SERVER_ERROR))
+}
+
+/// Whether a topic partition exists, for commits of unknown partitions.
+pub fn partition_exists(state: &MetadataState, topic: &str, partition: i32) -> bool {
+    state.topics.get(topic).is_some_and(|t| {
+        usize::try_from(partition)
+            .ok()
+            .is_some_and(|i| i < t.partitions.len())
+    })
+}

@@ -1,0 +1,68 @@
+//! DescribeGroups: state, protocol and members; member metadata and
+//! assignments while the group is stable, as Kafka shows them.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::groups::codes::{GROUP_ID_NOT_FOUND, UNKNOWN_SERVER_ERROR};
+use crate::groups::{route, Op, Reply};
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    let ops = req
+        .groups
+        .iter()
+        .map(|g| Op::Describe {
+            group: g.to_string(),
+        })
+        .collect();
+    let replies = route::run_groups(ctx, ops).await;
+    for (id, reply) in req.groups.iter().zip(replies) {
+        let mut g = DescribedGroup::default();
+        g.group_id = id.clone();
+        if version >= 3 {
+            g.authorized_operations = i32::MIN;
+        }
+        match reply {
+            Reply::Describe(Some(d)) => {
+                g.group_state = StrBytes::from_static_str(d.state);
+                g.protocol_type = StrBytes::from_string(d.protocol_type);
+                g.protocol_data = StrBytes::from_string(d.protocol);
+                g.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = DescribedGroupMember::default();
+                        dm.member_id = StrBytes::from_string(m.member_id);
+                        if version >= 4 {
+                            dm.group_instance_id = m.instance_id.map(StrBytes::from_string);
+                        }
+                        dm.client_id = StrBytes::from_string(m.client_id);
+                        dm.client_host = StrBytes::from_string(m.client_host);
+                        dm.member_metadata = m.metadata;
+                        dm.member_assignment = m.assignment;
+                        dm
+                    })
+                    .collect();
+            }
+            Reply::Describe(None) => {
+                g.group_state = StrBytes::from_static_str("Dead");
+                // v6 reports unknown groups as such (KIP-1043); earlier
+                // versions show them as Dead without an error.
+                if version >= 6 {
+                    g.error_code = GROUP_ID_NOT_FOUND;
+                    g.error_message = Some(StrBytes::from_string(format!(
+                        "group {} not found",
+                        id.as_str()
+                    )));
+                }
+            }
+            Reply::Error(code) => g.error_code = code,
+            _ => g.error_code = UNKNOWN_SERVER_ERROR,
+        }
+        resp.groups.push(g);
+    }
+    resp
+}

@@ -1,0 +1,76 @@
+//! FindCoordinator: the broker leading a group's `__consumer_offsets`
+//! partition (created on first need, as Kafka does). v4+ batches keys
+//! (KIP-699). Transaction coordinators are not served yet.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::groups::codes::{COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, NONE};
+use crate::groups::{partition_for, route, OFFSETS_TOPIC};
+use crate::Ctx;
+
+/// Key type of a consumer group.
+const GROUP: i8 = 0;
+/// Key type of a transactional id.
+const TRANSACTION: i8 = 1;
+
+/// (error, node, host, port) for one key.
+async fn find(ctx: &Ctx, key: &str, key_type: i8) -> (i16, i32, String, i32) {
+    let none = |code| (code, -1, String::new(), -1);
+    match key_type {
+        GROUP if !key.is_empty() => {}
+        TRANSACTION => return none(COORDINATOR_NOT_AVAILABLE),
+        _ => return none(INVALID_REQUEST),
+    }
+    let count = match route::offsets_partitions(ctx).await {
+        Ok(n) => n,
+        Err(code) => return none(code),
+    };
+    let p = partition_for(key, count);
+    let state = ctx.image.load();
+    let Some(leader) = state
+        .topics
+        .get(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(p as usize))
+        .map(|part| part.leader)
+    else {
+        return none(COORDINATOR_NOT_AVAILABLE);
+    };
+    if leader == ctx.config.broker_id {
+        let (host, port) = &ctx.config.advertised;
+        return (NONE, leader, host.clone(), i32::from(*port));
+    }
+    match state.brokers.get(&leader).and_then(|b| b.endpoints.first()) {
+        Some(e) => (NONE, leader, e.host.clone(), i32::from(e.port)),
+        None => none(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+pub async fn handle(
+    ctx: &Ctx,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let mut resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        for key in &req.coordinator_keys {
+            let (error, node, host, port) = find(ctx, key, req.key_type).await;
+            let mut c = Coordinator::default();
+            c.key = key.clone();
+            c.error_code = error;
+            c.node_id = BrokerId(node);
+            c.host = StrBytes::from_string(host);
+            c.port = port;
+            resp.coordinators.push(c);
+        }
+        return resp;
+    }
+    let key_type = if version >= 1 { req.key_type } else { GROUP };
+    let (error, node, host, port) = find(ctx, &req.key, key_type).await;
+    resp.error_code = error;
+    resp.node_id = BrokerId(node);
+    resp.host = StrBytes::from_string(host);
+    resp.port = port;
+    resp
+}

@@ -1,0 +1,91 @@
+//! JoinGroup: runs on the group's coordinator shard and waits there until
+//! the rebalance's join phase completes (Kafka holds the answer the same
+//! way; clients give it the rebalance timeout).
+
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::groups::codes::{INVALID_GROUP_ID, NONE};
+use crate::groups::state::{JoinRequest, JoinResult, MemberSpec};
+use crate::groups::{route, Op, Reply};
+use crate::Ctx;
+
+pub async fn handle(
+    ctx: &Ctx,
+    req: JoinGroupRequest,
+    header: &RequestHeader,
+    client_host: &str,
+    version: i16,
+) -> JoinGroupResponse {
+    let group = req.group_id.0.to_string();
+    let mut result = if group.is_empty() {
+        JoinResult::error(INVALID_GROUP_ID, &req.member_id)
+    } else {
+        let spec = MemberSpec {
+            instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            client_host: client_host.to_string(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: if version >= 1 {
+                req.rebalance_timeout_ms
+            } else {
+                req.session_timeout_ms
+            },
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
+        };
+        let request = JoinRequest {
+            member_id: req.member_id.to_string(),
+            spec,
+            require_known_member_id: version >= 4,
+        };
+        match route::run_one(ctx, Op::Join { group, request }).await {
+            Reply::Join(r) => r,
+            Reply::Error(code) => JoinResult::error(code, &req.member_id),
+            _ => JoinResult::error(crate::groups::codes::UNKNOWN_SERVER_ERROR, &req.member_id),
+        }
+    };
+    let mut resp = JoinGroupResponse::default();
+    resp.error_code = result.error;
+    resp.generation_id = result.generation;
+    resp.member_id = StrBytes::from_string(result.member_id);
+    resp.leader = StrBytes::from_string(result.leader);
+    if version >= 7 {
+        resp.protocol_type = result.protocol_type.map(StrBytes::from_string);
+        resp.protocol_name = result.protocol.map(StrBytes::from_string);
+    } else {
+        resp.protocol_name = Some(StrBytes::from_string(result.protocol.unwrap_or_default()));
+    }
+    if result.skip_assignment {
+        if version >= 9 {
+            resp.skip_assignment = true;
+        } else {
+            result.members.clear();
+        }
+    }
+    if result.error == NONE {
+        resp.members = result
+            .members
+            .into_iter()
+            .map(|(id, instance, metadata)| {
+                let mut m = JoinGroupResponseMember::default();
+                m.member_id = StrBytes::from_string(id);
+                if version >= 5 {
+                    m.group_instance_id = instance.map(StrBytes::from_string);
+                }
+                m.metadata = metadata;
+                m
+            })
+            .collect();
+    }
+    resp
+}

@@ -1,0 +1,58 @@
+//! LeaveGroup: one member (v0-2) or a batch of member identities (v3+,
+//! KIP-345), each answered with its own code.
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use crate::groups::codes::{INVALID_GROUP_ID, NONE, UNKNOWN_SERVER_ERROR};
+use crate::groups::{route, Op, Reply};
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = req.group_id.0.to_string();
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let mut resp = LeaveGroupResponse::default();
+    let codes = if group.is_empty() {
+        Err(INVALID_GROUP_ID)
+    } else {
+        let op = Op::Leave {
+            group: group.clone(),
+            members: members.clone(),
+        };
+        match route::run_one(ctx, op).await {
+            Reply::Leave(codes) => Ok(codes),
+            Reply::Error(code) => Err(code),
+            _ => Err(UNKNOWN_SERVER_ERROR),
+        }
+    };
+    match codes {
+        Err(code) => resp.error_code = code,
+        Ok(codes) if version >= 3 => {
+            resp.members = members
+                .into_iter()
+                .zip(codes)
+                .map(|((id, instance), code)| {
+                    let mut m = MemberResponse::default();
+                    m.member_id = id.into();
+                    m.group_instance_id = instance.map(Into::into);
+                    m.error_code = code;
+                    m
+                })
+                .collect();
+        }
+        Ok(codes) => resp.error_code = codes.first().copied().unwrap_or(NONE),
+    }
+    resp
+}

@@ -1,0 +1,63 @@
+//! ListGroups: the groups of every `__consumer_offsets` partition this
+//! broker coordinates, filtered by state (v4+) and type (v5+).
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::groups::codes::{COORDINATOR_LOAD_IN_PROGRESS, NONE, NOT_COORDINATOR};
+use crate::groups::{route, Op, Reply, OFFSETS_TOPIC};
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let mut resp = ListGroupsResponse::default();
+    let count = ctx
+        .image
+        .load()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map_or(0, |t| t.partitions.len() as i32);
+    let states: Vec<String> = if version >= 4 {
+        req.states_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    let types: Vec<String> = if version >= 5 {
+        req.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    let ops = (0..count).map(|p| (p, Op::List)).collect();
+    let mut error = NONE;
+    for reply in route::run(ctx, ops).await {
+        match reply {
+            Reply::List(groups) => {
+                for (id, protocol_type, state) in groups {
+                    if !states.is_empty() && !states.contains(&state.to_lowercase()) {
+                        continue;
+                    }
+                    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+                        continue;
+                    }
+                    let mut g = ListedGroup::default();
+                    g.group_id = StrBytes::from_string(id).into();
+                    g.protocol_type = StrBytes::from_string(protocol_type);
+                    if version >= 4 {
+                        g.group_state = StrBytes::from_static_str(state);
+                    }
+                    if version >= 5 {
+                        g.group_type = StrBytes::from_static_str("classic");
+                    }
+                    resp.groups.push(g);
+                }
+            }
+            // Partitions other brokers lead hold other brokers' groups.
+            Reply::Error(NOT_COORDINATOR) => {}
+            Reply::Error(COORDINATOR_LOAD_IN_PROGRESS) => error = COORDINATOR_LOAD_IN_PROGRESS,
+            Reply::Error(code) if error == NONE => error = code,
+            _ => {}
+        }
+    }
+    resp.error_code = error;
+    resp
+}

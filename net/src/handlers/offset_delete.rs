@@ -1,0 +1,55 @@
+//! OffsetDelete: drops committed offsets of topics the group's members
+//! do not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC for the others).
+
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use crate::groups::codes::{INVALID_GROUP_ID, NONE, UNKNOWN_SERVER_ERROR};
+use crate::groups::{route, Op, Reply};
+use crate::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index))
+        })
+        .collect();
+    let mut resp = OffsetDeleteResponse::default();
+    let (error, codes) = if group.is_empty() {
+        (INVALID_GROUP_ID, Vec::new())
+    } else {
+        let op = Op::DeleteOffsets {
+            group: group.clone(),
+            partitions,
+        };
+        match route::run_one(ctx, op).await {
+            Reply::DeleteOffsets(code, codes) => (code, codes),
+            Reply::Error(code) => (code, Vec::new()),
+            _ => (UNKNOWN_SERVER_ERROR, Vec::new()),
+        }
+    };
+    resp.error_code = error;
+    if error != NONE {
+        return resp;
+    }
+    let mut codes = codes.into_iter();
+    for t in &req.topics {
+        let mut rt = OffsetDeleteResponseTopic::default();
+        rt.name = t.name.clone();
+        for p in &t.partitions {
+            let mut rp = OffsetDeleteResponsePartition::default();
+            rp.partition_index = p.partition_index;
+            rp.error_code = codes.next().unwrap_or(UNKNOWN_SERVER_ERROR);
+            rt.partitions.push(rp);
+        }
+        resp.topics.push(rt);
+    }
+    resp
+}
