@@ -8,12 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader,
-    RequestKind,
+    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestKind,
 };
-use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::{Broker, TIMEOUT};
@@ -43,20 +40,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Encodes a request frame (size, header, body).
 fn frame(key: ApiKey, version: i16, body: RequestKind) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(StrBytes::from_static_str("fuzz"));
-    let mut b = BytesMut::new();
-    header
-        .encode(&mut b, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut b, version).unwrap();
-    let mut out = BytesMut::new();
-    out.put_i32(b.len() as i32);
-    out.put_slice(&b);
-    out.to_vec()
+    support::raw::frame(key, version, 7, body)
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
