@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, FetchResponse, MetadataRequest, ProduceResponse, RequestKind,
 };
 use kafka_protocol::protocol::Decodable;
-use support::raw::{batch, call, fetch, fetched_values, frame, produce, read_response};
+use support::raw::{batch, call, create, fetch, fetched_values, frame, produce, read_response};
 use support::Broker;
 
 const PRODUCE_V: i16 = 9;
@@ -24,35 +24,6 @@ fn connect(broker: &Broker) -> TcpStream {
     let s = TcpStream::connect(&broker.bootstrap).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s
-}
-
-/// Creates `name` with one partition (auto-creation through Metadata) and
-/// waits until it takes produces.
-fn create(s: &mut TcpStream, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = call(
-            s,
-            ApiKey::Produce,
-            PRODUCE_V,
-            produce(name, 0, -1, batch(&[b"first".to_vec()])),
-        );
-        let resp = ProduceResponse::decode(&mut body.clone(), PRODUCE_V).unwrap();
-        if resp.responses[0].partition_responses[0].error_code == 0 {
-            return;
-        }
-        let mut m = MetadataRequest::default();
-        let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
-        t.name = Some(support::raw::topic(name));
-        m.topics = Some(vec![t]);
-        m.allow_auto_topic_creation = true;
-        call(s, ApiKey::Metadata, METADATA_V, RequestKind::Metadata(m));
-        assert!(
-            Instant::now() < deadline,
-            "topic {name} never took a produce"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Reads the whole partition from `from` with plain fetches.

@@ -48,6 +48,7 @@
 //! partition completes there.
 
 pub mod api;
+pub mod fetch_session;
 mod frame;
 pub mod handlers;
 pub mod response;
@@ -97,6 +98,8 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: usize,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`, split over the shards.
+    pub fetch_session_cache_slots: usize,
     /// Most connections one shard serves.
     pub connections_max: usize,
     /// `auto.create.topics.enable`.
@@ -116,6 +119,7 @@ impl BrokerConfig {
             queued_max_request_bytes: 256 << 20,
             fetch_max_bytes: 57_671_680,
             connections_max_idle_ms: 600_000,
+            fetch_session_cache_slots: 1000,
             connections_max: 10_000,
             auto_create_topics: true,
             coordinators,
@@ -131,6 +135,8 @@ pub struct Ctx {
     pub router: Rc<Router>,
     /// Room for request bytes held by this shard (`queued.max.request.bytes`).
     pub request_bytes: Rc<Semaphore>,
+    /// This shard's incremental fetch sessions (KIP-227).
+    pub fetch_sessions: std::cell::RefCell<fetch_session::SessionCache>,
 }
 
 /// How many shards have bound their listener, and how many failed to.
@@ -202,6 +208,10 @@ pub fn shard_main(
                 image,
                 router,
                 request_bytes: Rc::new(Semaphore::new(config.queued_max_request_bytes as u64)),
+                fetch_sessions: std::cell::RefCell::new(fetch_session::SessionCache::new(
+                    config.fetch_session_cache_slots / shards.max(1),
+                    env.shard,
+                )),
             });
             glommio::spawn_local(follow_metadata(ctx.clone())).detach();
             serve(ctx, ready).await;

@@ -151,6 +151,11 @@ pub fn records_placeholder() -> Bytes {
     Bytes::from_static(&PLACEHOLDER)
 }
 
+/// Whether `records` is [`records_placeholder`].
+pub fn is_records_placeholder(records: &Bytes) -> bool {
+    std::ptr::eq(records.as_ptr(), PLACEHOLDER.as_ptr()) && records.len() == PLACEHOLDER.len()
+}
+
 /// Encodes a fetch response. `records` holds, in the order partitions
 /// appear in `resp`, the chunks of each partition whose `records` is
 /// [`records_placeholder`].

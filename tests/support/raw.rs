@@ -3,13 +3,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ProduceRequest, RequestHeader, RequestKind,
-    ResponseHeader, TopicName,
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, ProduceRequest, ProduceResponse,
+    RequestHeader, RequestKind, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -147,4 +148,33 @@ pub fn fetched_values(resp: &FetchResponse) -> Vec<(i64, Vec<u8>)> {
         }
     }
     out
+}
+
+/// Creates `name` with one partition (auto-creation through Metadata) and
+/// waits until it takes produces.
+pub fn create(s: &mut TcpStream, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = call(
+            s,
+            ApiKey::Produce,
+            9,
+            produce(name, 0, -1, batch(&[b"first".to_vec()])),
+        );
+        let resp = ProduceResponse::decode(&mut body.clone(), 9).unwrap();
+        if resp.responses[0].partition_responses[0].error_code == 0 {
+            return;
+        }
+        let mut m = MetadataRequest::default();
+        let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+        t.name = Some(topic(name));
+        m.topics = Some(vec![t]);
+        m.allow_auto_topic_creation = true;
+        call(s, ApiKey::Metadata, 9, RequestKind::Metadata(m));
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} never took a produce"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

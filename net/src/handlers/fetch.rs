@@ -1,7 +1,9 @@
 //! Fetch: reads from each partition's owner up to the high watermark,
 //! within the request's and each partition's byte limits, waiting up to
-//! `max_wait_ms` for `min_bytes`. Sessions (KIP-227) are not kept yet: the
-//! answer's session id 0 tells clients to send full requests.
+//! `max_wait_ms` for `min_bytes`. Versions 7 and later may use incremental
+//! fetch sessions (KIP-227, `fetch_session`): the request's session fields
+//! pick the partitions to read, and an incremental answer carries only the
+//! partitions with something new.
 //!
 //! The records are not copied into the response: each partition's record
 //! chunks (tail-cache batches or a segment file region) travel beside it
@@ -23,6 +25,7 @@ use sluice_engine::partition::Chunk;
 use sluice_engine::TopicPartition;
 
 use super::{log_config, partition_error, topic_name};
+use crate::fetch_session::{FetchContext, SessionPartition};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
@@ -36,9 +39,37 @@ pub struct FetchAnswer {
     pub records: Vec<Vec<Chunk>>,
 }
 
+impl FetchAnswer {
+    /// Keeps the partitions `keep` (given the topic, the partition and its
+    /// record bytes) says yes to, with their records; drops topics left
+    /// without partitions.
+    fn retain_partitions(&mut self, mut keep: impl FnMut(&str, &PartitionData, u64) -> bool) {
+        let mut records = std::mem::take(&mut self.records).into_iter();
+        let mut kept = Vec::new();
+        for t in &mut self.response.responses {
+            let topic = t.topic.0.to_string();
+            t.partitions.retain(|pd| {
+                let placed = pd
+                    .records
+                    .as_ref()
+                    .is_some_and(crate::response::is_records_placeholder);
+                let chunks = if placed { records.next() } else { None };
+                let bytes = chunks.iter().flatten().map(Chunk::len).sum();
+                let keep = keep(&topic, pd, bytes);
+                if keep {
+                    kept.extend(chunks);
+                }
+                keep
+            });
+        }
+        self.response.responses.retain(|t| !t.partitions.is_empty());
+        self.records = kept;
+    }
+}
+
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
-    let deadline =
-        Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
+    let now = Instant::now();
+    let deadline = now + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     // fetch.max.bytes bounds what one response holds, whatever is asked.
     let cap = ctx.config.fetch_max_bytes;
@@ -47,8 +78,47 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
     } else {
         (req.max_bytes as usize).min(cap)
     };
-    loop {
-        let (answer, bytes, waits) = fetch_once(ctx, &req, version, limit).await;
+    let asked: Vec<SessionPartition> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = t.topic.0.to_string();
+            t.partitions.iter().map(move |p| {
+                SessionPartition::new(
+                    name.clone(),
+                    p.partition,
+                    p.fetch_offset,
+                    p.partition_max_bytes,
+                )
+            })
+        })
+        .collect();
+    let (context, wanted) = if version >= 7 {
+        let forget: Vec<(String, i32)> = req
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|f| f.partitions.iter().map(|p| (f.topic.0.to_string(), *p)))
+            .collect();
+        ctx.fetch_sessions.borrow_mut().context(
+            req.session_id,
+            req.session_epoch,
+            asked,
+            &forget,
+            now,
+        )
+    } else {
+        (FetchContext::Sessionless, asked)
+    };
+    if let FetchContext::Error(code) = context {
+        let mut response = FetchResponse::default();
+        response.error_code = code;
+        return FetchAnswer {
+            response,
+            records: Vec::new(),
+        };
+    }
+    let mut answer = loop {
+        let (answer, bytes, waits) = fetch_once(ctx, &wanted, version, limit).await;
         let errors = answer
             .response
             .responses
@@ -56,17 +126,42 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
             .flat_map(|t| t.partitions.iter())
             .any(|p| p.error_code != 0);
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || waits.is_empty() {
-            return answer;
+            break answer;
         }
         ctx.router.wait_for_data(waits, deadline).await;
+    };
+    let mut sessions = ctx.fetch_sessions.borrow_mut();
+    let id = match context {
+        FetchContext::Full => sessions.create(wanted, now),
+        FetchContext::Incremental(id) => id,
+        FetchContext::Sessionless | FetchContext::Error(_) => 0,
+    };
+    // An incremental session evicted while this fetch waited: the answer
+    // goes out in full with session id 0, and the client starts over.
+    if let Some(session) = sessions.get_mut(id) {
+        let full = context == FetchContext::Full;
+        answer.retain_partitions(|topic, pd, bytes| {
+            let changed = session.get_mut(topic, pd.partition_index).is_none_or(|p| {
+                p.must_respond(
+                    bytes,
+                    pd.error_code,
+                    pd.high_watermark,
+                    pd.last_stable_offset,
+                    pd.log_start_offset,
+                )
+            });
+            full || changed
+        });
+        answer.response.session_id = id;
     }
+    answer
 }
 
 /// One read of every partition: the answer, its record bytes, and where
 /// to wait for more.
 async fn fetch_once(
     ctx: &Ctx,
-    req: &FetchRequest,
+    wanted: &[SessionPartition],
     version: i16,
     limit: usize,
 ) -> (FetchAnswer, usize, Vec<(TopicPartition, i64)>) {
@@ -74,33 +169,38 @@ async fn fetch_once(
     let mut ops = Vec::new();
     let mut slots = Vec::new();
     let mut resp = FetchResponse::default();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let name = t.topic.0.to_string();
-        let mut tr = FetchableTopicResponse::default();
-        tr.topic = topic_name(&name);
-        tr.topic_id = t.topic_id;
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut pd = PartitionData::default();
-            pd.partition_index = p.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
-            pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
-            match partition_error(&state, ctx.config.broker_id, &name, p.partition) {
-                Some(code) => pd.error_code = code,
-                None => {
-                    ops.push((
-                        TopicPartition::new(name.clone(), p.partition),
-                        p.fetch_offset,
-                        p.partition_max_bytes.max(0) as usize,
-                        log_config(&state, &name),
-                    ));
-                    slots.push((ti, pi));
-                }
-            }
-            tr.partitions.push(pd);
+    for p in wanted {
+        // Consecutive partitions of a topic share its entry.
+        if resp
+            .responses
+            .last()
+            .is_none_or(|t| t.topic.0.as_str() != p.topic)
+        {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = topic_name(&p.topic);
+            resp.responses.push(tr);
         }
-        resp.responses.push(tr);
+        let ti = resp.responses.len() - 1;
+        let tr = &mut resp.responses[ti];
+        let mut pd = PartitionData::default();
+        pd.partition_index = p.partition;
+        pd.high_watermark = -1;
+        pd.last_stable_offset = -1;
+        pd.log_start_offset = -1;
+        pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+        match partition_error(&state, ctx.config.broker_id, &p.topic, p.partition) {
+            Some(code) => pd.error_code = code,
+            None => {
+                ops.push((
+                    TopicPartition::new(p.topic.clone(), p.partition),
+                    p.fetch_offset,
+                    p.max_bytes.max(0) as usize,
+                    log_config(&state, &p.topic),
+                ));
+                slots.push((ti, tr.partitions.len()));
+            }
+        }
+        tr.partitions.push(pd);
     }
     let (keys, ops): (Vec<_>, Vec<_>) = ops
         .into_iter()
