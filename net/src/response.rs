@@ -500,6 +500,88 @@ mod tests {
         }
     }
 
+    /// Writes `resp` from a glommio executor to a socket; returns what the
+    /// write returned and every byte the peer received.
+    fn send(resp: Response) -> (io::Result<()>, Vec<u8>) {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let peer = std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    // Let the socket fill before reading, so sends wait.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    let mut got = Vec::new();
+                    s.read_to_end(&mut got).unwrap();
+                    got
+                });
+                let mut stream = listener.accept().await.unwrap();
+                let fd = stream.as_raw_fd();
+                let result = write(&mut stream, fd, &resp).await;
+                drop(stream);
+                (result, peer.join().unwrap())
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn file_of(bytes: &[u8]) -> std::sync::Arc<std::fs::File> {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        std::sync::Arc::new(f)
+    }
+
+    #[test]
+    fn given_memory_and_file_pieces_larger_than_the_socket_buffers_the_peer_gets_every_byte() {
+        let data: Vec<u8> = (0..24usize << 20)
+            .map(|i| (i * 7 + i / 4096) as u8)
+            .collect();
+        let file = file_of(&data);
+        let pieces = vec![
+            Piece::Memory(Bytes::from_static(b"head")),
+            Piece::File(FileRegion {
+                file: file.clone(),
+                position: 3,
+                len: (16 << 20) - 3,
+            }),
+            Piece::Memory(Bytes::from(vec![9u8; 3 << 20])),
+            Piece::Memory(Bytes::from_static(b"")),
+            Piece::File(FileRegion {
+                file,
+                position: 16 << 20,
+                len: 8 << 20,
+            }),
+        ];
+        let resp = Response { pieces };
+        let want = resp.to_bytes().unwrap();
+        let (result, got) = send(resp);
+        result.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "bytes differ");
+    }
+
+    #[test]
+    fn given_a_file_shorter_than_its_region_the_write_fails_after_the_bytes_it_had() {
+        let file = file_of(&[5u8; 10_000]);
+        let resp = Response {
+            pieces: vec![
+                Piece::Memory(Bytes::from_static(b"size")),
+                Piece::File(FileRegion {
+                    file,
+                    position: 0,
+                    len: 20_000,
+                }),
+            ],
+        };
+        let (result, got) = send(resp);
+        let e = result.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // The frame is short: the connection must close, never be padded.
+        assert_eq!(got.len(), 4 + 10_000);
+    }
+
     #[test]
     fn given_fewer_record_sets_than_placeholders_encoding_fails() {
         let (mut resp, _) = sample(11, 2);

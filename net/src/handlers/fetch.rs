@@ -232,9 +232,9 @@ async fn fetch_once(
                 let chunks = within(f.chunks, &mut left, total == 0);
                 let bytes: usize = chunks.iter().map(|c| c.len() as usize).sum();
                 total += bytes;
-                if f.bytes == 0 {
-                    waits.push((tp, offset));
-                }
+                // More data for this partition means its high watermark
+                // moves past both what it asked for and what it was told.
+                waits.push((tp, offset.max(f.high_watermark)));
                 pd.records = Some(crate::response::records_placeholder());
                 records.push(chunks);
             }
