@@ -8,7 +8,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::ForgottenTopic;
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProduceResponse, RequestKind};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    RequestKind,
+};
 use kafka_protocol::protocol::Decodable;
 use support::raw::{batch, call, create, fetch, produce, topic};
 use support::Broker;
@@ -17,6 +20,7 @@ const FETCH_V: i16 = 11;
 const PRODUCE_V: i16 = 9;
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+const UNKNOWN_TOPIC_ID: i16 = 100;
 
 fn send_one(s: &mut TcpStream, name: &str, value: &[u8]) -> i16 {
     let body = call(
@@ -130,5 +134,43 @@ fn given_a_session_incremental_fetches_carry_only_changes_and_bad_ids_or_epochs_
     assert_eq!(named(&r), ["sa", "sb"]);
     let r = session_fetch(&mut s, id, 6, &[], &[]);
     assert_eq!(r.error_code, FETCH_SESSION_ID_NOT_FOUND);
+    broker.stop();
+}
+
+#[test]
+fn given_fetch_v13_topics_are_named_by_id_and_an_unknown_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut s = TcpStream::connect(&broker.bootstrap).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    create(&mut s, "byid");
+    let mut all = MetadataRequest::default();
+    all.topics = None;
+    let body = call(&mut s, ApiKey::Metadata, 12, RequestKind::Metadata(all));
+    let meta = MetadataResponse::decode(&mut body.clone(), 12).unwrap();
+    let id = meta
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "byid"))
+        .unwrap()
+        .topic_id;
+    assert!(!id.is_nil());
+    let version = 16;
+    let mut req = fetch("", 0, 0, 0, 1 << 20);
+    req.topics[0].topic_id = id;
+    let mut unknown = fetch("", 0, 0, 0, 1 << 20).topics.remove(0);
+    unknown.topic_id = uuid::Uuid::from_u128(42);
+    req.topics.push(unknown);
+    let body = call(&mut s, ApiKey::Fetch, version, RequestKind::Fetch(req));
+    let r = FetchResponse::decode(&mut body.clone(), version).unwrap();
+    assert_eq!(r.responses.len(), 2);
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert_eq!(
+        support::raw::fetched_values(&r),
+        vec![(0, b"first".to_vec())]
+    );
+    assert_eq!(r.responses[1].topic_id, uuid::Uuid::from_u128(42));
+    assert_eq!(r.responses[1].partitions[0].error_code, UNKNOWN_TOPIC_ID);
     broker.stop();
 }

@@ -403,6 +403,9 @@ mod tests {
         for t in 0..2 {
             let mut tr = FetchableTopicResponse::default();
             tr.topic = TopicName(StrBytes::from_string(format!("topic-{t}")));
+            if version >= 13 {
+                tr.topic_id = uuid::Uuid::from_u128(0x5eed_0000 + t as u128);
+            }
             for p in 0..n {
                 let mut pd = PartitionData::default();
                 pd.partition_index = p as i32;

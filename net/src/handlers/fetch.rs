@@ -17,17 +17,22 @@
 //! consumer costs no CPU, and a produce wakes it once the data is
 //! acknowledged.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use sluice_engine::partition::Chunk;
 use sluice_engine::TopicPartition;
+use uuid::Uuid;
 
 use super::{log_config, partition_error, topic_name};
 use crate::fetch_session::{FetchContext, SessionPartition};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
+
+/// A topic id this broker does not know (Fetch v13+).
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// The longest a fetch waits for data, whatever the client asks.
 const WAIT_MS_MAX: i32 = 30_000;
@@ -78,26 +83,51 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
     } else {
         (req.max_bytes as usize).min(cap)
     };
-    let asked: Vec<SessionPartition> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            let name = t.topic.0.to_string();
-            t.partitions.iter().map(move |p| {
-                SessionPartition::new(
-                    name.clone(),
-                    p.partition,
-                    p.fetch_offset,
-                    p.partition_max_bytes,
-                )
-            })
-        })
-        .collect();
+    // From version 13 topics are named by id (KIP-516); an id the image
+    // does not know is answered with UNKNOWN_TOPIC_ID and left out of
+    // the session.
+    let by_id: HashMap<Uuid, String> = if version >= 13 {
+        let state = ctx.image.load();
+        state
+            .topics
+            .values()
+            .map(|t| (Uuid::from_bytes(t.id), t.name.clone()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let name_of = |name: &TopicName, id: &Uuid| {
+        if version >= 13 {
+            by_id.get(id).cloned()
+        } else {
+            Some(name.0.to_string())
+        }
+    };
+    let mut unknown_ids: Vec<(Uuid, Vec<i32>)> = Vec::new();
+    let mut asked = Vec::new();
+    for t in &req.topics {
+        let Some(name) = name_of(&t.topic, &t.topic_id) else {
+            unknown_ids.push((
+                t.topic_id,
+                t.partitions.iter().map(|p| p.partition).collect(),
+            ));
+            continue;
+        };
+        asked.extend(t.partitions.iter().map(|p| {
+            SessionPartition::new(
+                name.clone(),
+                p.partition,
+                p.fetch_offset,
+                p.partition_max_bytes,
+            )
+        }));
+    }
     let (context, wanted) = if version >= 7 {
         let forget: Vec<(String, i32)> = req
             .forgotten_topics_data
             .iter()
-            .flat_map(|f| f.partitions.iter().map(|p| (f.topic.0.to_string(), *p)))
+            .filter_map(|f| name_of(&f.topic, &f.topic_id).map(|name| (name, f)))
+            .flat_map(|(name, f)| f.partitions.iter().map(move |p| (name.clone(), *p)))
             .collect();
         ctx.fetch_sessions.borrow_mut().context(
             req.session_id,
@@ -154,6 +184,19 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         });
         answer.response.session_id = id;
     }
+    for (id, partitions) in unknown_ids {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic_id = id;
+        tr.partitions = partitions
+            .into_iter()
+            .map(|p| {
+                let mut pd = unanswered(p);
+                pd.error_code = UNKNOWN_TOPIC_ID;
+                pd
+            })
+            .collect();
+        answer.response.responses.push(tr);
+    }
     answer
 }
 
@@ -178,16 +221,15 @@ async fn fetch_once(
         {
             let mut tr = FetchableTopicResponse::default();
             tr.topic = topic_name(&p.topic);
+            tr.topic_id = state
+                .topics
+                .get(&p.topic)
+                .map_or(Uuid::nil(), |t| Uuid::from_bytes(t.id));
             resp.responses.push(tr);
         }
         let ti = resp.responses.len() - 1;
         let tr = &mut resp.responses[ti];
-        let mut pd = PartitionData::default();
-        pd.partition_index = p.partition;
-        pd.high_watermark = -1;
-        pd.last_stable_offset = -1;
-        pd.log_start_offset = -1;
-        pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+        let mut pd = unanswered(p.partition);
         match partition_error(&state, ctx.config.broker_id, &p.topic, p.partition) {
             Some(code) => pd.error_code = code,
             None => {
@@ -247,6 +289,17 @@ async fn fetch_once(
         records,
     };
     (answer, total, waits)
+}
+
+/// A partition's entry before it is read: no offsets known.
+fn unanswered(partition: i32) -> PartitionData {
+    let mut pd = PartitionData::default();
+    pd.partition_index = partition;
+    pd.high_watermark = -1;
+    pd.last_stable_offset = -1;
+    pd.log_start_offset = -1;
+    pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+    pd
 }
 
 /// The chunks that fit in `left` bytes (which shrinks by them); the first
