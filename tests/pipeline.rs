@@ -243,3 +243,55 @@ fn given_a_backlog_read_from_files_a_slow_reader_gets_every_byte_in_one_large_re
     assert!(got == want, "bytes differ");
     broker.stop();
 }
+
+#[test]
+fn given_connections_closed_mid_pipeline_their_request_bytes_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for about ten 100 KiB requests across the broker's shards.
+    let broker = Broker::start_with(
+        dir.path(),
+        support::free_port(),
+        support::free_port(),
+        &["--queued-max-request-bytes", "1048576"],
+    );
+    let mut s = connect(&broker);
+    create(&mut s, "abandon");
+    create(&mut s, "quiet");
+    let big = batch(&[vec![7u8; 100 * 1024]]);
+    for _ in 0..30 {
+        // Produces and long polls, never read, then the connection drops.
+        let mut bytes = Vec::new();
+        for c in 0..24 {
+            let (key, version, body) = if c % 6 == 5 {
+                let f = fetch("quiet", 0, 1, 1_000, 1 << 20);
+                (ApiKey::Fetch, FETCH_V, RequestKind::Fetch(f))
+            } else {
+                let p = produce("abandon", 0, -1, big.clone());
+                (ApiKey::Produce, PRODUCE_V, p)
+            };
+            bytes.extend(frame(key, version, c, body));
+        }
+        let mut gone = connect(&broker);
+        gone.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = gone.write_all(&bytes);
+        drop(gone);
+    }
+    // All the room must come back: a fresh client's large requests are
+    // served (a leak would leave them waiting for room forever).
+    let mut fresh = connect(&broker);
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for _ in 0..8 {
+        let body = call(
+            &mut fresh,
+            ApiKey::Produce,
+            PRODUCE_V,
+            produce("abandon", 0, -1, big.clone()),
+        );
+        let r = ProduceResponse::decode(&mut body.clone(), PRODUCE_V).unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    broker.stop();
+}
