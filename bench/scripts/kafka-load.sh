@@ -8,7 +8,9 @@
 #    (default target/bench-data), creates topic `load` (kcat, auto-create).
 # 2. Produce: 1 KiB records, acks=all, 16 records per request, one
 #    connection, with 1, 5 and 16 requests in flight (PRODUCE-MIB each).
-# 3. Fills topic `backlog` with BACKLOG-MIB (16 in flight), restarts the
+# 3. Idle consumers: 64 connections long-poll the end of `load` for 10 s;
+#    prints the broker's CPU time meanwhile (from /proc/PID/stat).
+# 4. Fills topic `backlog` with BACKLOG-MIB (16 in flight), restarts the
 #    broker so the tail cache is empty (reads come from the segment files;
 #    the page cache stays warm), and fetches it all from offset 0 with
 #    1 MiB and 16 MiB partition limits, twice each.
@@ -45,6 +47,10 @@ echo "binary: $sluice"
 for inflight in 1 5 16; do
   "$load" produce "$bootstrap" load "$produce_mib" 16 "$inflight"
 done
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+before=$(cpu)
+"$load" idle "$bootstrap" load 64 10
+echo "idle: broker CPU $(( ($(cpu) - before) * 1000 / $(getconf CLK_TCK) )) ms in 10 s"
 "$load" produce "$bootstrap" backlog "$backlog_mib" 16 16 >/dev/null
 stop
 start 2

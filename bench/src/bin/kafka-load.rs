@@ -4,6 +4,7 @@
 //! ```text
 //! sluice-kafka-load produce <addr> <topic> <total MiB> <records per request> <in flight>
 //! sluice-kafka-load fetch   <addr> <topic> <partition max bytes>
+//! sluice-kafka-load idle    <addr> <topic> <connections> <seconds>
 //! ```
 //!
 //! * produce: 1 KiB records (uncompressed v2 batches), acks=all, to
@@ -13,6 +14,9 @@
 //! * fetch: reads partition 0 from offset 0 to the high watermark it had
 //!   when the run started, one fetch at a time. Prints MiB/s of record
 //!   bytes received.
+//! * idle: `<connections>` consumers long-poll partition 0 at its end
+//!   (max_wait 500 ms, min_bytes 1) for `<seconds>`, as idle consumers do;
+//!   measure the broker's CPU time meanwhile (`kafka-load.sh` does).
 //!
 //! The topic must exist (or be auto-created by the first produce).
 
@@ -36,7 +40,7 @@ const RECORD_BYTES: usize = 1024;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sluice-kafka-load produce <addr> <topic> <total MiB> <records per request> <in flight>\n       sluice-kafka-load fetch <addr> <topic> <partition max bytes>"
+        "usage: sluice-kafka-load produce <addr> <topic> <total MiB> <records per request> <in flight>\n       sluice-kafka-load fetch <addr> <topic> <partition max bytes>\n       sluice-kafka-load idle <addr> <topic> <connections> <seconds>"
     );
     std::process::exit(2)
 }
@@ -48,6 +52,7 @@ fn main() {
     match arg(1).as_str() {
         "produce" => produce(&arg(2), &arg(3), num(4), num(5), num(6)),
         "fetch" => fetch(&arg(2), &arg(3), num(4)),
+        "idle" => idle(&arg(2), &arg(3), num(4), num(5)),
         _ => usage(),
     }
 }
@@ -208,4 +213,26 @@ fn fetch(addr: &str, topic: &str, max_bytes: usize) {
         "fetch: {hw} records, {fetches} fetches of up to {max_bytes} B: {:.1} MiB/s",
         bytes as f64 / secs / (1 << 20) as f64
     );
+}
+
+fn idle(addr: &str, topic: &str, connections: usize, seconds: usize) {
+    let until = Instant::now() + Duration::from_secs(seconds as u64);
+    let polls: Vec<_> = (0..connections)
+        .map(|_| {
+            let (addr, topic) = (addr.to_string(), topic.to_string());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).expect("connect");
+                let end =
+                    fetch_once(&mut s, &topic, 0, 1).responses[0].partitions[0].high_watermark;
+                let mut answers = 0usize;
+                while Instant::now() < until {
+                    fetch_once(&mut s, &topic, end, 1 << 20);
+                    answers += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    let answers: usize = polls.into_iter().map(|p| p.join().expect("poller")).sum();
+    println!("idle: {connections} consumers for {seconds} s, {answers} empty answers");
 }
