@@ -43,9 +43,10 @@
 //! client keeps sending full requests). Consumers only: there are no
 //! followers yet, so no session is privileged.
 //!
-//! Incremental responses list partitions in the session's order; Kafka
-//! also rotates partitions that returned data to the end for fairness,
-//! which is not done here yet.
+//! Incremental responses list partitions in the session's order, and the
+//! partitions that returned records move to the end of it (as Kafka does),
+//! so that when `max_bytes` cuts a response short, the partitions left out
+//! come first next time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -162,6 +163,20 @@ impl Session {
             let partitions = &self.partitions;
             self.order.retain(|k| partitions.contains_key(k));
         }
+    }
+
+    /// Moves `keys` to the end of the session's order, in their order.
+    pub fn move_to_end(&mut self, keys: &[Key]) {
+        if keys.is_empty() {
+            return;
+        }
+        let moved: std::collections::HashSet<&Key> = keys.iter().collect();
+        self.order.retain(|k| !moved.contains(k));
+        self.order.extend(
+            keys.iter()
+                .filter(|k| self.partitions.contains_key(*k))
+                .cloned(),
+        );
     }
 
     /// The partitions, in session order.
@@ -372,6 +387,19 @@ mod tests {
             (ps[0].partition, ps[0].fetch_offset, ps[0].high_watermark),
             (1, 42, -1)
         );
+        // Partitions that returned records go to the back of the order.
+        c.get_mut(id).unwrap().update(parts(3), &[]);
+        c.get_mut(id).unwrap().move_to_end(&[("t".into(), 0)]);
+        let order: Vec<i32> = c
+            .get_mut(id)
+            .unwrap()
+            .partitions()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(order, [1, 2, 0]);
+        c.get_mut(id)
+            .unwrap()
+            .update(Vec::new(), &[("t".into(), 0), ("t".into(), 2)]);
         // Forgetting the last one closes the session.
         let (ctx, _) = c.context(id, 3, Vec::new(), &[("t".into(), 1)], now);
         assert_eq!(ctx, FetchContext::Sessionless);

@@ -43,9 +43,11 @@
 //!
 //! A request holds one of [`PIPELINE_DEPTH`] slots until its response is
 //! written, so finished responses waiting behind a slow one are bounded
-//! too. When the connection ends, its queued tasks are dropped (cancelled),
-//! releasing their slots and request bytes; work already submitted to a
-//! partition completes there.
+//! too. At a clean end of stream the requests already read are still
+//! answered (a long poll at most `max_wait_ms`, itself at most 30 s). When
+//! the connection fails (a read or write error), its queued tasks are
+//! dropped (cancelled), releasing their slots and request bytes; work
+//! already submitted to a partition completes there.
 
 pub mod api;
 pub mod fetch_session;

@@ -170,7 +170,11 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
     // goes out in full with session id 0, and the client starts over.
     if let Some(session) = sessions.get_mut(id) {
         let full = context == FetchContext::Full;
+        let mut served = Vec::new();
         answer.retain_partitions(|topic, pd, bytes| {
+            if bytes > 0 && !full {
+                served.push((topic.to_string(), pd.partition_index));
+            }
             let changed = session.get_mut(topic, pd.partition_index).is_none_or(|p| {
                 p.must_respond(
                     bytes,
@@ -182,6 +186,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
             });
             full || changed
         });
+        session.move_to_end(&served);
         answer.response.session_id = id;
     }
     for (id, partitions) in unknown_ids {
