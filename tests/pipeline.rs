@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, FetchResponse, MetadataRequest, ProduceResponse, RequestKind,
 };
 use kafka_protocol::protocol::Decodable;
+use sluice_engine::TopicPartition;
 use support::raw::{batch, call, create, fetch, fetched_values, frame, produce, read_response};
 use support::Broker;
 
@@ -54,60 +55,78 @@ fn assert_stored_in_order(s: &mut TcpStream, name: &str, prefix: &str, count: us
 #[test]
 fn given_pipelined_produces_mixed_with_other_requests_responses_and_appends_follow_request_order() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    // Two shards and a topic owned by each: whichever shard serves the
+    // connection, one topic is appended to in place and one across shards.
+    let broker = Broker::start_with(
+        dir.path(),
+        support::free_port(),
+        support::free_port(),
+        &["--shards", "2"],
+    );
+    let on_shard = |shard: usize| {
+        (0..)
+            .map(|i| format!("pipe-{i}"))
+            .find(|t| sluice_net::owner(&TopicPartition::new(t.clone(), 0), 2) == shard)
+            .unwrap()
+    };
+    let topics = [on_shard(0), on_shard(1)];
     let mut s = connect(&broker);
-    create(&mut s, "pipe");
+    for t in &topics {
+        create(&mut s, t);
+    }
     create(&mut s, "idle");
     let n = 400;
     // (correlation, what it is); every request goes out before any answer
     // is read, from another thread so neither side's buffers fill up.
     let mut plan = Vec::new();
     let mut bytes = Vec::new();
-    let mut produced = 0;
+    let mut produced = [0usize; 2];
     for c in 0..n {
-        let (key, version, body) = match c % 20 {
+        let (key, version, body, to) = match c % 20 {
             5 => (
                 ApiKey::Metadata,
                 METADATA_V,
                 RequestKind::Metadata(MetadataRequest::default()),
+                None,
             ),
             // A long poll at the end of an idle log, among produces.
             13 => (
                 ApiKey::Fetch,
                 FETCH_V,
                 RequestKind::Fetch(fetch("idle", 0, 1, 300, 1 << 20)),
+                None,
             ),
             _ => {
-                let value = format!("m{produced}").into_bytes();
-                produced += 1;
-                (
-                    ApiKey::Produce,
-                    PRODUCE_V,
-                    produce("pipe", 0, -1, batch(&[value])),
-                )
+                let t = (c as usize / 3) % 2;
+                let value = format!("m{}", produced[t]).into_bytes();
+                produced[t] += 1;
+                let body = produce(&topics[t], 0, -1, batch(&[value]));
+                (ApiKey::Produce, PRODUCE_V, body, Some(t))
             }
         };
-        plan.push((c, key, version));
+        plan.push((c, key, version, to));
         bytes.extend(frame(key, version, c, body));
     }
     let mut w = s.try_clone().unwrap();
     let writer = std::thread::spawn(move || w.write_all(&bytes).unwrap());
-    let mut bases = Vec::new();
-    for (c, key, version) in &plan {
+    let mut bases = [Vec::new(), Vec::new()];
+    for (c, key, version, to) in &plan {
         let (got, body) = read_response(&mut s, *key, *version);
         assert_eq!(got, *c, "responses out of request order");
-        if *key == ApiKey::Produce {
+        if let Some(t) = to {
             let r = ProduceResponse::decode(&mut body.clone(), *version).unwrap();
             let p = &r.responses[0].partition_responses[0];
             assert_eq!(p.error_code, 0);
-            bases.push(p.base_offset);
+            bases[*t].push(p.base_offset);
         }
     }
     writer.join().unwrap();
     // Offset 0 holds "first"; the pipelined produces follow in request order.
-    let want: Vec<i64> = (1..=produced as i64).collect();
-    assert_eq!(bases, want);
-    assert_stored_in_order(&mut s, "pipe", "m", produced);
+    for t in 0..2 {
+        let want: Vec<i64> = (1..=produced[t] as i64).collect();
+        assert_eq!(bases[t], want, "{}", topics[t]);
+        assert_stored_in_order(&mut s, &topics[t], "m", produced[t]);
+    }
     broker.stop();
 }
 
