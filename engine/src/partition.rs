@@ -21,6 +21,9 @@
 //!   will lower it to what the in-sync replicas hold. Consumers read below it.
 //! * `last_stable`: equals the high watermark until transactions exist.
 //!
+//! Long-poll readers wait with [`Partition::wait_high_watermark_above`]:
+//! the flusher wakes them whenever it moves the high watermark.
+//!
 //! ## Failure
 //! A failed write or fsync poisons the partition: the error is kept, every
 //! waiter and every later operation fails with it, nothing is retried (the
