@@ -314,3 +314,36 @@ fn given_connections_closed_mid_pipeline_their_request_bytes_come_back() {
     }
     broker.stop();
 }
+
+#[test]
+fn given_a_bad_request_behind_good_ones_the_good_ones_are_answered_then_the_connection_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut s = connect(&broker);
+    create(&mut s, "before-bad");
+    let mut bytes = Vec::new();
+    for c in 0..3 {
+        let body = produce("before-bad", 0, -1, batch(&[b"ok".to_vec()]));
+        bytes.extend(frame(ApiKey::Produce, PRODUCE_V, c, body));
+    }
+    // An unknown API key: not decodable, the connection must close.
+    bytes.extend([0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 9]);
+    s.write_all(&bytes).unwrap();
+    for c in 0..3 {
+        let (got, body) = read_response(&mut s, ApiKey::Produce, PRODUCE_V);
+        assert_eq!(got, c);
+        let r = ProduceResponse::decode(&mut body.clone(), PRODUCE_V).unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].base_offset,
+            1 + c as i64
+        );
+    }
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(
+        rest.is_empty() && read.as_ref().is_ok_and(|n| *n == 0),
+        "{read:?}, {} bytes",
+        rest.len()
+    );
+    broker.stop();
+}

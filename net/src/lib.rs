@@ -43,11 +43,12 @@
 //!
 //! A request holds one of [`PIPELINE_DEPTH`] slots until its response is
 //! written, so finished responses waiting behind a slow one are bounded
-//! too. At a clean end of stream the requests already read are still
-//! answered (a long poll at most `max_wait_ms`, itself at most 30 s). When
-//! the connection fails (a read or write error), its queued tasks are
-//! dropped (cancelled), releasing their slots and request bytes; work
-//! already submitted to a partition completes there.
+//! too. When reading stops (end of stream, a bad request, a read error),
+//! the requests read before are still answered, as a serial server would
+//! have (a long poll at most `max_wait_ms`, itself at most 30 s); then the
+//! connection closes. When a write fails, the queued tasks are dropped
+//! (cancelled), releasing their slots and request bytes; work already
+//! submitted to a partition completes there.
 
 pub mod api;
 pub mod fetch_session;
@@ -360,9 +361,13 @@ async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_unbounded::<InFlight>();
+    // Why the reader stopped, if not at a clean end of stream.
+    let failed = Cell::new(None);
     let reader = async {
-        read_requests(&ctx, &mut rd, tx).await?;
-        // End of stream: the writer finishes what is in flight, then ends.
+        if let Err(e) = read_requests(&ctx, &mut rd, tx).await {
+            failed.set(Some(e));
+        }
+        // The writer answers what was read before, then ends.
         futures_lite::future::pending::<std::io::Result<()>>().await
     };
     let writer = async {
@@ -373,7 +378,8 @@ async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
         }
         Ok(())
     };
-    futures_lite::future::or(reader, writer).await
+    futures_lite::future::or(reader, writer).await?;
+    failed.take().map_or(Ok(()), Err)
 }
 
 /// Reads requests, starts each (see the module docs for the order), and
