@@ -7,7 +7,9 @@
 # 1. Starts the broker on a fresh data directory under $SLUICE_BENCH_DIR
 #    (default target/bench-data), creates topic `load` (kcat, auto-create).
 # 2. Produce: 1 KiB records, acks=all, 16 records per request, one
-#    connection, with 1, 5 and 16 requests in flight (PRODUCE-MIB each).
+#    connection, with 1, 5 and 16 requests in flight (PRODUCE-MIB each);
+#    then PRODUCE-MIB through librdkafka (librdkafka-produce.py, needs
+#    confluent-kafka) with batch.size 16384 and 1000000.
 # 3. Idle consumers: 64 connections long-poll the end of `load` for 10 s;
 #    prints the broker's CPU time meanwhile (from /proc/PID/stat).
 # 4. Fills topic `backlog` with BACKLOG-MIB (16 in flight), restarts the
@@ -46,6 +48,11 @@ done
 echo "binary: $sluice"
 for inflight in 1 5 16; do
   "$load" produce "$bootstrap" load "$produce_mib" 16 "$inflight"
+done
+# The same through librdkafka (confluent-kafka), with Java's default batch
+# size and librdkafka's own.
+for batch in 16384 1000000; do
+  python3 "$(dirname "$0")/librdkafka-produce.py" "$bootstrap" load $((produce_mib * 1024)) "$batch"
 done
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 before=$(cpu)
