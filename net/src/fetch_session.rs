@@ -31,10 +31,15 @@
 //!
 //! ## Bounds and eviction
 //! The broker-wide `max.incremental.fetch.session.cache.slots` is split
-//! evenly over the shards (at least one slot each). A session's size is
-//! bounded by the request that made it (`socket.request.max.bytes`). When a
-//! shard's cache is full, a new session takes the slot of (as Kafka's
-//! `FetchSessionCache`):
+//! evenly over the shards (at least one slot each). A session holds at
+//! most [`partitions_max`] partitions: the partitions the cluster has, plus
+//! [`PARTITIONS_SLACK`] for topics being created. A full request naming
+//! more is served without a session; an incremental one that would grow a
+//! session past it closes the session with FETCH_SESSION_ID_NOT_FOUND, and
+//! the client starts over with a full request. So the cache's memory
+//! follows from the slots and the cluster's size, not from what clients
+//! send. When a shard's cache is full, a new session takes the slot of (as
+//! Kafka's `FetchSessionCache`):
 //! 1. the least recently used session, if it has been idle longer than
 //!    `min.incremental.fetch.session.eviction.ms` (120 s); else
 //! 2. the session with the fewest partitions, if the new one has more.
@@ -53,6 +58,14 @@ use std::time::{Duration, Instant};
 
 /// `min.incremental.fetch.session.eviction.ms`.
 pub const EVICTION_IDLE: Duration = Duration::from_millis(120_000);
+
+/// Partitions a session may hold beyond those the cluster has.
+pub const PARTITIONS_SLACK: usize = 1000;
+
+/// The most partitions one session holds, for a cluster of `partitions`.
+pub fn partitions_max(partitions: usize) -> usize {
+    partitions + PARTITIONS_SLACK
+}
 
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
@@ -231,13 +244,15 @@ impl SessionCache {
     }
 
     /// Resolves a request's session fields: closes, checks, and updates
-    /// an incremental session with `parts` and `forget`.
+    /// an incremental session with `parts` and `forget`; a session that
+    /// would hold more than `partitions_max` is closed.
     pub fn context(
         &mut self,
         id: i32,
         epoch: i32,
         parts: Vec<SessionPartition>,
         forget: &[Key],
+        partitions_max: usize,
         now: Instant,
     ) -> (FetchContext, Vec<SessionPartition>) {
         if epoch == 0 || epoch == -1 {
@@ -258,6 +273,10 @@ impl SessionCache {
             return (FetchContext::Error(INVALID_FETCH_SESSION_EPOCH), Vec::new());
         }
         session.update(parts, forget);
+        if session.len() > partitions_max {
+            self.sessions.remove(&id);
+            return (FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND), Vec::new());
+        }
         if session.is_empty() {
             // Kafka closes a session left with nothing to fetch.
             self.sessions.remove(&id);
@@ -278,9 +297,15 @@ impl SessionCache {
     }
 
     /// Creates a session for `parts` if there is a slot (after eviction,
-    /// see the module docs); its id, or 0.
-    pub fn create(&mut self, parts: Vec<SessionPartition>, now: Instant) -> i32 {
-        if parts.is_empty() {
+    /// see the module docs) and they are at most `partitions_max`; its id,
+    /// or 0.
+    pub fn create(
+        &mut self,
+        parts: Vec<SessionPartition>,
+        partitions_max: usize,
+        now: Instant,
+    ) -> i32 {
+        if parts.is_empty() || parts.len() > partitions_max {
             return 0;
         }
         if self.sessions.len() >= self.slots && !self.evict_for(parts.len(), now) {
@@ -366,22 +391,22 @@ mod tests {
     fn given_a_full_fetch_then_incremental_ones_epochs_advance_and_mismatches_are_refused() {
         let now = Instant::now();
         let mut c = SessionCache::new(10, 3);
-        let (ctx, _) = c.context(0, 0, parts(2), &[], now);
+        let (ctx, _) = c.context(0, 0, parts(2), &[], 100, now);
         assert_eq!(ctx, FetchContext::Full);
-        let id = c.create(parts(2), now);
+        let id = c.create(parts(2), 100, now);
         assert_eq!(id & 0xff, 3);
-        let (ctx, ps) = c.context(id, 1, Vec::new(), &[], now);
+        let (ctx, ps) = c.context(id, 1, Vec::new(), &[], 100, now);
         assert_eq!(ctx, FetchContext::Incremental(id));
         assert_eq!(ps.len(), 2);
         // Epoch 1 again: now 2 is expected.
-        let (ctx, _) = c.context(id, 1, Vec::new(), &[], now);
+        let (ctx, _) = c.context(id, 1, Vec::new(), &[], 100, now);
         assert_eq!(ctx, FetchContext::Error(INVALID_FETCH_SESSION_EPOCH));
-        let (ctx, _) = c.context(id + 256, 2, Vec::new(), &[], now);
+        let (ctx, _) = c.context(id + 256, 2, Vec::new(), &[], 100, now);
         assert_eq!(ctx, FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND));
         // Forgetting one partition, updating the other's offset.
         let mut moved = SessionPartition::new("t".into(), 1, 42, 1000);
         moved.high_watermark = 99;
-        let (_, ps) = c.context(id, 2, vec![moved], &[("t".into(), 0)], now);
+        let (_, ps) = c.context(id, 2, vec![moved], &[("t".into(), 0)], 100, now);
         assert_eq!(ps.len(), 1);
         assert_eq!(
             (ps[0].partition, ps[0].fetch_offset, ps[0].high_watermark),
@@ -401,7 +426,7 @@ mod tests {
             .unwrap()
             .update(Vec::new(), &[("t".into(), 0), ("t".into(), 2)]);
         // Forgetting the last one closes the session.
-        let (ctx, _) = c.context(id, 3, Vec::new(), &[("t".into(), 1)], now);
+        let (ctx, _) = c.context(id, 3, Vec::new(), &[("t".into(), 1)], 100, now);
         assert_eq!(ctx, FetchContext::Sessionless);
         assert!(c.is_empty());
     }
@@ -410,19 +435,32 @@ mod tests {
     fn given_a_full_cache_stale_then_smaller_sessions_make_room_and_nothing_else_does() {
         let now = Instant::now();
         let mut c = SessionCache::new(2, 0);
-        let a = c.create(parts(3), now);
-        let b = c.create(parts(5), now);
+        let a = c.create(parts(3), 100, now);
+        let b = c.create(parts(5), 100, now);
         assert!(a != 0 && b != 0);
         // Not larger than the smallest, nothing stale: no session.
-        assert_eq!(c.create(parts(3), now), 0);
+        assert_eq!(c.create(parts(3), 100, now), 0);
         // Larger than the smallest: it takes the 3-partition one's slot.
-        let d = c.create(parts(4), now);
+        let d = c.create(parts(4), 100, now);
         assert!(d != 0 && c.get_mut(a).is_none() && c.len() == 2);
         // Idle past the eviction time: the least recently used goes.
         let later = now + EVICTION_IDLE + Duration::from_secs(1);
-        c.context(d, 1, Vec::new(), &[], later);
-        let e = c.create(parts(1), later);
+        c.context(d, 1, Vec::new(), &[], 100, later);
+        let e = c.create(parts(1), 100, later);
         assert!(e != 0 && c.get_mut(b).is_none() && c.get_mut(d).is_some());
+    }
+
+    #[test]
+    fn given_more_partitions_than_the_bound_no_session_holds_them() {
+        let now = Instant::now();
+        let mut c = SessionCache::new(4, 0);
+        assert_eq!(c.create(parts(6), 5, now), 0);
+        let id = c.create(parts(5), 5, now);
+        assert_ne!(id, 0);
+        let more = vec![SessionPartition::new("u".into(), 0, 0, 10)];
+        let (ctx, _) = c.context(id, 1, more, &[], 5, now);
+        assert_eq!(ctx, FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND));
+        assert!(c.get_mut(id).is_none());
     }
 
     #[test]

@@ -122,6 +122,15 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
             )
         }));
     }
+    // What one session may hold: the cluster's partitions, plus slack.
+    let partitions_max = if asked.is_empty() {
+        usize::MAX
+    } else {
+        let state = ctx.image.load();
+        crate::fetch_session::partitions_max(
+            state.topics.values().map(|t| t.partitions.len()).sum(),
+        )
+    };
     let (context, wanted) = if version >= 7 {
         let forget: Vec<(String, i32)> = req
             .forgotten_topics_data
@@ -134,6 +143,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
             req.session_epoch,
             asked,
             &forget,
+            partitions_max,
             now,
         )
     } else {
@@ -162,7 +172,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
     };
     let mut sessions = ctx.fetch_sessions.borrow_mut();
     let id = match context {
-        FetchContext::Full => sessions.create(wanted, now),
+        FetchContext::Full => sessions.create(wanted, partitions_max, now),
         FetchContext::Incremental(id) => id,
         FetchContext::Sessionless | FetchContext::Error(_) => 0,
     };
