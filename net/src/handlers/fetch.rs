@@ -122,8 +122,9 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
             )
         }));
     }
-    // What one session may hold: the cluster's partitions, plus slack.
-    let partitions_max = if asked.is_empty() {
+    // What one session may hold: the cluster's partitions, plus slack
+    // (counted only when a session may take partitions).
+    let partitions_max = if asked.is_empty() || version < 7 || req.session_epoch == -1 {
         usize::MAX
     } else {
         let state = ctx.image.load();
