@@ -21,6 +21,9 @@
 //!   will lower it to what the in-sync replicas hold. Consumers read below it.
 //! * `last_stable`: equals the high watermark until transactions exist.
 //!
+//! Long-poll readers wait with [`Partition::wait_high_watermark_above`]:
+//! the flusher wakes them whenever it moves the high watermark.
+//!
 //! ## Failure
 //! A failed write or fsync poisons the partition: the error is kept, every
 //! waiter and every later operation fails with it, nothing is retried (the
@@ -132,10 +135,12 @@ pub struct ReadOptions {
     pub upper: ReadUpper,
 }
 
-/// Bytes of a segment file, for `sendfile`.
+/// Bytes of a segment file, for `sendfile`. `Send`, so that a shard can
+/// hand it to the shard that writes the response; the open descriptor
+/// keeps the bytes readable even if retention deletes the file meanwhile.
 #[derive(Clone, Debug)]
 pub struct FileRegion {
-    pub file: Rc<std::fs::File>,
+    pub file: Arc<std::fs::File>,
     pub position: u64,
     pub len: u64,
 }
@@ -147,6 +152,20 @@ pub enum Chunk {
     File(FileRegion),
 }
 
+impl Chunk {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Memory(b) => b.len() as u64,
+            Chunk::File(f) => f.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The result of a read: whole batches from memory, or one region of one
 /// segment file that starts at a batch boundary and may end inside a batch,
 /// as Kafka's fetch responses may.
@@ -155,6 +174,45 @@ pub struct ReadOutcome {
     pub chunks: Vec<Chunk>,
     pub bytes: u64,
     pub watermarks: Watermarks,
+}
+
+/// A wait for the high watermark, from
+/// [`Partition::wait_high_watermark_above`].
+pub struct HighWatermarkWait {
+    inner: Rc<Inner>,
+    offset: Offset,
+    key: Option<u64>,
+}
+
+impl Future for HighWatermarkWait {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut st = this.inner.state.borrow_mut();
+        if st.hw.offset > this.offset || st.failure.is_some() || st.closed {
+            if let Some(k) = this.key.take() {
+                st.hw_waiters.remove(&k);
+            }
+            return Poll::Ready(());
+        }
+        let key = *this.key.get_or_insert_with(|| {
+            st.hw_waiter_next += 1;
+            st.hw_waiter_next
+        });
+        st.hw_waiters.insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for HighWatermarkWait {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            if let Ok(mut st) = self.inner.state.try_borrow_mut() {
+                st.hw_waiters.remove(&k);
+            }
+        }
+    }
 }
 
 /// What [`Partition::enforce_retention`] removed.
@@ -196,6 +254,11 @@ struct State {
     sync_requested: bool,
     sync_timer: bool,
     waiters: Vec<(Offset, Waker)>,
+    /// Readers waiting for the high watermark to pass an offset (long-poll
+    /// fetches), by key; each removes its entry when dropped, so the table
+    /// holds only live waits.
+    hw_waiters: BTreeMap<u64, Waker>,
+    hw_waiter_next: u64,
     failure: Option<String>,
     /// Everything below is fdatasync'ed; and who waits for that to grow.
     synced: Offset,
@@ -230,6 +293,9 @@ pub struct Partition {
 /// A clone-free view for waking waiters.
 fn wake_acked(st: &mut State) {
     for w in st.sync_waiters.drain(..) {
+        w.wake();
+    }
+    for w in std::mem::take(&mut st.hw_waiters).into_values() {
         w.wake();
     }
     let hw = st.hw.offset;
@@ -358,6 +424,8 @@ impl Partition {
                     sync_requested: false,
                     sync_timer: false,
                     waiters: Vec::new(),
+                    hw_waiters: BTreeMap::new(),
+                    hw_waiter_next: 0,
                     failure: None,
                     synced: log_end,
                     sync_waiters: Vec::new(),
@@ -607,6 +675,17 @@ impl Partition {
             remove_snapshots(&dir, &offsets[..old])
         })
         .await
+    }
+
+    /// Resolves once the high watermark is above `offset` (a read from
+    /// `offset` would return data), or the partition fails or closes.
+    /// Nothing polls: the flusher wakes it when the high watermark moves.
+    pub fn wait_high_watermark_above(&self, offset: Offset) -> HighWatermarkWait {
+        HighWatermarkWait {
+            inner: self.inner.clone(),
+            offset,
+            key: None,
+        }
     }
 
     fn schedule_flush(&self, st: &mut State) {

@@ -46,7 +46,7 @@ pub struct SegmentFiles {
     /// Buffered and read-only: the descriptor the network layer `sendfile`s
     /// from. Held by reads in flight, so a segment deleted meanwhile stays
     /// readable until they finish.
-    pub read: Rc<std::fs::File>,
+    pub read: std::sync::Arc<std::fs::File>,
 }
 
 /// What is known of a segment's contents, kept in memory.
@@ -197,7 +197,7 @@ impl Segment {
             std::fs::File::open(&self.log_path).map_err(|e| EngineError::io(&self.log_path, e))?;
         let _ = self.files.set(SegmentFiles {
             dma,
-            read: Rc::new(read),
+            read: std::sync::Arc::new(read),
         });
         Ok(())
     }

@@ -2,15 +2,16 @@
 //!
 //! Produce is advertised from version 0 although only 3 and later are
 //! served, as Kafka 4 does (KAFKA-18659): librdkafka takes a minimum above
-//! 0 to mean the broker cannot take its compressed produce. Versions whose
-//! requests name topics by id (Produce 13, Fetch 13+) are not advertised yet.
+//! 0 to mean the broker cannot take its compressed produce. Fetch 13 to 17
+//! name topics by id (KIP-516); Produce 13, which does too, is not
+//! advertised yet.
 
 use kafka_protocol::messages::ApiKey;
 
 /// (API, lowest served version, highest served version, lowest advertised).
 pub const SERVED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::Produce, 3, 12, 0),
-    (ApiKey::Fetch, 4, 12, 4),
+    (ApiKey::Fetch, 4, 17, 4),
     (ApiKey::ListOffsets, 1, 9, 1),
     (ApiKey::Metadata, 1, 12, 1),
     (ApiKey::ApiVersions, 0, 4, 0),

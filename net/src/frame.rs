@@ -1,11 +1,11 @@
-//! Request frames: `size i32 BE | header | body`. The size is checked
+//! Request frames: `size i32 BE | header | body` (responses: `response`). The size is checked
 //! against `socket.request.max.bytes` before anything is allocated; a size
 //! out of range closes the connection, as Kafka does.
 
 use std::io;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncReadExt};
 
 /// Reads a frame's size, checked against `bytes_max`; `Ok(None)` at a
 /// clean end of stream.
@@ -36,13 +36,4 @@ pub async fn read_body<S: AsyncRead + Unpin>(s: &mut S, size: usize) -> io::Resu
     let mut buf = vec![0u8; size];
     s.read_exact(&mut buf).await?;
     Ok(Bytes::from(buf))
-}
-
-/// Writes one response frame made of a header and a body.
-pub async fn write<S: AsyncWrite + Unpin>(s: &mut S, header: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
-    out.put_i32((header.len() + body.len()) as i32);
-    out.put_slice(header);
-    out.put_slice(body);
-    s.write_all(&out).await
 }

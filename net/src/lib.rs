@@ -18,32 +18,69 @@
 //!   vendor/kafka-protocol/SLUICE-PATCHES.md).
 //! * Record batches are validated by the engine before they are stored.
 //! * Connections idle for `connections.max.idle.ms` are closed, at most
-//!   `connections_max` are served per shard, and requests on a connection
-//!   are handled one at a time, so the bytes in flight per connection are at
-//!   most one request.
+//!   `connections_max` are served per shard, and at most
+//!   [`PIPELINE_DEPTH`] requests per connection are read ahead of their
+//!   responses, their bytes held within `queued.max.request.bytes`.
+//!
+//! ## Pipelining
+//! A connection reads requests ahead while earlier ones are served, and
+//! writes the responses strictly in request order: each request becomes a
+//! task, queued in request order; the writer awaits them in that order.
+//! Kafka's guarantee that a connection's requests are *processed* in order
+//! is kept where it matters:
+//! * Produce: the reader submits each produce's appends (offsets assigned,
+//!   or the work queued to the owning shard) before it reads the next
+//!   request; only the wait for the acknowledgement overlaps. So one
+//!   connection's produces reach every partition in request order (see
+//!   `router`), and several of them share one fsync (group commit).
+//! * Reads of partition data (Fetch, ListOffsets, OffsetForLeaderEpoch)
+//!   behind an unanswered produce wait until it is answered, so a
+//!   connection reads its own writes.
+//! * Metadata-only requests (ApiVersions, Metadata, Describe*) overlap
+//!   freely.
+//! * Everything else runs alone: after every earlier response is written,
+//!   and before anything later is read.
+//!
+//! A request holds one of [`PIPELINE_DEPTH`] slots until its response is
+//! written, so finished responses waiting behind a slow one are bounded
+//! too. When reading stops (end of stream, a bad request, a read error),
+//! the requests read before are still answered, as a serial server would
+//! have (a long poll at most `max_wait_ms`, itself at most 30 s); then the
+//! connection closes. When a write fails, the queued tasks are dropped
+//! (cancelled), releasing their slots and request bytes; work already
+//! submitted to a partition completes there.
 
 pub mod api;
+pub mod fetch_session;
 mod frame;
 pub mod groups;
 pub mod handlers;
+pub mod response;
 pub mod router;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use glommio::channels::channel_mesh::FullMesh;
+use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use glommio::sync::{Semaphore, StaticPermit};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::Decodable;
 use sluice_engine::shard::{shard_of, ShardEnv, ShardMain};
 use sluice_engine::TopicPartition;
 use sluice_replication::raft::subscriber::Image;
 
+use response::Response;
 use router::{Msg, PartOp, Router};
+
+/// Requests one connection reads ahead of their responses.
+pub const PIPELINE_DEPTH: u64 = 16;
 
 /// Broker settings, with Kafka's names in the comments.
 #[derive(Clone, Debug)]
@@ -65,6 +102,8 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: usize,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`, split over the shards.
+    pub fetch_session_cache_slots: usize,
     /// Most connections one shard serves.
     pub connections_max: usize,
     /// `auto.create.topics.enable`.
@@ -114,6 +153,7 @@ impl BrokerConfig {
             queued_max_request_bytes: 256 << 20,
             fetch_max_bytes: 57_671_680,
             connections_max_idle_ms: 600_000,
+            fetch_session_cache_slots: 1000,
             connections_max: 10_000,
             auto_create_topics: true,
             coordinators,
@@ -150,7 +190,9 @@ pub struct Ctx {
     pub image: Image,
     pub router: Rc<Router>,
     /// Room for request bytes held by this shard (`queued.max.request.bytes`).
-    pub request_bytes: glommio::sync::Semaphore,
+    pub request_bytes: Rc<Semaphore>,
+    /// This shard's incremental fetch sessions (KIP-227).
+    pub fetch_sessions: std::cell::RefCell<fetch_session::SessionCache>,
     /// This shard's block of idempotent producer ids.
     pub producer_ids: handlers::init_producer_id::ProducerIds,
 }
@@ -227,9 +269,11 @@ pub fn shard_main(
                 config: config.clone(),
                 image,
                 router,
-                request_bytes: glommio::sync::Semaphore::new(
-                    config.queued_max_request_bytes as u64,
-                ),
+                request_bytes: Rc::new(Semaphore::new(config.queued_max_request_bytes as u64)),
+                fetch_sessions: std::cell::RefCell::new(fetch_session::SessionCache::new(
+                    config.fetch_session_cache_slots / shards.max(1),
+                    env.shard,
+                )),
                 producer_ids: Default::default(),
             });
             glommio::spawn_local(follow_metadata(ctx.clone())).detach();
@@ -325,7 +369,7 @@ async fn serve(ctx: Rc<Ctx>, ready: Arc<Listening>) {
         open.set(open.get() + 1);
         let (ctx, open) = (ctx.clone(), open.clone());
         glommio::spawn_local(async move {
-            if let Err(e) = connection(&ctx, stream).await {
+            if let Err(e) = connection(ctx, stream).await {
                 tracing::debug!(error = %e, "connection closed");
             }
             open.set(open.get() - 1);
@@ -334,32 +378,172 @@ async fn serve(ctx: Rc<Ctx>, ready: Arc<Listening>) {
     }
 }
 
-async fn connection(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
+/// What a request's task answers: `Ok(None)`, no response is due;
+/// `Err`, close the connection.
+type Answer = std::io::Result<Option<Response>>;
+
+/// A request in flight: its task, and its pipeline slot, released once
+/// its response is written.
+struct InFlight {
+    answer: glommio::Task<Answer>,
+    _slot: StaticPermit,
+}
+
+/// How a request may overlap the others on its connection (module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overlap {
+    Produce,
+    Free,
+    AfterProduces,
+    Alone,
+}
+
+fn overlap(key: ApiKey) -> Overlap {
+    match key {
+        ApiKey::Produce => Overlap::Produce,
+        ApiKey::ApiVersions
+        | ApiKey::Metadata
+        | ApiKey::DescribeConfigs
+        | ApiKey::DescribeCluster
+        | ApiKey::DescribeLogDirs => Overlap::Free,
+        ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::OffsetForLeaderEpoch => {
+            Overlap::AfterProduces
+        }
+        _ => Overlap::Alone,
+    }
+}
+
+async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     // Kafka's form of a client's host, shown by DescribeGroups.
-    let client_host = stream
+    let client_host: Rc<str> = stream
         .peer_addr()
-        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
+        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()))
+        .into();
     stream.set_read_timeout(Some(Duration::from_millis(
         ctx.config.connections_max_idle_ms.max(1),
     )))?;
+    let fd = stream.as_raw_fd();
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_unbounded::<InFlight>();
+    // Why the reader stopped, if not at a clean end of stream.
+    let failed = Cell::new(None);
+    let reader = async {
+        if let Err(e) = read_requests(&ctx, &mut rd, tx, &client_host).await {
+            failed.set(Some(e));
+        }
+        // The writer answers what was read before, then ends.
+        futures_lite::future::pending::<std::io::Result<()>>().await
+    };
+    let writer = async {
+        while let Some(f) = rx.recv().await {
+            if let Some(resp) = f.answer.await? {
+                response::write(&mut wr, fd, &resp).await?;
+            }
+        }
+        Ok(())
+    };
+    futures_lite::future::or(reader, writer).await?;
+    failed.take().map_or(Ok(()), Err)
+}
+
+/// Reads requests, starts each (see the module docs for the order), and
+/// queues its task for the writer. Returns at a clean end of stream.
+async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
+    ctx: &Rc<Ctx>,
+    rd: &mut R,
+    tx: local_channel::LocalSender<InFlight>,
+    client_host: &Rc<str>,
+) -> std::io::Result<()> {
+    let slots = Rc::new(Semaphore::new(PIPELINE_DEPTH));
+    // Produces submitted on this connection and not yet answered.
+    let produces = Rc::new(Cell::new(0usize));
+    let closed = |e: glommio::GlommioError<()>| std::io::Error::other(e.to_string());
     loop {
-        let Some(size) = frame::read_size(&mut stream, ctx.config.socket_request_max_bytes).await?
-        else {
+        let Some(size) = frame::read_size(rd, ctx.config.socket_request_max_bytes).await? else {
             return Ok(());
         };
         let units = size.min(ctx.config.queued_max_request_bytes) as u64;
-        let _room = ctx
+        let room = ctx
             .request_bytes
-            .acquire_permit(units)
+            .acquire_static_permit(units)
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let frame = frame::read_body(&mut stream, size).await?;
-        let Some((header_bytes, body)) = handle(ctx, frame, &client_host).await? else {
-            continue; // acks=0 produce: no response
+            .map_err(closed)?;
+        let frame = frame::read_body(rd, size).await?;
+        let (key, version, header, body) = match decode_request(frame)? {
+            Decoded::Request {
+                key,
+                version,
+                header,
+                body,
+            } => (key, version, header, body),
+            Decoded::ApiVersionsUnsupported { correlation } => {
+                let slot = slots.acquire_static_permit(1).await.map_err(closed)?;
+                let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
+                let resp = response::encode(
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation,
+                    ResponseKind::ApiVersions(body),
+                );
+                let answer = glommio::spawn_local(async move { resp.map(Some) });
+                send(&tx, answer, slot).await?;
+                continue;
+            }
         };
-        frame::write(&mut stream, &header_bytes, &body).await?;
+        let correlation = header.correlation_id;
+        let how = overlap(key);
+        let wait_all =
+            how == Overlap::Alone || (how == Overlap::AfterProduces && produces.get() > 0);
+        let slot = slots
+            .acquire_static_permit(if wait_all { PIPELINE_DEPTH } else { 1 })
+            .await
+            .map_err(closed)?;
+        let answer = match *body {
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let submitted = handlers::produce::submit(ctx, r, version).await;
+                produces.set(produces.get() + 1);
+                let produces = produces.clone();
+                glommio::spawn_local(async move {
+                    let _room = room;
+                    let resp = submitted.finish().await;
+                    produces.set(produces.get() - 1);
+                    if acks == 0 {
+                        return Ok(None);
+                    }
+                    response::encode(key, version, correlation, ResponseKind::Produce(resp))
+                        .map(Some)
+                })
+            }
+            body if how == Overlap::Alone => {
+                let answer = handle(ctx, key, version, &header, client_host, body).await;
+                drop(room);
+                glommio::spawn_local(async move { answer })
+            }
+            body => {
+                let (ctx, host) = (ctx.clone(), client_host.clone());
+                glommio::spawn_local(async move {
+                    let _room = room;
+                    handle(&ctx, key, version, &header, &host, body).await
+                })
+            }
+        };
+        send(&tx, answer, slot).await?;
     }
+}
+
+async fn send(
+    tx: &local_channel::LocalSender<InFlight>,
+    answer: glommio::Task<Answer>,
+    slot: StaticPermit,
+) -> std::io::Result<()> {
+    tx.send(InFlight {
+        answer,
+        _slot: slot,
+    })
+    .await
+    .map_err(|_| std::io::Error::other("connection writer gone"))
 }
 
 fn bad(why: impl Into<String>) -> std::io::Error {
@@ -414,33 +598,17 @@ pub fn decode_request(mut frame: bytes::Bytes) -> std::io::Result<Decoded> {
     })
 }
 
-/// Decodes, serves and encodes one request. `Ok(None)`: no response is
-/// due; `Err`: close the connection.
+/// Serves and encodes one request.
 async fn handle(
     ctx: &Ctx,
-    frame: bytes::Bytes,
+    key: ApiKey,
+    version: i16,
+    header: &RequestHeader,
     client_host: &str,
-) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
-    let (key, version, header, request) = match decode_request(frame)? {
-        Decoded::Request {
-            key,
-            version,
-            header,
-            body,
-        } => (key, version, header, body),
-        Decoded::ApiVersionsUnsupported { correlation } => {
-            let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
-            return encode(
-                ApiKey::ApiVersions,
-                0,
-                correlation,
-                ResponseKind::ApiVersions(body),
-            )
-            .map(Some);
-        }
-    };
+    request: RequestKind,
+) -> Answer {
     let correlation = header.correlation_id;
-    let response = match *request {
+    let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle(0)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(ctx, r, version).await)
@@ -454,7 +622,8 @@ async fn handle(
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(handlers::fetch::handle(ctx, r, version).await)
+            let a = handlers::fetch::handle(ctx, r, version).await;
+            return response::encode_fetch(version, correlation, &a.response, a.records).map(Some);
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(ctx, r, version).await)
@@ -499,7 +668,7 @@ async fn handle(
             ResponseKind::FindCoordinator(handlers::find_coordinator::handle(ctx, r, version).await)
         }
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
-            handlers::join_group::handle(ctx, r, &header, client_host, version).await,
+            handlers::join_group::handle(ctx, r, header, client_host, version).await,
         ),
         RequestKind::SyncGroup(r) => {
             ResponseKind::SyncGroup(handlers::sync_group::handle(ctx, r, version).await)
@@ -530,25 +699,7 @@ async fn handle(
         }
         other => return Err(bad(format!("{other:?} is not served"))),
     };
-    encode(key, version, correlation, response).map(Some)
-}
-
-fn encode(
-    key: ApiKey,
-    version: i16,
-    correlation: i32,
-    body: ResponseKind,
-) -> std::io::Result<(BytesMut, BytesMut)> {
-    let mut header = ResponseHeader::default();
-    header.correlation_id = correlation;
-    let mut h = BytesMut::new();
-    header
-        .encode(&mut h, key.response_header_version(version))
-        .map_err(|e| bad(e.to_string()))?;
-    let mut b = BytesMut::new();
-    body.encode(&mut b, version)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok((h, b))
+    response::encode(key, version, correlation, response).map(Some)
 }
 
 /// The shard that owns a partition, for tools and tests.

@@ -5,14 +5,37 @@
 //! (the mesh), runs them and answers on a oneshot channel; the results are
 //! put back in request order. Work for partitions this shard owns runs
 //! in place.
+//!
+//! ## Submission order (pipelined produce)
+//! Work runs in two phases. [`Router::submit`] *starts* it: a produce's
+//! batches are validated and appended, which assigns their offsets, and
+//! work for other shards is enqueued on the mesh. [`Submitted::replies`]
+//! *finishes* it: waits for acknowledgements (fsync), runs reads, collects
+//! the other shards' answers. A connection awaits `submit` for its requests
+//! one at a time, in request order, and lets the finishing run
+//! concurrently. Invariant: **work submitted from one shard reaches each
+//! partition in submission order**, because
+//! * local appends happen inside `submit`, before it returns;
+//! * the mesh channels are FIFO, and an owner starts the messages from one
+//!   shard in arrival order, each to the end of its appends (including the
+//!   wait for write-buffer room) before it takes the next message; only
+//!   the finishing phase runs in spawned tasks.
+//!
+//! Long-poll fetches wait with [`Router::wait_for_data`]: each owner
+//! registers with its partitions' high watermarks (no polling) and answers
+//! when one passes the offset the fetch is waiting at.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use sluice_engine::config::LogConfig;
-use sluice_engine::partition::{Chunk, ReadOptions, ReadUpper};
+use sluice_engine::partition::{Chunk, Partition, ReadOptions, ReadUpper};
 use sluice_engine::shard::{shard_of, ShardEnv};
 use sluice_engine::{EngineError, LeaderEpoch, Offset, TopicPartition};
 
@@ -73,7 +96,9 @@ pub struct Produced {
 
 #[derive(Debug)]
 pub struct Fetched {
-    pub records: Bytes,
+    /// Whole batches from the tail cache, or one segment file region.
+    pub chunks: Vec<Chunk>,
+    pub bytes: u64,
     pub high_watermark: i64,
     pub last_stable: i64,
     pub log_start: i64,
@@ -90,9 +115,69 @@ pub enum PartReply {
     Group(crate::groups::Reply),
 }
 
-pub struct Msg {
+/// A message between shards.
+pub enum Msg {
+    /// Partition work, started in arrival order (see the module docs).
+    Ops {
+        ops: Vec<(TopicPartition, PartOp)>,
+        reply: oneshot::Sender<Vec<PartReply>>,
+    },
+    /// Answer once one partition's high watermark is above its offset, or
+    /// at `until`, or when the asker stops waiting.
+    Watch {
+        parts: Vec<(TopicPartition, i64)>,
+        until: Instant,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Work for one shard: each op's position in the request, and the ops.
+struct ShardWork {
+    shard: usize,
+    order: Vec<usize>,
     ops: Vec<(TopicPartition, PartOp)>,
-    reply: oneshot::Sender<Vec<PartReply>>,
+}
+
+/// Answers due from another shard, and where they go in the request.
+type Remote = (Vec<usize>, Option<oneshot::Receiver<Vec<PartReply>>>);
+
+/// Work started by [`Router::submit`]; [`Submitted::replies`] finishes it.
+pub struct Submitted {
+    env: Rc<ShardEnv>,
+    groups: Rc<Coordinator>,
+    n: usize,
+    local: Vec<(Vec<usize>, Vec<Started>)>,
+    remote: Vec<Remote>,
+}
+
+impl Submitted {
+    /// Finishes the work; replies in submission order.
+    pub async fn replies(self) -> Vec<PartReply> {
+        let mut out: Vec<Option<PartReply>> = (0..self.n).map(|_| None).collect();
+        for (order, started) in self.local {
+            let replies = finish_all(&self.env, &self.groups, started).await;
+            for (i, r) in order.into_iter().zip(replies) {
+                out[i] = Some(r);
+            }
+        }
+        for (order, rx) in self.remote {
+            let replies = match rx {
+                Some(rx) => rx.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let mut replies = replies.into_iter();
+            for i in order {
+                out[i] = Some(
+                    replies
+                        .next()
+                        .unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))),
+                );
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))))
+            .collect()
+    }
 }
 
 /// Routes work from this shard.
@@ -119,11 +204,33 @@ impl Router {
             glommio::spawn_local(async move {
                 while let Some(msg) = stream.recv().await {
                     let (env, groups) = (env.clone(), groups.clone());
-                    glommio::spawn_local(async move {
-                        let replies = run_local(&env, &groups, msg.ops).await;
-                        let _ = msg.reply.send(replies);
-                    })
-                    .detach();
+                    match msg {
+                        Msg::Ops { ops, reply } => {
+                            // Started here, in arrival order; finished apart.
+                            let started = start_all(&env, ops).await;
+                            glommio::spawn_local(async move {
+                                let replies = finish_all(&env, &groups, started).await;
+                                let _ = reply.send(replies);
+                            })
+                            .detach();
+                        }
+                        Msg::Watch {
+                            parts,
+                            until,
+                            mut reply,
+                        } => {
+                            glommio::spawn_local(async move {
+                                let asker_gone = reply.cancellation();
+                                futures_lite::future::or(
+                                    watch_local(&env, parts, until),
+                                    asker_gone,
+                                )
+                                .await;
+                                let _ = reply.send(());
+                            })
+                            .detach();
+                        }
+                    }
                 }
             })
             .detach();
@@ -138,62 +245,97 @@ impl Router {
 
     /// Runs `ops` on their owners; replies in the same order.
     pub async fn run(&self, ops: Vec<(TopicPartition, PartOp)>) -> Vec<PartReply> {
-        let shards = self.env.shards;
-        let me = self.env.shard;
+        self.submit(ops).await.replies().await
+    }
+
+    /// Starts `ops` on their owners (see the module docs for the order
+    /// this guarantees); finish with [`Submitted::replies`].
+    pub async fn submit(&self, ops: Vec<(TopicPartition, PartOp)>) -> Submitted {
         let n = ops.len();
-        let mut per_shard: Vec<Vec<(usize, TopicPartition, PartOp)>> =
-            (0..shards).map(|_| Vec::new()).collect();
-        for (i, (tp, op)) in ops.into_iter().enumerate() {
-            per_shard[shard_of(&tp, shards)].push((i, tp, op));
-        }
-        let mut pending = Vec::new();
         let mut local = Vec::new();
-        for (shard, group) in per_shard.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let order: Vec<usize> = group.iter().map(|g| g.0).collect();
-            let ops: Vec<(TopicPartition, PartOp)> =
-                group.into_iter().map(|(_, tp, op)| (tp, op)).collect();
-            if shard == me {
-                local.push((order, ops));
+        let mut remote = Vec::new();
+        for ShardWork { shard, order, ops } in self.group(ops) {
+            if shard == self.env.shard {
+                local.push((order, start_all(&self.env, ops).await));
             } else {
                 let (tx, rx) = oneshot::channel();
-                let msg = Msg { ops, reply: tx };
+                let msg = Msg::Ops { ops, reply: tx };
                 let sent = self
                     .senders
                     .send_to(self.peer_index(shard), msg)
                     .await
                     .is_ok();
-                pending.push((order, sent.then_some(rx)));
+                remote.push((order, sent.then_some(rx)));
             }
         }
-        let mut out: Vec<Option<PartReply>> = (0..n).map(|_| None).collect();
-        for (order, ops) in local {
-            for (i, r) in order
-                .into_iter()
-                .zip(run_local(&self.env, &self.groups, ops).await)
-            {
-                out[i] = Some(r);
+        Submitted {
+            env: self.env.clone(),
+            groups: self.groups.clone(),
+            n,
+            local,
+            remote,
+        }
+    }
+
+    /// Waits until one of `parts` has data above its offset (its high
+    /// watermark passed it), or until `until`. Each owner registers with
+    /// its partitions; nothing polls.
+    pub async fn wait_for_data(&self, parts: Vec<(TopicPartition, i64)>, until: Instant) {
+        let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+        let mut by_shard: Vec<Vec<(TopicPartition, i64)>> =
+            (0..self.env.shards).map(|_| Vec::new()).collect();
+        for (tp, offset) in parts {
+            by_shard[shard_of(&tp, self.env.shards)].push((tp, offset));
+        }
+        for (shard, parts) in by_shard.into_iter().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            if shard == self.env.shard {
+                let env = self.env.clone();
+                waits.push(Box::pin(
+                    async move { watch_local(&env, parts, until).await },
+                ));
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let msg = Msg::Watch {
+                    parts,
+                    until,
+                    reply: tx,
+                };
+                if self
+                    .senders
+                    .send_to(self.peer_index(shard), msg)
+                    .await
+                    .is_ok()
+                {
+                    waits.push(Box::pin(async move {
+                        let _ = rx.await;
+                    }));
+                }
             }
         }
-        for (order, rx) in pending {
-            let replies = match rx {
-                Some(rx) => rx.await.unwrap_or_default(),
-                None => Vec::new(),
-            };
-            let mut replies = replies.into_iter();
-            for i in order {
-                out[i] = Some(
-                    replies
-                        .next()
-                        .unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))),
-                );
-            }
+        waits.push(Box::pin(sleep_until(until)));
+        first_of(waits).await;
+    }
+
+    /// `ops` grouped by owning shard, with their positions in `ops`.
+    fn group(&self, ops: Vec<(TopicPartition, PartOp)>) -> Vec<ShardWork> {
+        let shards = self.env.shards;
+        let mut groups: Vec<ShardWork> = (0..shards)
+            .map(|shard| ShardWork {
+                shard,
+                order: Vec::new(),
+                ops: Vec::new(),
+            })
+            .collect();
+        for (i, (tp, op)) in ops.into_iter().enumerate() {
+            let g = &mut groups[shard_of(&tp, shards)];
+            g.order.push(i);
+            g.ops.push((tp, op));
         }
-        out.into_iter()
-            .map(|r| r.unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))))
-            .collect()
+        groups.retain(|g| !g.ops.is_empty());
+        groups
     }
 
     /// The mesh peer id of a shard (the mesh numbers peers by join order).
@@ -202,20 +344,137 @@ impl Router {
     }
 }
 
-async fn run_local(
-    env: &ShardEnv,
-    groups: &Rc<Coordinator>,
-    ops: Vec<(TopicPartition, PartOp)>,
-) -> Vec<PartReply> {
+/// Work for one partition after its first phase.
+pub enum Started {
+    /// Appended (offsets assigned); the acknowledgement is still due.
+    Appended {
+        partition: Partition,
+        last: Offset,
+        acks: i16,
+        base_offset: i64,
+        log_append_time: i64,
+    },
+    /// Answered already (a produce that failed before or while appending).
+    Answered(PartReply),
+    /// Nothing starts early: runs whole when finishing.
+    Later(TopicPartition, PartOp),
+}
+
+/// The first phase of `ops`, in order: appends for produces.
+async fn start_all(env: &ShardEnv, ops: Vec<(TopicPartition, PartOp)>) -> Vec<Started> {
     let mut out = Vec::with_capacity(ops.len());
     for (tp, op) in ops {
-        out.push(run_one(env, groups, &tp, op).await);
+        out.push(start_one(env, tp, op).await);
     }
     out
 }
 
+async fn finish_all(
+    env: &ShardEnv,
+    groups: &Rc<Coordinator>,
+    started: Vec<Started>,
+) -> Vec<PartReply> {
+    let mut out = Vec::with_capacity(started.len());
+    for s in started {
+        out.push(finish_one(env, groups, s).await);
+    }
+    out
+}
+
+async fn start_one(env: &ShardEnv, tp: TopicPartition, op: PartOp) -> Started {
+    let PartOp::Produce {
+        config,
+        records,
+        acks,
+        leader_epoch,
+    } = op
+    else {
+        return Started::Later(tp, op);
+    };
+    let now = sluice_engine::types::now_ms();
+    let appended = async {
+        let batches = split_batches(&records)?;
+        let p = env.open(&tp, config).await.map_err(|e| code(&e))?;
+        let mut first = None;
+        let mut last = Offset(0);
+        for b in batches {
+            let info = p
+                .append(BytesMut::from(&b[..]), LeaderEpoch(leader_epoch), now)
+                .await
+                .map_err(|e| code(&e))?;
+            first.get_or_insert(info);
+            last = info.last_offset;
+        }
+        let info = first.expect("at least one batch");
+        Ok(Started::Appended {
+            partition: p,
+            last,
+            acks,
+            base_offset: info.base_offset.0,
+            log_append_time: info.log_append_time,
+        })
+    }
+    .await;
+    appended.unwrap_or_else(|code| Started::Answered(PartReply::Produce(Err(code))))
+}
+
+async fn finish_one(env: &ShardEnv, groups: &Rc<Coordinator>, started: Started) -> PartReply {
+    match started {
+        Started::Appended {
+            partition,
+            last,
+            acks,
+            base_offset,
+            log_append_time,
+        } => {
+            if acks != 0 {
+                if let Err(e) = partition.wait_acked(last).await {
+                    return PartReply::Produce(Err(code(&e)));
+                }
+            }
+            PartReply::Produce(Ok(Produced {
+                base_offset,
+                log_append_time,
+                log_start: partition.watermarks().log_start.0,
+            }))
+        }
+        Started::Answered(reply) => reply,
+        Started::Later(tp, op) => run_one(env, groups, &tp, op).await,
+    }
+}
+
+/// Resolves when one of `parts` (owned here) has data above its offset,
+/// or at `until`. Partitions not open here are not waited on.
+async fn watch_local(env: &ShardEnv, parts: Vec<(TopicPartition, i64)>, until: Instant) {
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = parts
+        .into_iter()
+        .filter_map(|(tp, offset)| env.get(&tp).map(|p| (p, offset)))
+        .map(|(p, offset)| {
+            Box::pin(p.wait_high_watermark_above(Offset(offset)))
+                as Pin<Box<dyn Future<Output = ()>>>
+        })
+        .collect();
+    waits.push(Box::pin(sleep_until(until)));
+    first_of(waits).await;
+}
+
+async fn sleep_until(until: Instant) {
+    glommio::timer::sleep(until.saturating_duration_since(Instant::now())).await;
+}
+
+/// Resolves when the first of `futures` does.
+async fn first_of(mut futures: Vec<Pin<Box<dyn Future<Output = ()>>>>) {
+    futures_lite::future::poll_fn(|cx| {
+        if futures.iter_mut().any(|f| f.as_mut().poll(cx).is_ready()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 fn code(e: &EngineError) -> i16 {
-    tracing::debug!(error = %e, "partition operation failed");
     e.kafka_code() as i16
 }
 
@@ -250,37 +509,7 @@ async fn run_one(
 ) -> PartReply {
     let now = sluice_engine::types::now_ms();
     match op {
-        PartOp::Produce {
-            config,
-            records,
-            acks,
-            leader_epoch,
-        } => PartReply::Produce(
-            async {
-                let batches = split_batches(&records)?;
-                let p = env.open(tp, config).await.map_err(|e| code(&e))?;
-                let mut first = None;
-                let mut last = Offset(0);
-                for b in batches {
-                    let info = p
-                        .append(BytesMut::from(&b[..]), LeaderEpoch(leader_epoch), now)
-                        .await
-                        .map_err(|e| code(&e))?;
-                    first.get_or_insert(info);
-                    last = info.last_offset;
-                }
-                if acks != 0 {
-                    p.wait_acked(last).await.map_err(|e| code(&e))?;
-                }
-                let info = first.expect("at least one batch");
-                Ok(Produced {
-                    base_offset: info.base_offset.0,
-                    log_append_time: info.log_append_time,
-                    log_start: p.watermarks().log_start.0,
-                })
-            }
-            .await,
-        ),
+        PartOp::Produce { .. } => unreachable!("start_one runs produces"),
         PartOp::Fetch {
             config,
             offset,
@@ -296,7 +525,8 @@ async fn run_one(
                 let r = p.read(Offset(offset), opts).await.map_err(|e| code(&e))?;
                 let w = r.watermarks;
                 Ok(Fetched {
-                    records: collect(r.chunks, r.bytes),
+                    chunks: r.chunks,
+                    bytes: r.bytes,
                     high_watermark: w.high_watermark.0,
                     last_stable: w.last_stable.0,
                     log_start: w.log_start.0,
@@ -372,7 +602,6 @@ async fn run_one(
     }
 }
 
-/// The bytes of a read, in one buffer. File regions are copied for now;
 /// the sendfile path comes with the zero-copy writer.
 pub(crate) fn collect(chunks: Vec<Chunk>, bytes: u64) -> Bytes {
     let mut buf = BytesMut::with_capacity(bytes as usize);

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod raw;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -196,28 +198,13 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     assert!(results[0].is_ok(), "{results:?}");
 }
 
-/// Encodes a request frame (size, header, body).
+/// Encodes a request frame (size, header, body), correlation id 7.
 pub fn frame(
     key: kafka_protocol::messages::ApiKey,
     version: i16,
     body: kafka_protocol::messages::RequestKind,
 ) -> Vec<u8> {
-    use bytes::BufMut;
-    use kafka_protocol::protocol::Encodable;
-    let mut header = kafka_protocol::messages::RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("fuzz"));
-    let mut b = bytes::BytesMut::new();
-    header
-        .encode(&mut b, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut b, version).unwrap();
-    let mut out = bytes::BytesMut::new();
-    out.put_i32(b.len() as i32);
-    out.put_slice(&b);
-    out.to_vec()
+    raw::frame(key, version, 7, body)
 }
 
 /// Sends one request on `stream` and decodes its response.
@@ -227,19 +214,9 @@ pub fn call(
     version: i16,
     body: kafka_protocol::messages::RequestKind,
 ) -> kafka_protocol::messages::ResponseKind {
-    use kafka_protocol::protocol::Decodable;
-    use std::io::{Read, Write};
+    use std::io::Write;
     stream.write_all(&frame(key, version, body)).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut buf).unwrap();
-    let mut buf = bytes::Bytes::from(buf);
-    let header = kafka_protocol::messages::ResponseHeader::decode(
-        &mut buf,
-        key.response_header_version(version),
-    )
-    .unwrap();
-    assert_eq!(header.correlation_id, 7);
+    let (correlation, mut buf) = raw::read_response(stream, key, version);
+    assert_eq!(correlation, 7);
     kafka_protocol::messages::ResponseKind::decode(key, &mut buf, version).unwrap()
 }

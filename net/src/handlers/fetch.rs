@@ -1,96 +1,284 @@
 //! Fetch: reads from each partition's owner up to the high watermark,
 //! within the request's and each partition's byte limits, waiting up to
-//! `max_wait_ms` for `min_bytes`. Sessions (KIP-227) are not kept yet: the
-//! answer's session id 0 tells clients to send full requests.
+//! `max_wait_ms` for `min_bytes`. Versions 7 and later may use incremental
+//! fetch sessions (KIP-227, `fetch_session`): the request's session fields
+//! pick the partitions to read, and an incremental answer carries only the
+//! partitions with something new.
+//!
+//! The records are not copied into the response: each partition's record
+//! chunks (tail-cache batches or a segment file region) travel beside it
+//! and `response::encode_fetch` puts them in place for `sendfile`.
+//!
+//! ## Long poll
+//! When a read returns less than `min_bytes`, the fetch registers with the
+//! high watermark of each partition it read (on the partitions' owners,
+//! `Router::wait_for_data`) and sleeps until one of them has data past the
+//! offset it asked for, or `max_wait_ms` passes. Nothing polls: a waiting
+//! consumer costs no CPU, and a produce wakes it once the data is
+//! acknowledged.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_engine::partition::Chunk;
+use sluice_engine::TopicPartition;
+use uuid::Uuid;
 
 use super::{log_config, partition_error, topic_name};
+use crate::fetch_session::{FetchContext, SessionPartition};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
+
+/// A topic id this broker does not know (Fetch v13+).
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// The longest a fetch waits for data, whatever the client asks.
 const WAIT_MS_MAX: i32 = 30_000;
 
-pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
-    let deadline =
-        Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
+/// A fetch response whose records travel beside it: `records` holds the
+/// chunks of each partition whose `records` is the placeholder, in order.
+pub struct FetchAnswer {
+    pub response: FetchResponse,
+    pub records: Vec<Vec<Chunk>>,
+}
+
+impl FetchAnswer {
+    /// Keeps the partitions `keep` (given the topic, the partition and its
+    /// record bytes) says yes to, with their records; drops topics left
+    /// without partitions.
+    fn retain_partitions(&mut self, mut keep: impl FnMut(&str, &PartitionData, u64) -> bool) {
+        let mut records = std::mem::take(&mut self.records).into_iter();
+        let mut kept = Vec::new();
+        for t in &mut self.response.responses {
+            let topic = t.topic.0.to_string();
+            t.partitions.retain(|pd| {
+                let placed = pd
+                    .records
+                    .as_ref()
+                    .is_some_and(crate::response::is_records_placeholder);
+                let chunks = if placed { records.next() } else { None };
+                let bytes = chunks.iter().flatten().map(Chunk::len).sum();
+                let keep = keep(&topic, pd, bytes);
+                if keep {
+                    kept.extend(chunks);
+                }
+                keep
+            });
+        }
+        self.response.responses.retain(|t| !t.partitions.is_empty());
+        self.records = kept;
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
+    let now = Instant::now();
+    let deadline = now + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     // fetch.max.bytes bounds what one response holds, whatever is asked.
     let cap = ctx.config.fetch_max_bytes;
-    let limit = || {
-        if req.max_bytes <= 0 {
-            cap
+    let limit = if req.max_bytes <= 0 {
+        cap
+    } else {
+        (req.max_bytes as usize).min(cap)
+    };
+    // From version 13 topics are named by id (KIP-516); an id the image
+    // does not know is answered with UNKNOWN_TOPIC_ID and left out of
+    // the session.
+    let by_id: HashMap<Uuid, String> = if version >= 13 {
+        let state = ctx.image.load();
+        state
+            .topics
+            .values()
+            .map(|t| (Uuid::from_bytes(t.id), t.name.clone()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let name_of = |name: &TopicName, id: &Uuid| {
+        if version >= 13 {
+            by_id.get(id).cloned()
         } else {
-            (req.max_bytes as usize).min(cap)
+            Some(name.0.to_string())
         }
     };
-    let mut max_total = limit();
-    loop {
-        let resp = fetch_once(ctx, &req, version, &mut max_total).await;
-        let bytes: usize = resp
-            .responses
+    let mut unknown_ids: Vec<(Uuid, Vec<i32>)> = Vec::new();
+    let mut asked = Vec::new();
+    for t in &req.topics {
+        let Some(name) = name_of(&t.topic, &t.topic_id) else {
+            unknown_ids.push((
+                t.topic_id,
+                t.partitions.iter().map(|p| p.partition).collect(),
+            ));
+            continue;
+        };
+        asked.extend(t.partitions.iter().map(|p| {
+            SessionPartition::new(
+                name.clone(),
+                p.partition,
+                p.fetch_offset,
+                p.partition_max_bytes,
+            )
+        }));
+    }
+    // What one session may hold: the cluster's partitions, plus slack
+    // (counted only when a session may take partitions).
+    let partitions_max = if asked.is_empty() || version < 7 || req.session_epoch == -1 {
+        usize::MAX
+    } else {
+        let state = ctx.image.load();
+        crate::fetch_session::partitions_max(
+            state.topics.values().map(|t| t.partitions.len()).sum(),
+        )
+    };
+    let (context, wanted) = if version >= 7 {
+        let forget: Vec<(String, i32)> = req
+            .forgotten_topics_data
             .iter()
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-            .sum();
-        let errors = resp
+            .filter_map(|f| name_of(&f.topic, &f.topic_id).map(|name| (name, f)))
+            .flat_map(|(name, f)| f.partitions.iter().map(move |p| (name.clone(), *p)))
+            .collect();
+        ctx.fetch_sessions.borrow_mut().context(
+            req.session_id,
+            req.session_epoch,
+            asked,
+            &forget,
+            partitions_max,
+            now,
+        )
+    } else {
+        (FetchContext::Sessionless, asked)
+    };
+    if let FetchContext::Error(code) = context {
+        let mut response = FetchResponse::default();
+        response.error_code = code;
+        return FetchAnswer {
+            response,
+            records: Vec::new(),
+        };
+    }
+    let mut answer = loop {
+        let (answer, bytes, waits) = fetch_once(ctx, &wanted, version, limit).await;
+        let errors = answer
+            .response
             .responses
             .iter()
             .flat_map(|t| t.partitions.iter())
             .any(|p| p.error_code != 0);
-        if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline {
-            return resp;
+        if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || waits.is_empty() {
+            break answer;
         }
-        max_total = limit();
-        glommio::timer::sleep(Duration::from_millis(2)).await;
+        ctx.router.wait_for_data(waits, deadline).await;
+    };
+    let mut sessions = ctx.fetch_sessions.borrow_mut();
+    let id = match context {
+        FetchContext::Full => sessions.create(wanted, partitions_max, now),
+        FetchContext::Incremental(id) => id,
+        FetchContext::Sessionless | FetchContext::Error(_) => 0,
+    };
+    // An incremental session evicted while this fetch waited: the answer
+    // goes out in full with session id 0, and the client starts over.
+    if let Some(session) = sessions.get_mut(id) {
+        let full = context == FetchContext::Full;
+        let mut served = Vec::new();
+        answer.retain_partitions(|topic, pd, bytes| {
+            if bytes > 0 && !full {
+                served.push((topic.to_string(), pd.partition_index));
+            }
+            let changed = session.get_mut(topic, pd.partition_index).is_none_or(|p| {
+                p.must_respond(
+                    bytes,
+                    pd.error_code,
+                    pd.high_watermark,
+                    pd.last_stable_offset,
+                    pd.log_start_offset,
+                )
+            });
+            full || changed
+        });
+        session.move_to_end(&served);
+        answer.response.session_id = id;
     }
+    for (id, partitions) in unknown_ids {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic_id = id;
+        tr.partitions = partitions
+            .into_iter()
+            .map(|p| {
+                let mut pd = unanswered(p);
+                pd.error_code = UNKNOWN_TOPIC_ID;
+                pd
+            })
+            .collect();
+        answer.response.responses.push(tr);
+    }
+    answer
 }
 
+/// One read of every partition: the answer, its record bytes, and where
+/// to wait for more.
 async fn fetch_once(
     ctx: &Ctx,
-    req: &FetchRequest,
+    wanted: &[SessionPartition],
     version: i16,
-    max_total: &mut usize,
-) -> FetchResponse {
+    limit: usize,
+) -> (FetchAnswer, usize, Vec<(TopicPartition, i64)>) {
     let state = ctx.image.load_full();
     let mut ops = Vec::new();
     let mut slots = Vec::new();
     let mut resp = FetchResponse::default();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let name = t.topic.0.to_string();
-        let mut tr = FetchableTopicResponse::default();
-        tr.topic = topic_name(&name);
-        tr.topic_id = t.topic_id;
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut pd = PartitionData::default();
-            pd.partition_index = p.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
-            pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
-            match partition_error(&state, ctx.config.broker_id, &name, p.partition) {
-                Some(code) => pd.error_code = code,
-                None => {
-                    ops.push((
-                        sluice_engine::TopicPartition::new(name.clone(), p.partition),
-                        PartOp::Fetch {
-                            config: log_config(&state, &name),
-                            offset: p.fetch_offset,
-                            max_bytes: (p.partition_max_bytes.max(0) as usize).min(*max_total),
-                        },
-                    ));
-                    slots.push((ti, pi));
-                }
-            }
-            tr.partitions.push(pd);
+    for p in wanted {
+        // Consecutive partitions of a topic share its entry.
+        if resp
+            .responses
+            .last()
+            .is_none_or(|t| t.topic.0.as_str() != p.topic)
+        {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = topic_name(&p.topic);
+            tr.topic_id = state
+                .topics
+                .get(&p.topic)
+                .map_or(Uuid::nil(), |t| Uuid::from_bytes(t.id));
+            resp.responses.push(tr);
         }
-        resp.responses.push(tr);
+        let ti = resp.responses.len() - 1;
+        let tr = &mut resp.responses[ti];
+        let mut pd = unanswered(p.partition);
+        match partition_error(&state, ctx.config.broker_id, &p.topic, p.partition) {
+            Some(code) => pd.error_code = code,
+            None => {
+                ops.push((
+                    TopicPartition::new(p.topic.clone(), p.partition),
+                    p.fetch_offset,
+                    p.max_bytes.max(0) as usize,
+                    log_config(&state, &p.topic),
+                ));
+                slots.push((ti, tr.partitions.len()));
+            }
+        }
+        tr.partitions.push(pd);
     }
-    for ((ti, pi), reply) in slots.into_iter().zip(ctx.router.run(ops).await) {
+    let (keys, ops): (Vec<_>, Vec<_>) = ops
+        .into_iter()
+        .map(|(tp, offset, max_bytes, config)| {
+            let op = PartOp::Fetch {
+                config,
+                offset,
+                max_bytes: max_bytes.min(limit),
+            };
+            ((tp.clone(), offset), (tp, op))
+        })
+        .unzip();
+    let replies = ctx.router.run(ops).await;
+    // The partitions are read at once; what goes past the response's limit
+    // is dropped here (nothing was copied), as if read one after another.
+    let mut left = limit;
+    let mut records = Vec::new();
+    let mut total = 0usize;
+    let mut waits = Vec::new();
+    for (((ti, pi), (tp, offset)), reply) in slots.into_iter().zip(keys).zip(replies) {
         let pd = &mut resp.responses[ti].partitions[pi];
         match reply {
             PartReply::Fetch(Ok(f)) => {
@@ -99,12 +287,56 @@ async fn fetch_once(
                 if version >= 5 {
                     pd.log_start_offset = f.log_start;
                 }
-                *max_total = max_total.saturating_sub(f.records.len());
-                pd.records = Some(f.records);
+                let chunks = within(f.chunks, &mut left, total == 0);
+                let bytes: usize = chunks.iter().map(|c| c.len() as usize).sum();
+                total += bytes;
+                // More data for this partition means its high watermark
+                // moves past both what it asked for and what it was told.
+                waits.push((tp, offset.max(f.high_watermark)));
+                pd.records = Some(crate::response::records_placeholder());
+                records.push(chunks);
             }
             PartReply::Fetch(Err(code)) | PartReply::Done(Err(code)) => pd.error_code = code,
             _ => pd.error_code = crate::router::UNKNOWN_SERVER_ERROR,
         }
     }
-    resp
+    let answer = FetchAnswer {
+        response: resp,
+        records,
+    };
+    (answer, total, waits)
+}
+
+/// A partition's entry before it is read: no offsets known.
+fn unanswered(partition: i32) -> PartitionData {
+    let mut pd = PartitionData::default();
+    pd.partition_index = partition;
+    pd.high_watermark = -1;
+    pd.last_stable_offset = -1;
+    pd.log_start_offset = -1;
+    pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+    pd
+}
+
+/// The chunks that fit in `left` bytes (which shrinks by them); the first
+/// chunk of the response goes whole when `first` (KIP-74). A file region
+/// may be cut anywhere: a response may end inside a batch.
+fn within(chunks: Vec<Chunk>, left: &mut usize, mut first: bool) -> Vec<Chunk> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        let len = c.len() as usize;
+        if len <= *left || first {
+            *left = left.saturating_sub(len);
+            out.push(c);
+        } else if let (Chunk::File(mut f), true) = (c, *left > 0) {
+            f.len = *left as u64;
+            *left = 0;
+            out.push(Chunk::File(f));
+            break;
+        } else {
+            break;
+        }
+        first = false;
+    }
+    out
 }

@@ -2,6 +2,12 @@
 //! shard that owns the partition; with acks=1 or all the answer waits until
 //! they are acknowledged (fsync'ed by default, see engine/DESIGN.md); with
 //! acks=0 no answer is sent at all, as Kafka does.
+//!
+//! A produce runs in two steps so that a connection can pipeline them:
+//! [`submit`] appends (offsets are assigned, or the work is queued to the
+//! owning shard) and is awaited in request order; [`Submitted::finish`]
+//! waits for the acknowledgements and may overlap later requests. See
+//! `router` for the ordering this guarantees.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -11,6 +17,19 @@ use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> ProduceResponse {
+    submit(ctx, req, version).await.finish().await
+}
+
+/// A produce whose appends are submitted.
+pub struct Submitted {
+    resp: ProduceResponse,
+    slots: Vec<(usize, usize)>,
+    work: crate::router::Submitted,
+    version: i16,
+}
+
+/// Validates the request and submits its appends, in partition order.
+pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
     let state = ctx.image.load_full();
     let acks = req.acks;
     let mut ops = Vec::new();
@@ -62,20 +81,38 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> ProduceResp
         }
         resp.responses.push(tr);
     }
-    let replies = ctx.router.run(ops).await;
-    for ((ti, pi), reply) in slots.into_iter().zip(replies) {
-        let pr = &mut resp.responses[ti].partition_responses[pi];
-        match reply {
-            PartReply::Produce(Ok(p)) => {
-                pr.base_offset = p.base_offset;
-                pr.log_append_time_ms = p.log_append_time;
-                if version >= 5 {
-                    pr.log_start_offset = p.log_start;
-                }
-            }
-            PartReply::Produce(Err(code)) | PartReply::Done(Err(code)) => pr.error_code = code,
-            _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
-        }
+    Submitted {
+        resp,
+        slots,
+        work: ctx.router.submit(ops).await,
+        version,
     }
-    resp
+}
+
+impl Submitted {
+    /// Waits for the appends to be acknowledged; the answer.
+    pub async fn finish(self) -> ProduceResponse {
+        let Submitted {
+            mut resp,
+            slots,
+            work,
+            version,
+        } = self;
+        let replies = work.replies().await;
+        for ((ti, pi), reply) in slots.into_iter().zip(replies) {
+            let pr = &mut resp.responses[ti].partition_responses[pi];
+            match reply {
+                PartReply::Produce(Ok(p)) => {
+                    pr.base_offset = p.base_offset;
+                    pr.log_append_time_ms = p.log_append_time;
+                    if version >= 5 {
+                        pr.log_start_offset = p.log_start;
+                    }
+                }
+                PartReply::Produce(Err(code)) | PartReply::Done(Err(code)) => pr.error_code = code,
+                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+            }
+        }
+        resp
+    }
 }
