@@ -57,6 +57,13 @@ enum Command {
         #[command(flatten)]
         args: cli::consume::ConsumeArgs,
     },
+    /// Consumer groups: list, describe with lag, delete, reset offsets.
+    Group {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::group::GroupCmd,
+    },
     /// Cluster info, health check, and cluster-wide configs.
     Cluster {
         #[command(flatten)]
@@ -549,6 +556,7 @@ fn main() -> std::process::ExitCode {
         Command::Topic { conn, cmd } => client(&conn, |c| cli::topic::run(c, cmd)),
         Command::Produce { conn, args } => client(&conn, |c| cli::produce::run(c, args)),
         Command::Consume { conn, args } => client(&conn, |c| cli::consume::run(c, args)),
+        Command::Group { conn, cmd } => client(&conn, |c| cli::group::run(c, cmd)),
         Command::Cluster { conn, cmd } => client(&conn, |c| cli::cluster::run(c, cmd)),
     }
 }

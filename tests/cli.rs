@@ -283,3 +283,81 @@ fn connection_settings_come_from_a_profile_and_unreachable_brokers_are_one_clear
     assert!(r.stderr.contains("sluice start"), "{}", r.stderr);
     broker.stop();
 }
+
+#[test]
+fn a_group_consumes_commits_is_described_with_lag_reset_to_earliest_and_reads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let env = [("SLUICE_BROKERS", broker.bootstrap.as_str())];
+    let env = &env[..];
+    ok(env, &["topic", "create", "gt", "-p", "2"], b"");
+    let input: String = (0..100).map(|i| format!("{i}\n")).collect();
+    ok(env, &["produce", "gt"], input.as_bytes());
+
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let r = ok(env, &["consume", "gt", "-g", "g1", "-e"], b"");
+    assert_eq!(sorted(r.out()), sorted(input.clone()));
+    assert!(r.stderr.contains("as group g1"), "{}", r.stderr);
+
+    let r = ok(env, &["group", "list", "--format", "json"], b"");
+    let groups = json(&r);
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["group"] == "g1"),
+        "{groups}"
+    );
+    let lag = |env: &[(&str, &str)]| -> i64 {
+        let r = ok(env, &["group", "describe", "g1", "--format", "json"], b"");
+        json(&r)["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["lag"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(lag(env), 0, "everything consumed was committed");
+
+    // A dry run changes nothing; --execute moves the group to the start.
+    let r = ok(
+        env,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "gt",
+            "--to-earliest",
+        ],
+        b"",
+    );
+    assert!(r.stderr.contains("dry run"), "{}", r.stderr);
+    assert_eq!(lag(env), 0);
+    ok(
+        env,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "gt",
+            "--to-earliest",
+            "--execute",
+        ],
+        b"",
+    );
+    assert_eq!(lag(env), 100);
+    let r = ok(env, &["consume", "gt", "-g", "g1", "-e", "-q"], b"");
+    assert_eq!(sorted(r.out()), sorted(input));
+
+    ok(env, &["group", "delete", "g1"], b"");
+    let r = sluice(env, &["group", "describe", "g1"], b"");
+    assert_eq!(r.code, 1, "{}", r.out());
+    broker.stop();
+}
