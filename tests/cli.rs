@@ -84,6 +84,12 @@ fn a_user_creates_produces_consumes_alters_trims_and_deletes_with_sluice_command
     let r = sluice(env, &["topic", "create", "orders"], b"");
     assert_eq!(r.code, 1);
     assert_eq!(r.stderr.trim(), "sluice: topic orders already exists");
+    let r = sluice(env, &["topic", "create", "wide", "-r", "3"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "sluice: cannot create topic wide: replication factor 3 is larger than the 1 live broker(s)"
+    );
 
     // A file produced, consumed back byte for byte.
     let file = cwd.path().join("input.txt");

@@ -597,7 +597,10 @@ fn given_raw_group_requests_the_broker_answers_with_kafkas_error_codes() {
     let r = joined(ask(&mut s, ApiKey::JoinGroup, 5, join("", 5_000, group())));
     assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
     let member = r.member_id.to_string();
-    assert!(member.starts_with("raw-"), "the client id, then a UUID: {member}");
+    assert!(
+        member.starts_with("raw-"),
+        "the client id, then a UUID: {member}"
+    );
     let r = joined(ask(
         &mut s,
         ApiKey::JoinGroup,

@@ -8,6 +8,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
@@ -160,8 +161,20 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
             let results =
                 block_on(admin(c)?.create_topics(&topics, &opts())).map_err(|e| c.explain(&e))?;
             for r in results {
-                if let Err((name, code)) = r {
-                    return Err(admin_error(&format!("topic {name}"), code, None));
+                match r {
+                    Err((name, RDKafkaErrorCode::InvalidReplicationFactor))
+                        if replication_factor.is_some() =>
+                    {
+                        let live = metadata(c, None)?.brokers().len();
+                        return fail(format!(
+                            "cannot create topic {name}: replication factor {} is larger than the {live} live broker(s)",
+                            replication_factor.unwrap_or(1)
+                        ));
+                    }
+                    Err((name, code)) => {
+                        return Err(admin_error(&format!("topic {name}"), code, None))
+                    }
+                    Ok(_) => {}
                 }
             }
             for n in &names {
