@@ -11,18 +11,23 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// O_DIRECT alignment.
 pub const BLOCK: usize = 4096;
-/// Bytes the sink reads from the socket at most per write.
+/// Bytes the sink reads from the socket at most at once.
 const READ_CHUNK: usize = 1 << 20;
+/// Chunks read and not yet written, at most (bounds the sink's memory).
+const QUEUED_CHUNKS: usize = 64;
+/// Most bytes in one write (and fdatasync) of the sink, like the engine's
+/// 4 MiB group cap.
+const GROUP_MAX: usize = 4 << 20;
 /// The largest request frame the sink accepts (Kafka's
 /// `socket.request.max.bytes`).
 const MAX_FRAME: usize = 100 << 20;
@@ -144,8 +149,16 @@ impl NullSink {
     }
 }
 
+/// What the socket reader hands to the writer: a buffer, how many of its
+/// bytes were read, and the correlation ids of the frames that end in them.
+type Chunk = (Vec<u8>, usize, Vec<i32>);
+
+/// One connection: a reader thread reads the socket into chunks; this
+/// thread writes every chunk queued (up to [`GROUP_MAX`]) with one O_DIRECT
+/// write and one fdatasync (group commit), then answers their frames. The
+/// reads overlap the write, as a broker's network threads overlap its log.
 fn serve_sink(
-    mut s: TcpStream,
+    s: TcpStream,
     path: &Path,
     cfg: &SinkConfig,
     total: &AtomicU64,
@@ -157,30 +170,83 @@ fn serve_sink(
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
-    // Staging: a partial tail block carried over, plus one read.
-    let mut staging = Aligned::new(READ_CHUNK + 2 * BLOCK);
+    let mut input = s.try_clone()?;
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(QUEUED_CHUNKS);
+    // Read buffers go round: reader -> writer -> back, never reallocated.
+    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(QUEUED_CHUNKS + 2);
+    for _ in 0..QUEUED_CHUNKS + 2 {
+        free_tx
+            .send(vec![0u8; READ_CHUNK])
+            .map_err(|_| std::io::Error::other("the buffer pool"))?;
+    }
+    let reader = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut scanner = FrameScanner::default();
+        while let Ok(mut buf) = free_rx.recv() {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut done = Vec::new();
+            scanner
+                .scan(&buf[..n], &mut done)
+                .map_err(std::io::Error::other)?;
+            if tx.send((buf, n, done)).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    let written = write_groups(&file, (rx, free_tx), s.try_clone()?, cfg, total);
+    if written.is_err() {
+        // The reader may be blocked in read(): wake it.
+        if let Err(e) = s.shutdown(Shutdown::Both) {
+            eprintln!("[null-sink] shutdown: {e}");
+        }
+    }
+    let read = reader
+        .join()
+        .map_err(|_| std::io::Error::other("the sink's reader panicked"))?;
+    written.and(read)
+}
+
+fn write_groups(
+    file: &File,
+    (rx, free): (mpsc::Receiver<Chunk>, mpsc::SyncSender<Vec<u8>>),
+    mut out: TcpStream,
+    cfg: &SinkConfig,
+    total: &AtomicU64,
+) -> std::io::Result<()> {
+    // Staging: a partial tail block carried over, plus one group.
+    let mut staging = Aligned::new(GROUP_MAX + READ_CHUNK + BLOCK);
     let mut staged = 0usize;
     let mut file_at = 0u64;
-    let mut scanner = FrameScanner::default();
-    let mut done = Vec::new();
     let mut replies = Vec::new();
-    loop {
+    while let Ok(first) = rx.recv() {
         let buf = staging.get();
-        let n = s.read(&mut buf[staged..staged + READ_CHUNK])?;
-        if n == 0 {
-            return Ok(());
+        let mut group = 0;
+        replies.clear();
+        let mut next = Some(first);
+        while let Some((bytes, n, done)) = next.take() {
+            buf[staged..staged + n].copy_from_slice(&bytes[..n]);
+            staged += n;
+            group += n;
+            if free.send(bytes).is_err() {
+                break;
+            }
+            for c in done {
+                sink_reply(c, &mut replies);
+            }
+            if group < GROUP_MAX {
+                next = rx.try_recv().ok();
+            }
         }
-        scanner
-            .scan(&buf[staged..staged + n], &mut done)
-            .map_err(std::io::Error::other)?;
-        staged += n;
         let padded = staged.div_ceil(BLOCK) * BLOCK;
         buf[staged..padded].fill(0);
         file.write_all_at(&buf[..padded], file_at)?;
         if cfg.sync {
             file.sync_data()?;
         }
-        total.fetch_add(n as u64, Ordering::Relaxed);
+        total.fetch_add(group as u64, Ordering::Relaxed);
         let full = staged / BLOCK * BLOCK;
         buf.copy_within(full..staged, 0);
         staged -= full;
@@ -189,12 +255,9 @@ fn serve_sink(
             file.set_len(0)?;
             file_at = 0;
         }
-        replies.clear();
-        for c in done.drain(..) {
-            sink_reply(c, &mut replies);
-        }
-        s.write_all(&replies)?;
+        out.write_all(&replies)?;
     }
+    Ok(())
 }
 
 /// Writes `bytes` (rounded up to whole MiB) of pseudo-random data to `path`
@@ -259,6 +322,12 @@ fn serve_sendfile(mut s: TcpStream, path: &Path) -> std::io::Result<()> {
     // Cold data: drop the file's pages from the cache.
     // SAFETY: a valid descriptor; fadvise only reads its arguments.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    // Read-ahead as for any sequential reader that says so.
+    // SAFETY: as above.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
     if rc != 0 {
         return Err(std::io::Error::from_raw_os_error(rc));
     }
