@@ -9,7 +9,7 @@
 # Environment:
 #   BENCH_WARMUP, BENCH_DURATION  seconds, override the files' durations
 #                                 (e.g. 5 and 20 for a quick pass)
-#   BENCH_BACKLOG_MIB             override consumerBacklogSizeGB
+#   BENCH_BACKLOG_MIB             override consumerBacklogSizeGB (backlog workloads)
 #   BENCH_ARGS                    more sluice-bench run options
 #   SLUICE_ARGS                   more `sluice start` options
 # Needs release builds: cargo build --release -p sluice -p sluice-bench
@@ -44,10 +44,18 @@ for w in "${workloads[@]}"; do
         --coordinator-listen "127.0.0.1:$((port + 1))" ${SLUICE_ARGS:-} \
         >"$out/$name.broker.log" 2>&1 &
     broker=$!
+    up=0
     for _ in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        kill -0 "$broker" 2>/dev/null || break
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
         sleep 0.2
     done
+    if [[ $up -ne 1 ]]; then
+        echo "[run-standard] $name: the broker did not start; see $out/$name.broker.log" >&2
+        kill "$broker" 2>/dev/null || true
+        rm -rf "$data"
+        continue
+    fi
     echo "[run-standard] $name" >&2
     # shellcheck disable=SC2086
     if ! "$bench" run "$w" --bootstrap "127.0.0.1:$port" --out "$out/$name" "${extra[@]}" ${BENCH_ARGS:-} \

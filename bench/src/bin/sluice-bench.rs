@@ -28,7 +28,8 @@ usage: sluice-bench COMMAND [options]
     --warmup SECS         override warmupDurationMinutes
     --duration SECS       override testDurationMinutes
     --rate MSG_S          override producerRate (0 = as fast as possible)
-    --backlog-mib N       override consumerBacklogSizeGB
+    --backlog-mib N       override consumerBacklogSizeGB (of a workload that
+                          has a backlog)
     --acks A --batch-size N --linger-ms N --compression C --idempotence B
                           producer settings (over the workload's and driver's)
     --replication N       replication factor of the topics (default 1)
@@ -356,7 +357,9 @@ fn run(o: &Opts) -> Result<(), String> {
         w.producer_rate = r;
     }
     if let Some(mib) = o.num::<u64>("--backlog-mib")? {
-        w.consumer_backlog_bytes = mib << 20;
+        if w.consumer_backlog_bytes > 0 {
+            w.consumer_backlog_bytes = mib << 20;
+        }
     }
     let settings = driver.producer.overlay(&w.producer).overlay(&o.producer()?);
     let bootstrap = o
