@@ -1,7 +1,7 @@
 //! The cross-shard hop: a message to another shard over a glommio channel
 //! mesh and its reply on a oneshot channel, as `net/src/router.rs` routes
-//! partition work to the shard that owns it. Two executors (shards); the
-//! time is per round trip.
+//! partition work to the shard that owns it. Two executors (shards), pinned
+//! as the broker's; the time is per round trip.
 
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -10,17 +10,28 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::FullMesh;
-use glommio::LocalExecutorBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
 
 struct Msg {
     value: u64,
     reply: oneshot::Sender<u64>,
 }
 
+/// Shard `n`'s placement: pinned to core `n` as the broker pins its shards
+/// (engine/src/shard.rs) when there are enough cores.
+fn placement(n: usize) -> Placement {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if cores >= 2 {
+        Placement::Fixed(n)
+    } else {
+        Placement::Unbound
+    }
+}
+
 fn cross_shard(c: &mut Criterion) {
     let mesh = FullMesh::<Msg>::full(2, 1024);
     let server_mesh = mesh.clone();
-    let server = LocalExecutorBuilder::default()
+    let server = LocalExecutorBuilder::new(placement(1))
         .name("shard-1")
         .spawn(move || async move {
             let (_senders, mut receivers) = server_mesh.join().await.expect("join the mesh");
@@ -40,7 +51,7 @@ fn cross_shard(c: &mut Criterion) {
         .expect("spawn shard 1");
     let (iters_tx, iters_rx) = mpsc::channel::<u64>();
     let (took_tx, took_rx) = mpsc::channel::<Duration>();
-    let client = LocalExecutorBuilder::default()
+    let client = LocalExecutorBuilder::new(placement(0))
         .name("shard-0")
         .spawn(move || async move {
             let (senders, _receivers) = mesh.join().await.expect("join the mesh");
