@@ -54,6 +54,8 @@ struct Lines<'a> {
     x_desc: &'a str,
     y_desc: &'a str,
     series: &'a [(&'a str, Vec<(f64, f64)>)],
+    /// Vertical lines: (x, label).
+    marks: &'a [(f64, &'a str)],
 }
 
 fn draw_lines(path: &Path, l: &Lines<'_>, log_x_percentiles: bool) -> Result<(), String> {
@@ -88,6 +90,14 @@ fn draw_lines(path: &Path, l: &Lines<'_>, log_x_percentiles: bool) -> Result<(),
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
+    for (x, name) in l.marks {
+        let grey = RGBColor(90, 90, 90);
+        chart
+            .draw_series(LineSeries::new([(*x, 0.0), (*x, y_max)], grey))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -98,11 +108,13 @@ fn draw_lines(path: &Path, l: &Lines<'_>, log_x_percentiles: bool) -> Result<(),
     root.present().map_err(err)
 }
 
-/// Throughput over time: one line per series of (second, MiB/s).
+/// Throughput over time: one line per series of (second, MiB/s), and a
+/// vertical line at each of `marks` (e.g. where the test phase starts).
 pub fn throughput(
     path: &Path,
     title: &str,
     series: &[(&str, Vec<(f64, f64)>)],
+    marks: &[(f64, &str)],
 ) -> Result<(), String> {
     draw_lines(
         path,
@@ -111,6 +123,7 @@ pub fn throughput(
             x_desc: "seconds since the start of the run",
             y_desc: "MiB/s",
             series,
+            marks,
         },
         false,
     )
@@ -139,6 +152,7 @@ pub fn percentiles(
             x_desc: "percentile",
             y_desc: "latency (ms)",
             series: &log,
+            marks: &[],
         },
         true,
     )

@@ -505,12 +505,13 @@ fn run(o: &Opts) -> Result<(), String> {
     std::thread::sleep(w.test);
     let c1 = stats.counters();
     let test_secs = t0.elapsed().as_secs_f64();
+    // Whole seconds only: the last, partial one would chart low.
+    let elapsed_s = start.elapsed().as_secs() as usize;
     let [publish_latency, publish_delay, e2e] = stats.histograms();
     stop_producers.store(true, Ordering::Relaxed);
     join_all(producers)?;
     stop_consumers.store(true, Ordering::Relaxed);
     join_all(consumers)?;
-    let elapsed_s = start.elapsed().as_secs() as usize;
 
     let publish = rate_json(c1[0] - c0[0], c1[1] - c0[1], test_secs);
     let consume = rate_json(c1[2] - c0[2], c1[3] - c0[3], test_secs);
@@ -626,6 +627,7 @@ fn run(o: &Opts) -> Result<(), String> {
         &out.join("throughput.png"),
         &format!("{}: throughput", w.name),
         &[("publish", pub_series), ("consume", cons_series)],
+        &[(test_start_s, "test phase starts")],
     )
     .and_then(|()| {
         chart::percentiles(
