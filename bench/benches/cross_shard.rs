@@ -1,7 +1,9 @@
 //! The cross-shard hop: a message to another shard over a glommio channel
 //! mesh and its reply on a oneshot channel, as `net/src/router.rs` routes
 //! partition work to the shard that owns it. Two executors (shards), pinned
-//! as the broker's; the time is per round trip.
+//! as the broker's; the time is per round trip. `round_trip_spin_100us`
+//! lets idle executors spin 100 µs before parking, to show what the
+//! wake-ups cost.
 
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -28,11 +30,19 @@ fn placement(n: usize) -> Placement {
     }
 }
 
-fn cross_shard(c: &mut Criterion) {
+/// Two shards; `spin`: how long an idle executor spins before it parks
+/// (glommio's `spin_before_park`; the broker does not set it).
+fn hop(c: &mut Criterion, name: &str, spin: Option<Duration>) {
+    let builder = |n: usize| {
+        let b = LocalExecutorBuilder::new(placement(n)).name(&format!("shard-{n}"));
+        match spin {
+            Some(d) => b.spin_before_park(d),
+            None => b,
+        }
+    };
     let mesh = FullMesh::<Msg>::full(2, 1024);
     let server_mesh = mesh.clone();
-    let server = LocalExecutorBuilder::new(placement(1))
-        .name("shard-1")
+    let server = builder(1)
         .spawn(move || async move {
             let (_senders, mut receivers) = server_mesh.join().await.expect("join the mesh");
             let mut tasks = Vec::new();
@@ -51,8 +61,7 @@ fn cross_shard(c: &mut Criterion) {
         .expect("spawn shard 1");
     let (iters_tx, iters_rx) = mpsc::channel::<u64>();
     let (took_tx, took_rx) = mpsc::channel::<Duration>();
-    let client = LocalExecutorBuilder::new(placement(0))
-        .name("shard-0")
+    let client = builder(0)
         .spawn(move || async move {
             let (senders, _receivers) = mesh.join().await.expect("join the mesh");
             let peer = 1 - senders.peer_id();
@@ -78,7 +87,7 @@ fn cross_shard(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    g.bench_function("round_trip", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             iters_tx.send(iters).expect("shard 0 runs");
             took_rx.recv().expect("shard 0 answers")
@@ -88,6 +97,11 @@ fn cross_shard(c: &mut Criterion) {
     drop(iters_tx);
     client.join().expect("shard 0");
     server.join().expect("shard 1");
+}
+
+fn cross_shard(c: &mut Criterion) {
+    hop(c, "round_trip", None);
+    hop(c, "round_trip_spin_100us", Some(Duration::from_micros(100)));
 }
 
 criterion_group!(benches, cross_shard);
