@@ -286,7 +286,16 @@ pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result
             let due = start + Duration::from_secs_f64(i as f64 / job.rate);
             let now = Instant::now();
             if now < due {
-                producer.poll((due - now).min(Duration::from_millis(1)));
+                // librdkafka's poll timeout has millisecond resolution
+                // (shorter is 0: a busy loop taking a core from the
+                // broker), so shorter waits sleep; the messages due
+                // meanwhile then go out back to back.
+                let wait = due - now;
+                if wait >= Duration::from_millis(1) {
+                    producer.poll(Duration::from_millis(1));
+                } else {
+                    std::thread::sleep(wait);
+                }
                 continue;
             }
             due
