@@ -24,7 +24,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::report::{latency_histogram, record, Series};
@@ -270,9 +270,15 @@ pub struct ProducerJob {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Runs a producer until `job.stop`; then flushes it.
+/// How long a producer waits before retrying when the client's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_micros(200);
+
+/// Runs a producer until `job.stop`; then flushes it. Delivery reports are
+/// served by the client's own polling thread (`ThreadedProducer`), as soon
+/// as they arrive: polling them from the sending loop let them queue up
+/// (one report event per call) and inflated the publish latency.
 pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result<(), String> {
-    let producer: BaseProducer<ProducerCtx> = config(&clients.bootstrap, &clients.producer)
+    let producer: ThreadedProducer<ProducerCtx> = config(&clients.bootstrap, &clients.producer)
         .create_with_context(ProducerCtx {
             stats: stats.clone(),
         })
@@ -286,16 +292,9 @@ pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result
             let due = start + Duration::from_secs_f64(i as f64 / job.rate);
             let now = Instant::now();
             if now < due {
-                // librdkafka's poll timeout has millisecond resolution
-                // (shorter is 0: a busy loop taking a core from the
-                // broker), so shorter waits sleep; the messages due
-                // meanwhile then go out back to back.
-                let wait = due - now;
-                if wait >= Duration::from_millis(1) {
-                    producer.poll(Duration::from_millis(1));
-                } else {
-                    std::thread::sleep(wait);
-                }
+                // Sleep, never spin (a spinning producer takes a core from
+                // the broker); the messages due meanwhile go out back to back.
+                std::thread::sleep((due - now).min(Duration::from_millis(1)));
                 continue;
             }
             due
@@ -321,7 +320,7 @@ pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result
             match producer.send(rec) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    producer.poll(Duration::from_millis(1));
+                    std::thread::sleep(QUEUE_FULL_WAIT);
                     sent = Instant::now();
                     rec = r;
                     rec.delivery_opaque = Box::new(sent);
@@ -337,9 +336,6 @@ pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result
             sent.saturating_duration_since(due),
         );
         i += 1;
-        if i % 64 == 0 {
-            producer.poll(Duration::ZERO);
-        }
     }
     producer
         .flush(Duration::from_secs(30))
