@@ -355,6 +355,7 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     if let Some(r) = o.num("--rate")? {
         w.producer_rate = r;
+        w.name = format!("{} (run at {r} msg/s)", w.name);
     }
     if let Some(mib) = o.num::<u64>("--backlog-mib")? {
         if w.consumer_backlog_bytes > 0 {
