@@ -1,8 +1,19 @@
 //! Benchmarks for Sluice; see bench/README.md.
 //!
-//! Shared by the criterion benches (`benches/`) and the
-//! `sluice-engine-append` binary: batch construction, where benchmark data
-//! goes, and the windowed append driver that runs on a glommio executor.
+//! Shared by the criterion benches (`benches/`) and the binaries: batch
+//! construction, where benchmark data goes, and the windowed append driver
+//! that runs on a glommio executor (here); run metadata ([`meta`]); the
+//! OMB-style load generator of `sluice-bench` ([`workload`], [`kafka`],
+//! [`report`], [`chart`]); the raw-protocol producer ([`raw`]) and the
+//! physical limits it is compared with ([`limits`]).
+
+pub mod chart;
+pub mod kafka;
+pub mod limits;
+pub mod meta;
+pub mod raw;
+pub mod report;
+pub mod workload;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

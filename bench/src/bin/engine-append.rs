@@ -14,11 +14,13 @@
 //! virtual disk on a shared host) is compared with itself at the same time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use sluice_bench::meta::{
+    cpu_times, fmt_opt, git, median, others_cpu_pct, ratio, round1, round3, run_disk_limit, utc_now,
+};
 use sluice_bench::{
     append_windowed, batch_up_to, bench_root, copies, durable_config, open_partition, records_in,
     relaxed_config, run_on_executor, shard_context, TAIL_CACHE_BYTES,
@@ -106,9 +108,7 @@ fn parse_args() -> Result<Args, String> {
         disk_limit_mib_s: None,
         disk_limit_fdatasync_mib_s: None,
         disk_limit_size_mib: 1024,
-        disk_limit_script: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("scripts")
-            .join("disk-limit.sh"),
+        disk_limit_script: sluice_bench::meta::disk_limit_script(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -159,55 +159,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--window, --repeat and --record-bytes must be at least 1".into());
     }
     Ok(a)
-}
-
-/// Jiffies of the whole machine (all CPUs) and of this process with the
-/// children it waited for.
-#[derive(Clone, Copy)]
-struct CpuTimes {
-    total: u64,
-    busy: u64,
-    own: u64,
-}
-
-fn cpu_times() -> Option<CpuTimes> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    if cpu.len() < 8 {
-        return None;
-    }
-    let total: u64 = cpu.iter().sum();
-    let idle = cpu[3] + cpu[4];
-    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime, stime, cutime and
-    // cstime (children waited for, such as fio) are the 14th to 17th fields.
-    let after = own.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let own = (11..15)
-        .map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum::<Option<u64>>()?;
-    Some(CpuTimes {
-        total,
-        busy: total - idle,
-        own,
-    })
-}
-
-/// Percent of the machine's CPU time used by other processes between two
-/// snapshots: a run taken while something else kept the cores busy is not
-/// comparable.
-fn others_cpu_pct(a: Option<CpuTimes>, b: Option<CpuTimes>) -> Option<f64> {
-    let (a, b) = (a?, b?);
-    let total = b.total.checked_sub(a.total).filter(|t| *t > 0)?;
-    let others = (b.busy - a.busy).saturating_sub(b.own - a.own);
-    Some(100.0 * others as f64 / total as f64)
 }
 
 /// True when `--max-others-pct` is set and other processes used more CPU.
@@ -327,34 +278,9 @@ struct DiskLimit {
 
 /// Runs disk-limit.sh on `dir`.
 fn disk_limit(args: &Args, dir: &Path) -> Result<(DiskLimit, Option<f64>), String> {
-    eprintln!(
-        "[engine-append] running {} {} {} 1m",
-        args.disk_limit_script.display(),
-        dir.display(),
-        args.disk_limit_size_mib
-    );
     let before = cpu_times();
-    let out = Command::new("bash")
-        .arg(&args.disk_limit_script)
-        .arg(dir)
-        .arg(args.disk_limit_size_mib.to_string())
-        .arg("1m")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("run {}: {e}", args.disk_limit_script.display()))?;
+    let mut doc = run_disk_limit(&args.disk_limit_script, dir, args.disk_limit_size_mib, "1m")?;
     let others = others_cpu_pct(before, cpu_times());
-    if !out.status.success() {
-        return Err(format!("disk-limit.sh failed: {}", out.status));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .ok_or("disk-limit.sh printed no JSON")?;
-    let mut doc: Value =
-        serde_json::from_str(line).map_err(|e| format!("disk-limit.sh JSON: {e}"))?;
     if let Some(o) = doc.as_object_mut() {
         o.insert("others_cpu_pct".into(), json!(others.map(round1)));
     }
@@ -375,73 +301,12 @@ fn disk_limit(args: &Args, dir: &Path) -> Result<(DiskLimit, Option<f64>), Strin
     ))
 }
 
-fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .args(["--no-optional-locks", "-C", env!("CARGO_MANIFEST_DIR")])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// UTC date and time from the system clock, ISO 8601.
-fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn size_label(b: usize) -> String {
     if b >= 1 << 20 {
         format!("{:.2} MiB", b as f64 / (1 << 20) as f64)
     } else {
         format!("{:.1} KiB", b as f64 / 1024.0)
     }
-}
-
-/// The median (the lower middle value for an even count) of the values
-/// present.
-fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    let mut v: Vec<f64> = values.into_iter().flatten().collect();
-    v.sort_by(f64::total_cmp);
-    (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
-}
-
-fn ratio(a: f64, b: Option<f64>) -> Option<f64> {
-    b.filter(|b| *b > 0.0).map(|b| a / b)
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn fmt_opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
 /// Every round of one batch size, with the summary figures.

@@ -1,0 +1,223 @@
+//! The raw-protocol producer: pre-encoded Produce requests (v7, one v2
+//! batch for one partition each), pipelined on one connection with up to
+//! `window` requests unanswered. It sends the same bytes to a Kafka broker
+//! and to the null sink ([`crate::limits::NullSink`]), so the two can be
+//! compared with the client's cost taken out.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::report::{latency_histogram, record};
+
+/// The Produce version the raw producer speaks (not flexible: header v1).
+pub const PRODUCE_VERSION: i16 = 7;
+
+/// Where the correlation id sits in a framed request: after the size (4),
+/// the API key (2) and the version (2).
+const CORRELATION_AT: usize = 8;
+
+/// The largest response frame accepted.
+const MAX_RESPONSE: usize = 64 << 20;
+
+/// A Produce request for `batch` on `topic`/`partition`, framed (size
+/// prefix included).
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+    correlation: i32,
+) -> Result<Vec<u8>, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(0)
+        .with_request_api_version(PRODUCE_VERSION)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
+    let body = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    header
+        .encode(&mut buf, ProduceRequest::header_version(PRODUCE_VERSION))
+        .map_err(|e| format!("encode the request header: {e}"))?;
+    body.encode(&mut buf, PRODUCE_VERSION)
+        .map_err(|e| format!("encode the Produce request: {e}"))?;
+    let size = (buf.len() - 4) as u32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.to_vec())
+}
+
+/// What the raw producer sends.
+pub struct RawConfig {
+    pub addr: String,
+    pub topic: String,
+    pub partitions: u32,
+    /// -1 for all, 1 for the leader.
+    pub acks: i16,
+    /// One v2 record batch, sent as is in every request.
+    pub batch: Vec<u8>,
+    pub window: usize,
+    pub duration: Duration,
+}
+
+/// What it measured.
+pub struct RawRun {
+    pub requests: u64,
+    /// Record batch bytes acknowledged (not counting request framing).
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Request to response, µs.
+    pub latency: Histogram<u64>,
+}
+
+impl RawRun {
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / (1u64 << 20) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Reads one response frame's body.
+fn read_frame(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size)
+        .map_err(|e| format!("read a response: {e}"))?;
+    let size = u32::from_be_bytes(size) as usize;
+    if !(4..=MAX_RESPONSE).contains(&size) {
+        return Err(format!("bad response size {size}"));
+    }
+    let mut body = vec![0u8; size];
+    s.read_exact(&mut body)
+        .map_err(|e| format!("read a response: {e}"))?;
+    Ok(body)
+}
+
+/// Checks a response: its correlation id, and for a broker's Produce
+/// response (anything longer than the null sink's bare correlation id),
+/// every partition's error code.
+fn check_response(body: &[u8], correlation: i32) -> Result<(), String> {
+    let got = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    if got != correlation {
+        return Err(format!("response {got} where {correlation} was expected"));
+    }
+    if body.len() == 4 {
+        return Ok(());
+    }
+    let mut rest = Bytes::copy_from_slice(&body[4..]);
+    let r = ProduceResponse::decode(&mut rest, PRODUCE_VERSION)
+        .map_err(|e| format!("decode a Produce response: {e}"))?;
+    for t in &r.responses {
+        for p in &t.partition_responses {
+            if p.error_code != 0 {
+                return Err(format!(
+                    "partition {} of {}: error code {}",
+                    p.index, t.name.0, p.error_code
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends for `cfg.duration`, partitions in turn, then waits for every
+/// response. Throughput counts from the first send to the last response.
+pub fn run(cfg: &RawConfig) -> Result<RawRun, String> {
+    let requests: Vec<Vec<u8>> = (0..cfg.partitions.max(1))
+        .map(|p| {
+            produce_request(
+                &cfg.topic,
+                p as i32,
+                cfg.acks,
+                Bytes::copy_from_slice(&cfg.batch),
+                0,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out =
+        TcpStream::connect(&cfg.addr).map_err(|e| format!("connect {}: {e}", cfg.addr))?;
+    out.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut input = out.try_clone().map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::sync_channel::<(i32, Instant)>(cfg.window.max(1));
+    let reader = std::thread::spawn(move || -> Result<(u64, Histogram<u64>, Instant), String> {
+        let mut h = latency_histogram();
+        let mut n = 0;
+        let mut last = Instant::now();
+        for (correlation, sent) in rx {
+            let body = read_frame(&mut input)?;
+            check_response(&body, correlation)?;
+            last = Instant::now();
+            record(&mut h, last - sent);
+            n += 1;
+        }
+        Ok((n, h, last))
+    });
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut write_error = None;
+    let mut requests = requests;
+    while start.elapsed() < cfg.duration {
+        let i = (sent % requests.len() as u64) as usize;
+        let correlation = sent as i32;
+        let req = &mut requests[i];
+        req[CORRELATION_AT..CORRELATION_AT + 4].copy_from_slice(&correlation.to_be_bytes());
+        if tx.send((correlation, Instant::now())).is_err() {
+            break;
+        }
+        if let Err(e) = out.write_all(req) {
+            write_error = Some(format!("send a request: {e}"));
+            break;
+        }
+        sent += 1;
+    }
+    drop(tx);
+    if write_error.is_some() {
+        // Unblocks the reader, which may wait for a response never sent.
+        out.shutdown(Shutdown::Both).map_err(|e| e.to_string())?;
+    }
+    let (n, latency, last) = reader
+        .join()
+        .map_err(|_| "the response reader panicked".to_string())??;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    Ok(RawRun {
+        requests: n,
+        bytes: n * cfg.batch.len() as u64,
+        elapsed: last.saturating_duration_since(start),
+        latency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_decodes_as_the_broker_decodes_it() {
+        let batch = crate::batch_up_to(16 << 10, 1024);
+        let frame = produce_request("t", 3, -1, Bytes::from(batch), 42).unwrap();
+        let size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(size, frame.len() - 4);
+        assert_eq!(
+            &frame[CORRELATION_AT..CORRELATION_AT + 4],
+            &42i32.to_be_bytes()
+        );
+        match sluice_net::decode_request(Bytes::copy_from_slice(&frame[4..])).unwrap() {
+            sluice_net::Decoded::Request { header, .. } => assert_eq!(header.correlation_id, 42),
+            other => panic!("{other:?}"),
+        }
+    }
+}
