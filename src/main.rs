@@ -95,6 +95,8 @@ enum Command {
         snapshot_every: u64,
     },
     /// Inspect the metadata quorum (like Kafka's DescribeQuorum).
+    ///
+    /// Example: `sluice quorum --coordinators 10.0.0.1:9093,10.0.0.2:9093,10.0.0.3:9093`
     Quorum {
         /// Coordinator addresses, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
