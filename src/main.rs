@@ -360,6 +360,32 @@ fn broker_settings(
     Ok((engine, broker, data_dir))
 }
 
+/// Resolves a broker's settings and runs it until a signal. `embedded`
+/// names the one-member coordinator quorum to run in this process (its
+/// address and directory), given the data directory.
+fn run_broker(
+    args: BrokerArgs,
+    coordinators: Vec<String>,
+    embedded: impl FnOnce(&std::path::Path) -> Option<(std::net::SocketAddr, PathBuf)>,
+    session: std::time::Duration,
+) -> std::process::ExitCode {
+    let (engine, broker, data_dir) = match broker_settings(args, coordinators) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let membership = Membership {
+        broker_id: broker.broker_id,
+        advertised: broker.advertised.clone(),
+        coordinators: broker.coordinators.clone(),
+        embedded: embedded(&data_dir),
+        session,
+    };
+    start(engine, membership, broker)
+}
+
 /// Runs a client command; its error is one line on stderr and exit code 1.
 fn client(
     conn: &cli::Conn,
@@ -481,25 +507,17 @@ fn main() -> std::process::ExitCode {
                 coordinator_listen,
                 coordinator_dir,
             } = *args;
-            let (engine, broker, data_dir) =
-                match broker_settings(broker, vec![coordinator_listen.to_string()]) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("sluice: {e}");
-                        return std::process::ExitCode::FAILURE;
-                    }
-                };
-            let membership = Membership {
-                broker_id: broker.broker_id,
-                advertised: broker.advertised.clone(),
-                coordinators: broker.coordinators.clone(),
-                embedded: Some((
-                    coordinator_listen,
-                    coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator")),
-                )),
-                session: node::SESSION_TIMEOUT_DEFAULT,
-            };
-            start(engine, membership, broker)
+            run_broker(
+                broker,
+                vec![coordinator_listen.to_string()],
+                |data_dir| {
+                    Some((
+                        coordinator_listen,
+                        coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator")),
+                    ))
+                },
+                node::SESSION_TIMEOUT_DEFAULT,
+            )
         }
         Command::Broker(args) => {
             let RemoteArgs {
@@ -507,21 +525,12 @@ fn main() -> std::process::ExitCode {
                 coordinators,
                 broker_session_timeout_ms,
             } = *args;
-            let (engine, broker, _) = match broker_settings(broker, coordinators) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sluice: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-            let membership = Membership {
-                broker_id: broker.broker_id,
-                advertised: broker.advertised.clone(),
-                coordinators: broker.coordinators.clone(),
-                embedded: None,
-                session: std::time::Duration::from_millis(broker_session_timeout_ms),
-            };
-            start(engine, membership, broker)
+            run_broker(
+                broker,
+                coordinators,
+                |_| None,
+                std::time::Duration::from_millis(broker_session_timeout_ms),
+            )
         }
         Command::Coordinator {
             node_id,
