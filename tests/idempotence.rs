@@ -151,12 +151,14 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     // Transactions are not served yet: a fatal, explained error.
     assert_eq!(init_producer_id(&mut s, Some("tx-1"), None).0, 53);
 
-    // DescribeProducers shows the producer and its last sequence.
+    // DescribeProducers shows the producer and its last sequence. A
+    // partition named again, in the same entry or another one for the same
+    // topic, is answered once; a partition that does not exist gets an error.
     let mut t = describe_producers_request::TopicRequest::default();
     t.name = name("idem");
-    t.partition_indexes = vec![0];
+    t.partition_indexes = vec![0, 0, 7];
     let mut req = DescribeProducersRequest::default();
-    req.topics = vec![t];
+    req.topics = vec![t.clone(), t];
     let ResponseKind::DescribeProducers(r) = call(
         &mut s,
         ApiKey::DescribeProducers,
@@ -165,6 +167,13 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     ) else {
         panic!("not a DescribeProducers response");
     };
+    assert_eq!(r.topics.len(), 1, "one answer per topic");
+    let answered: Vec<(i32, i16)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code))
+        .collect();
+    assert_eq!(answered, vec![(0, 0), (7, 3)], "one answer per partition");
     let producers = &r.topics[0].partitions[0].active_producers;
     assert_eq!(producers.len(), 1);
     assert_eq!(

@@ -1,5 +1,13 @@
 //! DescribeProducers (KIP-664): the idempotent producers each partition
 //! remembers, for operators.
+//!
+//! A partition named more than once (in one topic entry or in several
+//! entries for the same topic) is answered once: a partition may list up
+//! to 4096 producers, so answering every repetition would let one request
+//! build a response far larger than the broker's memory. Clients key the
+//! answers by topic and partition, so the repetitions carry nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -12,14 +20,24 @@ use crate::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResponse {
     let state = ctx.image.load_full();
-    let mut parts = Vec::new();
+    // Topics in request order, each with its distinct partitions.
+    let mut order: Vec<String> = Vec::new();
+    let mut asked: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for t in &req.topics {
         let name = t.name.0.to_string();
-        for &p in &t.partition_indexes {
-            let op = match partition_error(&state, ctx.config.broker_id, &name, p) {
+        let set = asked.entry(name.clone()).or_insert_with(|| {
+            order.push(name);
+            BTreeSet::new()
+        });
+        set.extend(t.partition_indexes.iter().copied());
+    }
+    let mut parts = Vec::new();
+    for name in &order {
+        for &p in &asked[name] {
+            let op = match partition_error(&state, ctx.config.broker_id, name, p) {
                 Some(code) => Err(code),
                 None => Ok(PartOp::Producers {
-                    config: log_config(&state, &name),
+                    config: log_config(&state, name),
                 }),
             };
             parts.push((sluice_engine::TopicPartition::new(name.clone(), p), op));
@@ -27,10 +45,10 @@ pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProduce
     }
     let mut replies = run_partitions(ctx, parts).await.into_iter();
     let mut resp = DescribeProducersResponse::default();
-    for t in req.topics {
+    for name in order {
         let mut tr = TopicResponse::default();
-        tr.name = topic_name(&t.name.0);
-        for p in t.partition_indexes {
+        tr.name = topic_name(&name);
+        for &p in &asked[&name] {
             let mut pr = PartitionResponse::default();
             pr.partition_index = p;
             match replies.next() {
