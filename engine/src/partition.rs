@@ -394,7 +394,10 @@ impl Partition {
             segment: active.base,
             position: active_size,
         };
-        let producers = load_producers(dir, &segments, log_start, log_end).await?;
+        let mut producers = load_producers(dir, &segments, log_start, log_end).await?;
+        // Producers that expired while the partition was closed stay
+        // forgotten, as if the retention pass had run before the close.
+        producers.expire(now_ms, config.producer_id_expiration_ms);
         let epochs_text = epochs.encode();
         checkpoint::blocking(move || {
             checkpoint::write_atomic(&epochs_path, epochs_text.as_bytes())

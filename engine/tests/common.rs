@@ -26,12 +26,22 @@ pub fn shard() -> Rc<ShardContext> {
 }
 
 pub async fn open(dir: &Path, config: LogConfig, ctx: &Rc<ShardContext>) -> Partition {
+    open_at(dir, config, ctx, 1_000).await
+}
+
+/// `open` with the clock at `now_ms`.
+pub async fn open_at(
+    dir: &Path,
+    config: LogConfig,
+    ctx: &Rc<ShardContext>,
+    now_ms: i64,
+) -> Partition {
     Partition::open(
         Arc::new(LogDir::new(dir.to_path_buf())),
         TopicPartition::new("t", 0),
         config,
         ctx.clone(),
-        1_000,
+        now_ms,
     )
     .await
     .expect("open")

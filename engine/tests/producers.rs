@@ -179,3 +179,29 @@ fn epochs_and_unknown_producers_are_checked_and_retention_forgets_producers() {
         assert!(p.producers().is_empty());
     });
 }
+
+/// A producer idle for `producer.id.expiration.ms` while the partition was
+/// closed is forgotten when it opens again; one idle for less is kept.
+#[test]
+fn producers_that_expired_while_closed_are_forgotten_on_open() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let p = open(dir.path(), small_segments(), &ctx).await;
+        // The batch's timestamp is 1 000 ms.
+        produce(&p, 5, 0, 0, 1).await.unwrap();
+        p.close().await.unwrap();
+        drop(p);
+        let expiry = small_segments().producer_id_expiration_ms;
+        let q = open_at(dir.path(), small_segments(), &ctx, 1_000 + expiry - 1).await;
+        assert_eq!(q.producers().len(), 1, "not idle long enough to expire");
+        q.close().await.unwrap();
+        drop(q);
+        let q = open_at(dir.path(), small_segments(), &ctx, 1_000 + expiry).await;
+        assert!(q.producers().is_empty(), "expired while closed");
+        assert_eq!(
+            code(produce(&q, 5, 0, 1, 1).await),
+            KafkaCode::UnknownProducerId
+        );
+    });
+}
