@@ -147,3 +147,69 @@ fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_de
     );
     broker.stop();
 }
+
+#[test]
+fn given_the_offsets_topic_admins_cannot_delete_it_grow_it_or_trim_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let kept = NewTopic::new("kept", 1, TopicReplication::Fixed(1));
+    let r = rt.block_on(admin.create_topics(&[kept], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    // A commit makes the group coordinator create __consumer_offsets.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "keeper")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("kept", 0, Offset::Offset(0))
+        .unwrap();
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    let offsets = "__consumer_offsets";
+    let md = c.fetch_metadata(Some(offsets), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 50);
+
+    let r = rt.block_on(admin.delete_topics(&[offsets], &opts)).unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().1, RDKafkaErrorCode::InvalidTopic);
+    let r = rt
+        .block_on(admin.create_partitions(&[NewPartitions::new(offsets, 60)], &opts))
+        .unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().1, RDKafkaErrorCode::InvalidTopic);
+    let mut trim = TopicPartitionList::new();
+    trim.add_partition_offset(offsets, 0, Offset::End).unwrap();
+    let r = rt.block_on(admin.delete_records(&trim, &opts)).unwrap();
+    assert_eq!(
+        r.find_partition(offsets, 0).unwrap().error(),
+        Err(rdkafka::error::KafkaError::OffsetFetch(
+            RDKafkaErrorCode::InvalidTopic
+        ))
+    );
+
+    let md = c.fetch_metadata(Some(offsets), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 50, "still all there");
+    let committed = c
+        .committed_offsets(
+            {
+                let mut t = TopicPartitionList::new();
+                t.add_partition("kept", 0);
+                t
+            },
+            TIMEOUT,
+        )
+        .unwrap();
+    assert_eq!(
+        committed.find_partition("kept", 0).unwrap().offset(),
+        Offset::Offset(0)
+    );
+    broker.stop();
+}

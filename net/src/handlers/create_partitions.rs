@@ -22,26 +22,29 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
             count: t.count,
             assignment,
         };
-        let result = if req.validate_only {
-            ctx.image
-                .load()
-                .check(&command)
-                .map_err(|e| (e.code as i16, e.message))
-        } else {
-            let count = t.count as usize;
-            match super::propose(ctx, command).await {
-                Ok(_) => {
-                    super::until_image(ctx, |s| {
-                        s.topics
-                            .get(&name)
-                            .is_some_and(|x| x.partitions.len() >= count)
-                    })
-                    .await;
-                    Ok(())
+        let result =
+            if let Some(refusal) = super::internal_topic_refusal(&name, "add partitions to") {
+                Err(refusal)
+            } else if req.validate_only {
+                ctx.image
+                    .load()
+                    .check(&command)
+                    .map_err(|e| (e.code as i16, e.message))
+            } else {
+                let count = t.count as usize;
+                match super::propose(ctx, command).await {
+                    Ok(_) => {
+                        super::until_image(ctx, |s| {
+                            s.topics
+                                .get(&name)
+                                .is_some_and(|x| x.partitions.len() >= count)
+                        })
+                        .await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            }
-        };
+            };
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name;
         if let Err((code, message)) = result {

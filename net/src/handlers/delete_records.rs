@@ -16,7 +16,10 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
     for t in &req.topics {
         let name = t.name.0.to_string();
         for p in &t.partitions {
-            let op = match partition_error(&state, ctx.config.broker_id, &name, p.partition_index) {
+            let refused = super::internal_topic_refusal(&name, "delete records of").map(|r| r.0);
+            let op = match refused
+                .or_else(|| partition_error(&state, ctx.config.broker_id, &name, p.partition_index))
+            {
                 Some(code) => Err(code),
                 None => Ok(PartOp::DeleteRecords {
                     config: log_config(&state, &name),

@@ -33,9 +33,13 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
                 r.topic_id = uuid::Uuid::from_bytes(t.id);
             }
         }
-        if let Err((code, message)) =
-            super::propose(ctx, Command::DeleteTopic { name: name.clone() }).await
-        {
+        let result = match super::internal_topic_refusal(&name, "delete") {
+            Some(refusal) => Err(refusal),
+            None => super::propose(ctx, Command::DeleteTopic { name: name.clone() })
+                .await
+                .map(drop),
+        };
+        if let Err((code, message)) = result {
             r.error_code = code;
             if version >= 5 {
                 r.error_message = Some(StrBytes::from_string(message));

@@ -22,7 +22,7 @@ fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponse
     if version >= 10 {
         t.topic_id = uuid::Uuid::from_bytes(topic.id);
     }
-    t.is_internal = name.starts_with("__");
+    t.is_internal = super::is_internal(name);
     t.partitions = topic
         .partitions
         .iter()

@@ -47,6 +47,26 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
+/// Refuses an administrative change to an internal topic (Kafka's
+/// `Topic.isInternal`). Kafka refuses DeleteRecords on them with
+/// INVALID_TOPIC_EXCEPTION; Sluice refuses DeleteTopics and
+/// CreatePartitions the same way, because deleting `__consumer_offsets`
+/// loses every committed offset and adding partitions to it moves groups
+/// to partitions that do not hold their offsets.
+pub fn internal_topic_refusal(name: &str, what: &str) -> Option<(i16, String)> {
+    is_internal(name).then(|| {
+        (
+            INVALID_TOPIC,
+            format!("cannot {what} internal topic {name}"),
+        )
+    })
+}
+
+/// Kafka's internal topics: only the broker itself writes them.
+pub fn is_internal(name: &str) -> bool {
+    name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
+}
+
 /// Proposes a command to the coordinator quorum off the shard's reactor
 /// thread. A refusal comes back as Kafka's error code and message.
 pub async fn propose(ctx: &crate::Ctx, command: Command) -> Result<Outcome, (i16, String)> {

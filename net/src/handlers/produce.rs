@@ -55,8 +55,8 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
             pr.log_start_offset = -1;
             let error = if !(-1..=1).contains(&acks) {
                 Some(INVALID_REQUIRED_ACKS)
-            } else if name == crate::groups::OFFSETS_TOPIC {
-                // Only the group coordinator writes there, as in Kafka.
+            } else if super::is_internal(&name) {
+                // Only the broker writes there, as in Kafka.
                 Some(INVALID_TOPIC)
             } else {
                 partition_error(&state, ctx.config.broker_id, &name, p.index)
