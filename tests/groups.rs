@@ -591,6 +591,27 @@ fn given_raw_group_requests_the_broker_answers_with_kafkas_error_codes() {
         join("", 5_000, GroupId::default()),
     ));
     assert_eq!(r.error_code, 24, "INVALID_GROUP_ID");
+    // Flexible versions allow ids longer than the records of
+    // __consumer_offsets can hold: refused, not cut.
+    let long = || GroupId(StrBytes::from_string("g".repeat(40_000)));
+    let r = joined(ask(&mut s, ApiKey::JoinGroup, 9, join("", 5_000, long())));
+    assert_eq!(r.error_code, 24, "INVALID_GROUP_ID for a 40,000-byte id");
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = long();
+    commit.generation_id_or_member_epoch = -1;
+    let mut ct = OffsetCommitRequestTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("t"));
+    ct.partitions = vec![OffsetCommitRequestPartition::default()];
+    commit.topics = vec![ct];
+    let ResponseKind::OffsetCommit(r) = ask(
+        &mut s,
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(commit),
+    ) else {
+        panic!("not an OffsetCommit response")
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, 24, "INVALID_GROUP_ID");
     let r = joined(ask(&mut s, ApiKey::JoinGroup, 5, join("", 10, group())));
     assert_eq!(r.error_code, 26, "INVALID_SESSION_TIMEOUT");
     // KIP-394: a new member is first given its id.

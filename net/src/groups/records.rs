@@ -72,14 +72,23 @@ pub struct GroupValue {
     pub members: Vec<MemberValue>,
 }
 
+/// The longest string these records hold: their lengths are i16. Group
+/// ids, instance ids and protocol names longer than this are refused when
+/// they arrive (flexible request versions allow longer ones), and
+/// generated member ids are made to fit.
+pub const STORED_STRING_LEN_MAX: usize = i16::MAX as usize;
+
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         None => out.put_i16(-1),
         Some(s) => {
-            // Strings come from decoded requests, whose lengths are i16.
-            let len = s.len().min(i16::MAX as usize);
-            out.put_i16(len as i16);
-            out.put_slice(&s.as_bytes()[..len]);
+            // Cutting a string would make two ids alike after a reload.
+            assert!(
+                s.len() <= STORED_STRING_LEN_MAX,
+                "string checked on arrival"
+            );
+            out.put_i16(s.len() as i16);
+            out.put_slice(s.as_bytes());
         }
     }
 }

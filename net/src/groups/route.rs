@@ -6,6 +6,7 @@ use sluice_engine::TopicPartition;
 use sluice_replication::metadata::MetadataState;
 
 use super::codes::*;
+use super::records::STORED_STRING_LEN_MAX;
 use super::{partition_for, Op, Reply, OFFSETS_TOPIC};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
@@ -52,6 +53,10 @@ pub async fn run(ctx: &Ctx, ops: Vec<(i32, Op)>) -> Vec<Reply> {
         .into_iter()
         .map(|(p, op)| (TopicPartition::new(OFFSETS_TOPIC, p), Ok(PartOp::Group(op))))
         .collect();
+    run_parts(ctx, parts).await
+}
+
+async fn run_parts(ctx: &Ctx, parts: Vec<(TopicPartition, Result<PartOp, i16>)>) -> Vec<Reply> {
     crate::handlers::run_partitions(ctx, parts)
         .await
         .into_iter()
@@ -64,17 +69,26 @@ pub async fn run(ctx: &Ctx, ops: Vec<(i32, Op)>) -> Vec<Reply> {
 }
 
 /// Runs operations for groups, each on its group's partition, the topic
-/// created if needed; answers in order.
+/// created if needed; answers in order. A group id too long for the
+/// records of `__consumer_offsets` is refused with INVALID_GROUP_ID.
 pub async fn run_groups(ctx: &Ctx, ops: Vec<Op>) -> Vec<Reply> {
     let count = match offsets_partitions(ctx).await {
         Ok(n) => n,
         Err(code) => return ops.iter().map(|_| Reply::Error(code)).collect(),
     };
-    let ops = ops
+    let parts = ops
         .into_iter()
-        .map(|op| (partition_for(op.group().unwrap_or_default(), count), op))
+        .map(|op| {
+            let group = op.group().unwrap_or_default();
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, count));
+            if group.len() > STORED_STRING_LEN_MAX {
+                (tp, Err(INVALID_GROUP_ID))
+            } else {
+                (tp, Ok(PartOp::Group(op)))
+            }
+        })
         .collect();
-    run(ctx, ops).await
+    run_parts(ctx, parts).await
 }
 
 /// Runs one operation for a group.

@@ -245,15 +245,21 @@ pub struct Group {
     pub initial_delay_ms: i32,
 }
 
-/// Counter for generated member ids, unique within the process.
+/// A new member id, `<client id>-<uuid>` as Kafka makes them, unique
+/// within the process. The client id is cut (at a character boundary) so
+/// that the id fits the records of `__consumer_offsets`.
 fn next_member_id(client_id: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{client_id}-{}",
-        uuid::Uuid::from_u64_pair(start_nanos(), seq)
-    )
+    let uuid = uuid::Uuid::from_u64_pair(start_nanos(), seq).to_string();
+    let mut keep = client_id
+        .len()
+        .min(super::records::STORED_STRING_LEN_MAX - 1 - uuid.len());
+    while !client_id.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{uuid}", &client_id[..keep])
 }
 
 fn start_nanos() -> u64 {
@@ -1013,6 +1019,18 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_client_id_too_long_for_the_records_the_member_id_still_fits_and_is_unique() {
+        let max = crate::groups::records::STORED_STRING_LEN_MAX;
+        // 'é' is two bytes: the cut lands at a character boundary.
+        let client = "é".repeat(max);
+        let (a, b) = (next_member_id(&client), next_member_id(&client));
+        assert!(a.len() <= max && b.len() <= max, "{} bytes", a.len());
+        assert_ne!(a, b);
+        assert!(a.starts_with("éé"));
+        assert!(next_member_id("rdkafka").starts_with("rdkafka-"));
+    }
 
     const SESSION_MS: i32 = 10_000;
     const REBALANCE_MS: i32 = 30_000;

@@ -6,7 +6,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{INVALID_GROUP_ID, NONE};
+use crate::groups::codes::{INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, NONE};
+use crate::groups::records::STORED_STRING_LEN_MAX;
 use crate::groups::state::{JoinRequest, JoinResult, MemberSpec};
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
@@ -19,8 +20,13 @@ pub async fn handle(
     version: i16,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    let mut result = if group.is_empty() {
+    // Every string stored in the group's record must fit it (its strings
+    // have i16 lengths; flexible versions allow longer ones).
+    let too_long = |s: &str| s.len() > STORED_STRING_LEN_MAX;
+    let mut result = if group.is_empty() || req.group_instance_id.as_deref().is_some_and(too_long) {
         JoinResult::error(INVALID_GROUP_ID, &req.member_id)
+    } else if too_long(&req.protocol_type) || req.protocols.iter().any(|p| too_long(&p.name)) {
+        JoinResult::error(INCONSISTENT_GROUP_PROTOCOL, &req.member_id)
     } else {
         let spec = MemberSpec {
             instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
