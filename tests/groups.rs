@@ -291,9 +291,13 @@ fn given_three_consumers_on_six_partitions_partitions_are_shared_out_and_move_on
     wait_until("the survivor owns all six partitions", || {
         shared_out(&[&m2], 6)
     });
+    // The crashed member's last heartbeat was at most one heartbeat
+    // interval (300 ms) before the crash; its session cannot expire sooner
+    // than the session timeout after that.
+    let session_ms: u64 = SESSION_TIMEOUT_MS.parse().unwrap();
     assert!(
-        crashed.elapsed() >= Duration::from_millis(1_000),
-        "partitions of {before:?} moved before any session could expire"
+        crashed.elapsed() >= Duration::from_millis(session_ms - 300),
+        "partitions of {before:?} moved before the session could expire"
     );
     let third = values("third", 300);
     produce(b, "orders", 6, &third);
@@ -303,7 +307,24 @@ fn given_three_consumers_on_six_partitions_partitions_are_shared_out_and_move_on
     });
     // At least once, none skipped: every value produced was processed.
     let got = consumed_values(&[&m0, &m1, &m2]);
-    assert_eq!(got, want.into_iter().collect::<BTreeSet<_>>());
+    assert_eq!(got, want.iter().cloned().collect::<BTreeSet<_>>());
+    // The commits were kept: a partition's new owner starts after what was
+    // committed, so at most the message being processed when its owner
+    // left or crashed comes again (one per partition and move), not the
+    // partition from the start.
+    let processed: usize = [&m0, &m1, &m2]
+        .iter()
+        .map(|m| m.seen.consumed.lock().unwrap().len())
+        .sum();
+    assert!(
+        processed - want.len() <= 2 * 6,
+        "{} messages processed twice: commits were lost",
+        processed - want.len()
+    );
+    let all: BTreeMap<i32, i64> = (0..6).map(|p| (p, 150)).collect();
+    wait_until("every message's commit is there", || {
+        committed(b, "shared", "orders", 6) == all
+    });
 }
 
 /// Committed offsets of `group` for `partitions` of `topic`, read with
@@ -536,6 +557,124 @@ fn subscription(topic: &str) -> bytes::Bytes {
     b.put_i16(0);
     s.encode(&mut b, 0).unwrap();
     b.freeze()
+}
+
+/// JoinGroup v5 for `group`, rebalance timeout `rebalance_ms`, subscribed
+/// to `t` with the range assignor; waits for the join phase to end.
+fn raw_join(
+    s: &mut std::net::TcpStream,
+    group: &str,
+    member: &str,
+    rebalance_ms: i32,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    let mut j = JoinGroupRequest::default();
+    j.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    j.member_id = StrBytes::from_string(member.to_string());
+    j.session_timeout_ms = 10_000;
+    j.rebalance_timeout_ms = rebalance_ms;
+    j.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    p.metadata = subscription("t");
+    j.protocols = vec![p];
+    match ask(s, ApiKey::JoinGroup, 5, RequestKind::JoinGroup(j)) {
+        ResponseKind::JoinGroup(j) => j,
+        other => panic!("not a JoinGroup response: {other:?}"),
+    }
+}
+
+/// A new member: asks for its id (KIP-394), then joins with it.
+fn raw_join_new(
+    s: &mut std::net::TcpStream,
+    group: &str,
+    rebalance_ms: i32,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    let r = raw_join(s, group, "", rebalance_ms);
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+    raw_join(s, group, &r.member_id, rebalance_ms)
+}
+
+fn raw_heartbeat(s: &mut std::net::TcpStream, group: &str, member: &str, generation: i32) -> i16 {
+    let mut h = HeartbeatRequest::default();
+    h.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    h.generation_id = generation;
+    h.member_id = StrBytes::from_string(member.to_string());
+    match ask(s, ApiKey::Heartbeat, 4, RequestKind::Heartbeat(h)) {
+        ResponseKind::Heartbeat(h) => h.error_code,
+        other => panic!("not a Heartbeat response: {other:?}"),
+    }
+}
+
+/// `max.poll.interval.ms` is the rebalance timeout: a member that keeps
+/// its session alive with heartbeats but does not rejoin a rebalance
+/// within it is removed, and the rebalance completes without it.
+#[test]
+fn given_a_member_that_heartbeats_but_does_not_rejoin_it_is_removed_after_the_rebalance_timeout() {
+    const REBALANCE_MS: i32 = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), BROKER_ARGS);
+    create_topic(&broker.bootstrap, "t", 1);
+    let connect = || {
+        let s = std::net::TcpStream::connect(&broker.bootstrap).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s
+    };
+    let mut a = connect();
+    let first = raw_join_new(&mut a, "slow", REBALANCE_MS);
+    assert_eq!((first.error_code, first.generation_id), (0, 1));
+    let stuck = first.member_id.to_string();
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(StrBytes::from_static_str("slow"));
+    sync.generation_id = 1;
+    sync.member_id = first.member_id.clone();
+    let ResponseKind::SyncGroup(r) =
+        ask(&mut a, ApiKey::SyncGroup, 5, RequestKind::SyncGroup(sync))
+    else {
+        panic!("not a SyncGroup response")
+    };
+    assert_eq!(r.error_code, 0);
+
+    // A second member joins: a rebalance starts, and its JoinGroup waits.
+    let mut b = connect();
+    let joining = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = raw_join_new(&mut b, "slow", REBALANCE_MS);
+        (r, started.elapsed())
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut told = false;
+    while !joining.is_finished() {
+        // The stuck member is told to rejoin, and never does.
+        match raw_heartbeat(&mut a, "slow", &stuck, 1) {
+            0 => {}
+            27 => told = true,
+            25 => break,
+            other => panic!("heartbeat answered {other}"),
+        }
+        assert!(Instant::now() < deadline, "the rebalance never completed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (r, waited) = joining.join().unwrap();
+    assert!(told, "REBALANCE_IN_PROGRESS was never answered");
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.generation_id, 2);
+    assert_eq!(r.leader, r.member_id, "the newcomer leads");
+    let members: Vec<&str> = r.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(
+        members,
+        vec![r.member_id.as_str()],
+        "the stuck member is gone"
+    );
+    assert!(
+        waited >= Duration::from_millis(REBALANCE_MS as u64),
+        "completed after {waited:?}, before the rebalance timeout"
+    );
+    assert_eq!(
+        raw_heartbeat(&mut a, "slow", &stuck, 1),
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    broker.stop();
 }
 
 #[test]
