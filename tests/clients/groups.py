@@ -1,8 +1,12 @@
 """Consumer groups through a running Sluice with a Python Kafka client.
 
-usage: groups.py confluent|kafka-python BOOTSTRAP TOPIC COUNT
+usage: groups.py confluent|kafka-python|kafka-python-sticky BOOTSTRAP TOPIC COUNT
 
-Creates TOPIC with 4 partitions and produces COUNT messages. A group
+kafka-python-sticky: two members of one group at once, with kafka-python's
+(eager) sticky assignor, share TOPIC's partitions; when one leaves, the
+other gets them all and keeps its own.
+
+The others: creates TOPIC with 4 partitions and produces COUNT messages. A group
 consumer reads about half and commits what it processed, then leaves; a
 second consumer of the same group reads the rest, starting from the
 committed offsets: together they read every message exactly once. The
@@ -60,8 +64,7 @@ def kafka_python(bootstrap, topic, count):
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    # Idempotence (InitProducerId) is not served yet: see the idempotent producer issue.
-    p = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=bootstrap)
     futures = [p.send(topic, value=f"m-{i}".encode(), partition=i % PARTITIONS) for i in range(count)]
     p.flush(60)
     for f in futures:
@@ -115,7 +118,48 @@ def kafka_python(bootstrap, topic, count):
     return first, second, committed, ends, state
 
 
+def kafka_python_sticky(bootstrap, topic):
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.admin import NewTopic
+    from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+
+    def member():
+        return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-group",
+                             partition_assignment_strategy=[StickyPartitionAssignor],
+                             session_timeout_ms=10000, heartbeat_interval_ms=500)
+
+    def owned(c):
+        return {tp.partition for tp in c.assignment()}
+
+    def until(what, members, done):
+        deadline = time.time() + 60
+        while not done():
+            if time.time() > deadline:
+                sys.exit(f"kafka-python-sticky: timed out until {what}: "
+                         f"{[sorted(owned(c)) for c in members]}")
+            for c in members:
+                c.poll(timeout_ms=100)
+
+    a, b = member(), member()
+    every = set(range(PARTITIONS))
+    until("both members share the partitions", [a, b],
+          lambda: owned(a) and owned(b) and not owned(a) & owned(b)
+          and owned(a) | owned(b) == every)
+    kept = owned(b)
+    a.close()
+    until("the member left has them all", [b], lambda: owned(b) == every)
+    b.close()
+    print(f"kafka-python-sticky: shared, then {sorted(kept)} kept and all taken over")
+
+
 def main():
+    if sys.argv[1] == "kafka-python-sticky":
+        kafka_python_sticky(sys.argv[2], sys.argv[3])
+        return
     client, bootstrap, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     run = {"confluent": confluent, "kafka-python": kafka_python}[client]
     first, second, committed, ends, state = run(bootstrap, topic, count)

@@ -66,6 +66,7 @@ check "confluent-kafka round trip" python3 "$here/roundtrip.py" confluent "$boot
 check "kafka-python round trip" python3 "$here/roundtrip.py" kafka-python "$bootstrap" py-kafka-python 5000
 check "confluent-kafka group consumers" python3 "$here/groups.py" confluent "$bootstrap" py-confluent-group 2000
 check "kafka-python group consumers" python3 "$here/groups.py" kafka-python "$bootstrap" py-kafka-python-group 2000
+check "kafka-python sticky assignor, two members at once" python3 "$here/groups.py" kafka-python-sticky "$bootstrap" py-sticky
 
 echo "clients: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
