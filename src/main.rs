@@ -18,7 +18,13 @@ use sluice_replication::raft::subscriber::Subscriber;
 #[command(
     name = "sluice",
     version,
-    about = "A Kafka-wire-compatible streaming broker"
+    about = "A Kafka-wire-compatible streaming broker",
+    after_help = "Examples:
+  sluice start                           (a broker on 127.0.0.1:9092, data in ./data)
+  sluice topic create orders -p 3
+  seq 1 100 | sluice produce orders
+  sluice consume orders -e
+  sluice group describe billing -b 10.0.0.1:9092"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +43,10 @@ enum Command {
     /// --listeners 0.0.0.0:9092 --advertised-listeners kafka2.example:9092`
     Broker(Box<RemoteArgs>),
     /// Create, list, describe, alter, grow, trim and delete topics.
+    #[command(after_help = "Examples:
+  sluice topic list
+  sluice topic create orders -p 6
+  sluice topic describe orders --format json")]
     Topic {
         #[command(flatten)]
         conn: cli::Conn,
@@ -58,6 +68,10 @@ enum Command {
         args: cli::consume::ConsumeArgs,
     },
     /// Consumer groups: list, describe with lag, delete, reset offsets.
+    #[command(after_help = "Examples:
+  sluice group list
+  sluice group describe billing
+  sluice group reset-offsets billing --topic orders --to-latest --execute")]
     Group {
         #[command(flatten)]
         conn: cli::Conn,
@@ -65,6 +79,10 @@ enum Command {
         cmd: cli::group::GroupCmd,
     },
     /// Cluster info, health check, and cluster-wide configs.
+    #[command(after_help = "Examples:
+  sluice cluster info
+  sluice cluster health && echo healthy
+  sluice cluster config get log.retention.hours")]
     Cluster {
         #[command(flatten)]
         conn: cli::Conn,

@@ -367,3 +367,52 @@ fn a_group_consumes_commits_is_described_with_lag_reset_to_earliest_and_reads_ag
     assert_eq!(r.code, 1, "{}", r.out());
     broker.stop();
 }
+
+/// The subcommands `sluice PATH --help` lists, as full paths.
+fn subcommands(path: &[String]) -> Vec<Vec<String>> {
+    let mut args = path.to_vec();
+    args.push("--help".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let help = ok(&[], &args, b"").out();
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(|name| {
+            let mut p = path.to_vec();
+            p.push(name.to_string());
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn every_command_help_exits_zero_and_shows_an_example_of_itself() {
+    let mut paths = vec![Vec::new()];
+    let mut i = 0;
+    while i < paths.len() {
+        let children = subcommands(&paths[i]);
+        paths.extend(children);
+        i += 1;
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.join(" ")).collect();
+    // The walk found the tree, not just the root.
+    for expected in ["topic create", "group reset-offsets", "cluster config set"] {
+        assert!(shown.iter().any(|p| p == expected), "{shown:?}");
+    }
+    for path in &shown {
+        let mut args: Vec<&str> = path.split_whitespace().collect();
+        args.push("--help");
+        let help = ok(&[], &args, b"").out();
+        let example = help
+            .find("Example")
+            .unwrap_or_else(|| panic!("sluice {path} --help has no example:\n{help}"));
+        let invocation = format!("sluice {path}").trim_end().to_string();
+        assert!(
+            help[example..].contains(&invocation),
+            "sluice {path} --help: no example runs `{invocation}`:\n{help}"
+        );
+    }
+}

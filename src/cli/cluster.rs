@@ -16,7 +16,10 @@ pub enum ClusterCmd {
     #[command(after_help = "Example:\n  sluice cluster health && echo healthy")]
     Health,
     /// Cluster-wide broker configs.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sluice cluster config get\n  sluice cluster config set log.retention.hours=48"
+    )]
     Config(ConfigCmd),
 }
 
