@@ -204,6 +204,10 @@ fn retries_gaps_stale_epochs_and_unknown_producers_get_kafkas_answers() {
     broker.stop();
 }
 
+/// A connection through the proxy, with a flag its forwarders clear when
+/// it ends, so that only open connections are cut and counted.
+type Proxied = (TcpStream, Arc<AtomicBool>);
+
 /// A TCP proxy that cuts every connection through it at random moments.
 struct CuttingProxy {
     addr: String,
@@ -214,7 +218,7 @@ struct CuttingProxy {
 impl CuttingProxy {
     fn start(port: u16, upstream: String) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let live: Arc<Mutex<Vec<Proxied>>> = Arc::default();
         let cutting = Arc::new(AtomicBool::new(true));
         let cuts = Arc::new(AtomicUsize::new(0));
         let l = live.clone();
@@ -226,11 +230,15 @@ impl CuttingProxy {
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                l.lock().unwrap().push(client.try_clone().unwrap());
+                let open = Arc::new(AtomicBool::new(true));
+                l.lock()
+                    .unwrap()
+                    .push((client.try_clone().unwrap(), open.clone()));
                 for (mut from, mut to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
+                    let open = open.clone();
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 << 10];
                         while let Ok(n) = from.read(&mut buf) {
@@ -238,6 +246,7 @@ impl CuttingProxy {
                                 break;
                             }
                         }
+                        open.store(false, Ordering::Release);
                         let _ = to.shutdown(Shutdown::Both);
                         let _ = from.shutdown(Shutdown::Both);
                     });
@@ -256,11 +265,12 @@ impl CuttingProxy {
                     continue;
                 }
                 let mut conns = live.lock().unwrap();
+                conns.retain(|(_, open)| open.load(Ordering::Acquire));
                 if conns.is_empty() {
                     continue;
                 }
                 let at = (rng % conns.len() as u64) as usize;
-                let victim = conns.swap_remove(at);
+                let (victim, _) = conns.swap_remove(at);
                 let _ = victim.shutdown(Shutdown::Both);
                 n.fetch_add(1, Ordering::AcqRel);
             }
@@ -417,7 +427,10 @@ fn idempotent_producers_whose_connections_are_cut_write_every_message_exactly_on
 fn after_a_kill_9_mid_stream_the_producer_continues_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let (port, coordinator) = (free_port(), free_port());
-    let broker = Broker::start_on(dir.path(), port, coordinator);
+    // Small segments, so that recovery starts from a roll's producer
+    // snapshot and replays the log after it.
+    let small = ["--override", "log.segment.bytes=262144"];
+    let broker = Broker::start_with(dir.path(), port, coordinator, &small);
     {
         let mut s = TcpStream::connect(&broker.bootstrap).unwrap();
         create_topic(&mut s, "crash", 3);
@@ -440,8 +453,30 @@ fn after_a_kill_9_mid_stream_the_producer_continues_without_duplicates() {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(broker); // SIGKILL
-    let broker = Broker::start_on(dir.path(), port, coordinator);
+    let snapshots = walk(dir.path())
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "snapshot"))
+        .count();
+    assert!(
+        snapshots > 0,
+        "no producer snapshot was written before the kill"
+    );
+    let broker = Broker::start_with(dir.path(), port, coordinator, &small);
     producer.join().unwrap();
     check_exactly_once(&broker.bootstrap, "crash", 3, 1, TOTAL);
     broker.stop();
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
