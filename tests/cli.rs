@@ -23,6 +23,12 @@ impl Run {
 
 /// Runs `sluice ARGS` with `stdin`, connection from the environment.
 fn sluice(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
+    sluice_to(env, args, stdin, Stdio::piped())
+}
+
+/// `sluice`, with stderr going to `stderr` (`Run::stderr` holds it only
+/// when it is a pipe).
+fn sluice_to(env: &[(&str, &str)], args: &[&str], stdin: &[u8], stderr: Stdio) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.args(args)
         .env_remove("SLUICE_BROKERS")
@@ -30,7 +36,7 @@ fn sluice(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
         .env("HOME", "/nonexistent")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -66,6 +72,26 @@ fn lines(n: usize) -> Vec<u8> {
 
 fn json(r: &Run) -> serde_json::Value {
     serde_json::from_slice(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.out()))
+}
+
+/// `sluice start` in a fresh directory (gone with the returned TempDir),
+/// with `topic` created with `partitions`.
+fn broker_with_topic(topic: &str, partitions: u32) -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let p = partitions.to_string();
+    ok(&env(&broker), &["topic", "create", topic, "-p", &p], b"");
+    (dir, broker)
+}
+
+/// The environment that points `sluice` at `broker`.
+fn env(broker: &Broker) -> [(&str, &str); 1] {
+    [("SLUICE_BROKERS", broker.bootstrap.as_str())]
+}
+
+/// Lines "0\n" to "n-1\n".
+fn numbers(n: usize) -> String {
+    (0..n).map(|i| format!("{i}\n")).collect()
 }
 
 #[test]
@@ -292,12 +318,9 @@ fn connection_settings_come_from_a_profile_and_unreachable_brokers_are_one_clear
 
 #[test]
 fn a_group_consumes_commits_is_described_with_lag_reset_to_earliest_and_reads_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let env = [("SLUICE_BROKERS", broker.bootstrap.as_str())];
-    let env = &env[..];
-    ok(env, &["topic", "create", "gt", "-p", "2"], b"");
-    let input: String = (0..100).map(|i| format!("{i}\n")).collect();
+    let (_dir, broker) = broker_with_topic("gt", 2);
+    let env = &env(&broker)[..];
+    let input = numbers(100);
     ok(env, &["produce", "gt"], input.as_bytes());
 
     let sorted = |s: String| {
@@ -415,4 +438,82 @@ fn every_command_help_exits_zero_and_shows_an_example_of_itself() {
             "sluice {path} --help: no example runs `{invocation}`:\n{help}"
         );
     }
+}
+
+/// A pseudo-terminal: its master side, and its terminal side to give a
+/// command as stderr.
+fn terminal() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // SAFETY: plain libc calls on a descriptor this function owns; the
+    // name is a NUL-terminated string ptsname_r wrote into `name`.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        let master = std::fs::File::from_raw_fd(master);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap();
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap();
+        (master, tty)
+    }
+}
+
+/// Runs `sluice ARGS` with stderr on a terminal; returns the run and what
+/// the terminal showed.
+fn sluice_on_terminal(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> (Run, String) {
+    let (mut master, tty) = terminal();
+    // The command has exited and our copy of the terminal side is closed
+    // with the Command: reading drains what it wrote, then fails (EIO).
+    let r = sluice_to(env, args, stdin, Stdio::from(tty));
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut master, &mut buf) {
+        shown.extend_from_slice(&buf[..n]);
+    }
+    (r, String::from_utf8_lossy(&shown).into_owned())
+}
+
+#[test]
+fn produce_and_reset_offsets_show_progress_on_a_terminal_and_nothing_when_piped() {
+    let (_dir, broker) = broker_with_topic("pr", 8);
+    let env = &env(&broker)[..];
+    let input = numbers(200);
+
+    let r = ok(env, &["produce", "pr"], input.as_bytes());
+    assert_eq!(r.stderr, "", "stderr is a pipe: no progress");
+    let (r, shown) = sluice_on_terminal(env, &["produce", "pr"], input.as_bytes());
+    assert_eq!(r.code, 0, "{shown}");
+    assert!(shown.contains("200 messages produced to pr"), "{shown:?}");
+
+    let reset = [
+        "group",
+        "reset-offsets",
+        "quiet",
+        "--topic",
+        "pr",
+        "--to-latest",
+        "--execute",
+    ];
+    let r = ok(env, &reset, b"");
+    assert_eq!(r.stderr, "", "stderr is a pipe: no progress");
+    let (r, shown) = sluice_on_terminal(env, &reset, b"");
+    assert_eq!(r.code, 0, "{shown}");
+    assert!(
+        shown.contains("offsets of 8 partitions of pr looked up"),
+        "{shown:?}"
+    );
+    broker.stop();
 }

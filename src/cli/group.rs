@@ -10,7 +10,9 @@ use rdkafka::groups::GroupList;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
-use super::{admin_error, fail, print_json, print_table, CliError, Client, Format, Result};
+use super::{
+    admin_error, fail, print_json, print_table, CliError, Client, Format, Progress, Result,
+};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupCmd {
@@ -333,8 +335,17 @@ fn reset(
             .offsets_for_times(times, super::TIMEOUT)
             .map_err(|e| c.explain(&e))?;
     }
+    // One watermark lookup per partition: the slow part with many.
+    let mut progress = Progress::new();
     let mut plan = Vec::new();
     for p in &parts {
+        progress.update(|| {
+            format!(
+                "offsets of {} of {} partitions looked up",
+                plan.len(),
+                parts.len()
+            )
+        });
         let (low, high) = consumer
             .fetch_watermarks(topic, *p, super::TIMEOUT)
             .map_err(|e| c.explain(&e))?;
@@ -356,6 +367,7 @@ fn reset(
         };
         plan.push((*p, cur, target.clamp(low, high)));
     }
+    progress.finish(|| format!("offsets of {} partitions of {topic} looked up", plan.len()));
     match c.format {
         Format::Json => print_json(&json!(plan
             .iter()

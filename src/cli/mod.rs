@@ -21,7 +21,7 @@ pub mod topic;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -218,9 +218,39 @@ pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
-/// True when progress may be shown: stderr is a terminal.
-pub fn interactive() -> bool {
-    std::io::stderr().is_terminal()
+/// Progress of a long command on stderr, for a person watching: shown only
+/// when stderr is a terminal, so that scripts and pipes get no `\r` lines.
+/// The line is redrawn in place at most every `PROGRESS_INTERVAL_MS`.
+pub struct Progress {
+    /// When the line was last drawn; `None` when stderr is not a terminal.
+    shown: Option<Instant>,
+}
+
+const PROGRESS_INTERVAL_MS: u64 = 500;
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            shown: std::io::stderr().is_terminal().then(Instant::now),
+        }
+    }
+
+    /// Redraws the line if it is due; `line` is built only then.
+    pub fn update(&mut self, line: impl FnOnce() -> String) {
+        if let Some(shown) = &mut self.shown {
+            if shown.elapsed() > Duration::from_millis(PROGRESS_INTERVAL_MS) {
+                eprint!("\r{}", line());
+                *shown = Instant::now();
+            }
+        }
+    }
+
+    /// Replaces the line with a last one that stays.
+    pub fn finish(&self, line: impl FnOnce() -> String) {
+        if self.shown.is_some() {
+            eprintln!("\r{}", line());
+        }
+    }
 }
 
 /// Parses `key=value` arguments.

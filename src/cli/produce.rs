@@ -4,13 +4,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::{fail, interactive, key_values, CliError, Client, Result};
+use super::{fail, key_values, CliError, Client, Progress, Result};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -104,8 +104,7 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
         return fail("--delimiter must be one byte (or \\n, \\t, \\0)");
     }
     let mut sent = 0u64;
-    let show = interactive();
-    let mut shown = Instant::now();
+    let mut progress = Progress::new();
     let mut send = |payload: &[u8]| -> Result<()> {
         let (key, value) = match &a.key_separator {
             Some(sep) if !sep.is_empty() => {
@@ -147,10 +146,7 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
             }
         }
         sent += 1;
-        if show && shown.elapsed() > Duration::from_millis(500) {
-            eprint!("\r{sent} messages sent");
-            shown = Instant::now();
-        }
+        progress.update(|| format!("{sent} messages sent"));
         Ok(())
     };
     let sources: Vec<Box<dyn Read>> = if a.files.is_empty() {
@@ -193,9 +189,9 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
         .map_err(|e| c.explain(&e))?;
     let counts = producer.context();
     let failed = counts.failed.load(Ordering::Relaxed);
-    if show {
-        eprintln!(
-            "\r{} messages produced to {}{}",
+    progress.finish(|| {
+        format!(
+            "{} messages produced to {}{}",
             counts.delivered.load(Ordering::Relaxed),
             a.topic,
             if failed > 0 {
@@ -203,8 +199,8 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
             } else {
                 String::new()
             }
-        );
-    }
+        )
+    });
     if failed > 0 {
         let first = counts
             .first_error
