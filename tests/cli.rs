@@ -517,3 +517,85 @@ fn produce_and_reset_offsets_show_progress_on_a_terminal_and_nothing_when_piped(
     );
     broker.stop();
 }
+
+#[test]
+fn commands_that_change_things_say_what_they_did_in_json_and_in_words() {
+    use serde_json::json as j;
+    let (_dir, broker) = broker_with_topic("js", 1);
+    let env = &env(&broker)[..];
+    ok(env, &["topic", "create", "js2"], b"");
+    // Committed offsets make a group, with no consumer to wait for.
+    for g in ["jg", "tg"] {
+        let reset = [
+            "group",
+            "reset-offsets",
+            g,
+            "--topic",
+            "js",
+            "--to-earliest",
+            "--execute",
+        ];
+        ok(env, &reset, b"");
+    }
+    let alter = [
+        "topic",
+        "alter-config",
+        "js",
+        "--set",
+        "retention.ms=1000",
+        "--delete",
+        "segment.ms",
+    ];
+    let set = [
+        "cluster",
+        "config",
+        "set",
+        "log.retention.hours=48",
+        "num.partitions=2",
+    ];
+    // Each command with --format json, then (again, or on another
+    // object) as a table: what it prints.
+    let cases: [(&[&str], serde_json::Value, &[&str], &str); 5] = [
+        (
+            &alter,
+            j!({"topic": "js", "set": {"retention.ms": "1000"}, "reset_to_default": ["segment.ms"]}),
+            &alter,
+            "altered topic js\n",
+        ),
+        (
+            &["topic", "add-partitions", "js", "--total", "2"],
+            j!({"topic": "js", "partitions": 2, "previous_partitions": 1}),
+            &["topic", "add-partitions", "js", "--total", "3"],
+            "topic js now has 3 partitions (was 2)\n",
+        ),
+        (
+            &set,
+            j!({"set": {"log.retention.hours": "48", "num.partitions": "2"}}),
+            &set,
+            "set log.retention.hours=48\nset num.partitions=2\n",
+        ),
+        (
+            &["group", "delete", "jg"],
+            j!({"group": "jg", "deleted": true}),
+            &["group", "delete", "tg"],
+            "deleted group tg\n",
+        ),
+        (
+            &["topic", "delete", "js"],
+            j!({"topic": "js", "deleted": true}),
+            &["topic", "delete", "js2"],
+            "deleted topic js2\n",
+        ),
+    ];
+    for (json_args, expected_json, table_args, expected_text) in cases {
+        let mut args = json_args.to_vec();
+        args.extend(["--format", "json"]);
+        assert_eq!(json(&ok(env, &args, b"")), expected_json, "{args:?}");
+        assert_eq!(
+            ok(env, table_args, b"").out(),
+            expected_text,
+            "{table_args:?}"
+        );
+    }
+    broker.stop();
+}

@@ -1,5 +1,7 @@
 //! `sluice cluster`: info, health, and cluster-wide broker configs.
 
+use std::collections::BTreeMap;
+
 use futures_lite::future::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -195,11 +197,13 @@ fn config(c: &Client, cmd: ConfigCmd) -> Result<()> {
                     return Err(admin_error("the cluster config", code, None));
                 }
             }
-            if c.format == Format::Table {
-                for (k, v) in &pairs {
-                    println!("set {k}={v}");
-                }
-            }
+            c.done(
+                json!({"set": pairs.iter().cloned().collect::<BTreeMap<_, _>>()}),
+                || {
+                    let lines = pairs.iter().map(|(k, v)| format!("set {k}={v}"));
+                    lines.collect::<Vec<_>>().join("\n")
+                },
+            );
             Ok(())
         }
     }

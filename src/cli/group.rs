@@ -187,10 +187,10 @@ pub fn run(c: &Client, cmd: GroupCmd) -> Result<()> {
                     return Err(admin_error(&format!("group {name}"), code, None));
                 }
             }
-            if c.format == Format::Table {
-                for g in &groups {
-                    println!("deleted group {g}");
-                }
+            for g in &groups {
+                c.done(json!({"group": g, "deleted": true}), || {
+                    format!("deleted group {g}")
+                });
             }
             Ok(())
         }

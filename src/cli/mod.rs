@@ -161,6 +161,15 @@ impl Client {
         CliError(e.to_string())
     }
 
+    /// Says what a command changed: `json`, one line, with --format json;
+    /// else `text`.
+    pub fn done(&self, json: serde_json::Value, text: impl FnOnce() -> String) {
+        match self.format {
+            Format::Json => print_json(&json),
+            Format::Table => println!("{}", text()),
+        }
+    }
+
     pub fn create<T: rdkafka::config::FromClientConfig>(&self) -> Result<T> {
         self.config
             .create()

@@ -1,6 +1,8 @@
 //! `sluice topic`: create, list, describe, alter-config, add-partitions,
 //! delete, trim.
 
+use std::collections::BTreeMap;
+
 use futures_lite::future::block_on;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
@@ -179,10 +181,9 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
             }
             for n in &names {
                 let count = self::partitions(c, n).map_or(0, |p| p.len());
-                match c.format {
-                    Format::Json => print_json(&json!({"topic": n, "partitions": count})),
-                    Format::Table => println!("created topic {n} with {count} partitions"),
-                }
+                c.done(json!({"topic": n, "partitions": count}), || {
+                    format!("created topic {n} with {count} partitions")
+                });
             }
             Ok(())
         }
@@ -239,9 +240,14 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
                     return Err(admin_error(&format!("topic {name}"), code, None));
                 }
             }
-            if c.format == Format::Table {
-                println!("altered topic {name}");
-            }
+            c.done(
+                json!({
+                    "topic": name,
+                    "set": set.into_iter().collect::<BTreeMap<_, _>>(),
+                    "reset_to_default": delete,
+                }),
+                || format!("altered topic {name}"),
+            );
             Ok(())
         }
         TopicCmd::AddPartitions { name, total } => {
@@ -259,9 +265,10 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
                     return Err(admin_error(&format!("topic {name}"), code, None));
                 }
             }
-            if c.format == Format::Table {
-                println!("topic {name} now has {total} partitions (was {before})");
-            }
+            c.done(
+                json!({"topic": name, "partitions": total, "previous_partitions": before}),
+                || format!("topic {name} now has {total} partitions (was {before})"),
+            );
             Ok(())
         }
         TopicCmd::Delete { names } => {
@@ -274,10 +281,10 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
                     return Err(admin_error(&format!("topic {name}"), code, None));
                 }
             }
-            if c.format == Format::Table {
-                for n in &names {
-                    println!("deleted topic {n}");
-                }
+            for n in &names {
+                c.done(json!({"topic": n, "deleted": true}), || {
+                    format!("deleted topic {n}")
+                });
             }
             Ok(())
         }
@@ -378,7 +385,7 @@ fn describe(c: &Client, name: &str) -> Result<()> {
                 "partition": id, "leader": leader, "replicas": replicas, "isr": isr,
                 "log_start_offset": low, "log_end_offset": high,
             })).collect::<Vec<_>>(),
-            "configs": configs.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "configs": configs.iter().cloned().collect::<BTreeMap<_, _>>(),
         })),
         Format::Table => {
             let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
