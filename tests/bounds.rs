@@ -88,3 +88,81 @@ fn given_a_fetch_asking_for_2gib_the_response_is_bounded_by_fetch_max_bytes() {
     assert_eq!(frame.remaining(), 0);
     broker.stop();
 }
+
+/// A client that asks for far more than the socket buffers hold and never
+/// reads must not stop its shard: the only shard here keeps serving other
+/// clients, and the stalled connection is closed once it has made no
+/// progress for `connections.max.idle.ms`.
+#[test]
+fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_idle() {
+    use kafka_protocol::messages::{ApiVersionsRequest, RequestKind};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--shards", "1", "--connections-max-idle-ms", "1000"],
+    );
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let value = vec![b'v'; 1000];
+    for _ in 0..4000 {
+        while p
+            .send(
+                BaseRecord::<(), [u8]>::to("big")
+                    .partition(0)
+                    .payload(&value[..]),
+            )
+            .is_err()
+        {
+            p.poll(std::time::Duration::from_millis(5));
+        }
+    }
+    p.flush(TIMEOUT).unwrap();
+
+    // 16 fetches of the whole 4 MB, pipelined, never read: 64 MB of
+    // responses against a few MB of socket buffers.
+    let mut stalled = TcpStream::connect(&broker.bootstrap).unwrap();
+    for correlation in 0..16 {
+        let fetch = support::raw::fetch("big", 0, 0, 0, 64 << 20);
+        stalled
+            .write_all(&support::raw::frame(
+                ApiKey::Fetch,
+                11,
+                correlation,
+                RequestKind::Fetch(fetch),
+            ))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut other = TcpStream::connect(&broker.bootstrap).unwrap();
+    other.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let answer = support::call(
+        &mut other,
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    );
+    assert!(matches!(
+        answer,
+        kafka_protocol::messages::ResponseKind::ApiVersions(_)
+    ));
+
+    // Past the idle limit the broker gives up on the stalled connection:
+    // reading it ends before all 64 MB came.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    stalled.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 16 * 4_000_000, "read {got} bytes: never closed");
+    broker.stop();
+}

@@ -415,14 +415,17 @@ fn overlap(key: ApiKey) -> Overlap {
 
 async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    // glommio leaves accepted sockets blocking (its own sends pass
+    // MSG_DONTWAIT); the response writer's writev and sendfile need
+    // O_NONBLOCK, or a client that stops reading would block the shard.
+    set_nonblocking(stream.as_raw_fd())?;
+    let idle = Duration::from_millis(ctx.config.connections_max_idle_ms.max(1));
     // Kafka's form of a client's host, shown by DescribeGroups.
     let client_host: Rc<str> = stream
         .peer_addr()
         .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()))
         .into();
-    stream.set_read_timeout(Some(Duration::from_millis(
-        ctx.config.connections_max_idle_ms.max(1),
-    )))?;
+    stream.set_read_timeout(Some(idle))?;
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_unbounded::<InFlight>();
@@ -438,13 +441,33 @@ async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
     let writer = async {
         while let Some(f) = rx.recv().await {
             if let Some(resp) = f.answer.await? {
-                response::write(&mut wr, fd, &resp).await?;
+                // A client that does not take a response within
+                // connections.max.idle.ms is treated as idle and closed,
+                // as Kafka closes idle connections; its responses and the
+                // files they hold open are let go.
+                let stalled = async {
+                    glommio::timer::sleep(idle).await;
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "a response was not taken within connections.max.idle.ms",
+                    ))
+                };
+                futures_lite::future::or(response::write(&mut wr, fd, &resp), stalled).await?;
             }
         }
         Ok(())
     };
     futures_lite::future::or(reader, writer).await?;
     failed.take().map_or(Ok(()), Err)
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reads requests, starts each (see the module docs for the order), and
