@@ -166,3 +166,80 @@ fn given_10000_random_and_mutated_frames_the_broker_keeps_serving_in_bounded_mem
     );
     broker.stop();
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A 30,000-byte topic name the broker does not know, with 60,000
+/// partitions, in a Fetch and a ListOffsets of about 1 MB each: copied per
+/// partition that would be 1.8 GB. Each partition gets
+/// UNKNOWN_TOPIC_OR_PARTITION and the broker's peak memory barely moves.
+#[test]
+fn given_a_long_unknown_topic_name_with_many_partitions_it_is_not_copied_per_partition() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, ResponseKind, TopicName};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pid = broker.pid();
+    let before = peak_rss_kib(pid);
+    let name = || TopicName(StrBytes::from_string("x".repeat(30_000)));
+    let mut s = TcpStream::connect(&broker.bootstrap).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+
+    let mut t = FetchTopic::default();
+    t.topic = name();
+    t.partitions = (0..60_000)
+        .map(|i| {
+            let mut p = FetchPartition::default();
+            p.partition = i;
+            p
+        })
+        .collect();
+    let mut fetch = FetchRequest::default();
+    fetch.max_wait_ms = 0;
+    fetch.topics = vec![t];
+    let ResponseKind::Fetch(r) = support::call(&mut s, ApiKey::Fetch, 4, RequestKind::Fetch(fetch))
+    else {
+        panic!("not a Fetch response")
+    };
+    let codes: Vec<i16> = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect();
+    assert_eq!(codes.len(), 60_000);
+    assert!(codes.iter().all(|c| *c == 3), "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let mut t = ListOffsetsTopic::default();
+    t.name = name();
+    t.partitions = (0..60_000)
+        .map(|i| {
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = i;
+            p
+        })
+        .collect();
+    let mut list = ListOffsetsRequest::default();
+    list.topics = vec![t];
+    let ResponseKind::ListOffsets(r) = support::call(
+        &mut s,
+        ApiKey::ListOffsets,
+        1,
+        RequestKind::ListOffsets(list),
+    ) else {
+        panic!("not a ListOffsets response")
+    };
+    assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 3));
+    let after = peak_rss_kib(pid);
+    assert!(
+        after < before + 256 * 1024,
+        "peak memory grew from {before} KiB to {after} KiB"
+    );
+    broker.stop();
+}

@@ -86,58 +86,91 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
     // From version 13 topics are named by id (KIP-516); an id the image
     // does not know is answered with UNKNOWN_TOPIC_ID and left out of
     // the session.
-    let by_id: HashMap<Uuid, String> = if version >= 13 {
-        let state = ctx.image.load();
+    // Likewise a topic name the image does not know, or a partition it
+    // does not have, is answered with UNKNOWN_TOPIC_OR_PARTITION and left
+    // out: what is copied per partition and kept in sessions is bounded
+    // by the cluster's partitions, whatever a request carries.
+    let state = ctx.image.load_full();
+    let by_id: HashMap<Uuid, &str> = if version >= 13 {
         state
             .topics
             .values()
-            .map(|t| (Uuid::from_bytes(t.id), t.name.clone()))
+            .map(|t| (Uuid::from_bytes(t.id), t.name.as_str()))
             .collect()
     } else {
         HashMap::new()
     };
-    let name_of = |name: &TopicName, id: &Uuid| {
-        if version >= 13 {
-            by_id.get(id).cloned()
+    // The image's name and partition count for a topic of the request.
+    let known = |name: &TopicName, id: &Uuid| {
+        let name: &str = if version >= 13 {
+            by_id.get(id).copied()
         } else {
-            Some(name.0.to_string())
-        }
+            state
+                .topics
+                .get_key_value(name.0.as_str())
+                .map(|(k, _)| k.as_str())
+        }?;
+        Some((name, state.topics[name].partitions.len()))
     };
-    let mut unknown_ids: Vec<(Uuid, Vec<i32>)> = Vec::new();
+    let mut unknown: Vec<(&TopicName, Uuid, Vec<i32>)> = Vec::new();
     let mut asked = Vec::new();
+    // A partition asked twice is fetched once, at the last position asked
+    // (Kafka keeps a request's partitions in a map).
+    let mut seen: HashMap<(&str, i32), usize> = HashMap::new();
     for t in &req.topics {
-        let Some(name) = name_of(&t.topic, &t.topic_id) else {
-            unknown_ids.push((
-                t.topic_id,
-                t.partitions.iter().map(|p| p.partition).collect(),
-            ));
-            continue;
-        };
-        asked.extend(t.partitions.iter().map(|p| {
-            SessionPartition::new(
-                name.clone(),
+        let (name, count) = known(&t.topic, &t.topic_id).unzip();
+        let count = count.unwrap_or(0);
+        let mut missing = Vec::new();
+        for p in &t.partitions {
+            let exists = usize::try_from(p.partition).is_ok_and(|i| i < count);
+            let Some(name) = name.filter(|_| exists) else {
+                missing.push(p.partition);
+                continue;
+            };
+            let sp = SessionPartition::new(
+                name.to_string(),
                 p.partition,
                 p.fetch_offset,
                 p.partition_max_bytes,
-            )
-        }));
+            );
+            match seen.entry((name, p.partition)) {
+                std::collections::hash_map::Entry::Occupied(at) => asked[*at.get()] = sp,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(asked.len());
+                    asked.push(sp);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            unknown.push((&t.topic, t.topic_id, missing));
+        }
     }
     // What one session may hold: the cluster's partitions, plus slack
     // (counted only when a session may take partitions).
     let partitions_max = if asked.is_empty() || version < 7 || req.session_epoch == -1 {
         usize::MAX
     } else {
-        let state = ctx.image.load();
         crate::fetch_session::partitions_max(
             state.topics.values().map(|t| t.partitions.len()).sum(),
         )
     };
     let (context, wanted) = if version >= 7 {
-        let forget: Vec<(String, i32)> = req
+        // Only what could be in a session (existing partitions of known
+        // topics) is copied, once each.
+        let forget: std::collections::BTreeSet<(&str, i32)> = req
             .forgotten_topics_data
             .iter()
-            .filter_map(|f| name_of(&f.topic, &f.topic_id).map(|name| (name, f)))
-            .flat_map(|(name, f)| f.partitions.iter().map(move |p| (name.clone(), *p)))
+            .filter_map(|f| known(&f.topic, &f.topic_id).map(|k| (k, f)))
+            .flat_map(|((name, count), f)| {
+                f.partitions
+                    .iter()
+                    .filter(move |p| usize::try_from(**p).is_ok_and(|i| i < count))
+                    .map(move |p| (name, *p))
+            })
+            .collect();
+        let forget: Vec<(String, i32)> = forget
+            .into_iter()
+            .map(|(name, p)| (name.to_string(), p))
             .collect();
         ctx.fetch_sessions.borrow_mut().context(
             req.session_id,
@@ -200,14 +233,20 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         session.move_to_end(&served);
         answer.response.session_id = id;
     }
-    for (id, partitions) in unknown_ids {
+    for (name, id, partitions) in unknown {
         let mut tr = FetchableTopicResponse::default();
-        tr.topic_id = id;
+        let code = if version >= 13 {
+            tr.topic_id = id;
+            UNKNOWN_TOPIC_ID
+        } else {
+            tr.topic = name.clone();
+            super::UNKNOWN_TOPIC_OR_PARTITION
+        };
         tr.partitions = partitions
             .into_iter()
             .map(|p| {
                 let mut pd = unanswered(p);
-                pd.error_code = UNKNOWN_TOPIC_ID;
+                pd.error_code = code;
                 pd
             })
             .collect();

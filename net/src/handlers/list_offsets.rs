@@ -13,18 +13,32 @@ use crate::Ctx;
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let state = ctx.image.load_full();
     let mut parts = Vec::new();
+    // Kafka answers a partition asked twice with INVALID_REQUEST.
+    let mut seen = std::collections::HashSet::new();
     for t in &req.topics {
-        let name = t.name.0.to_string();
+        let name = t.name.0.as_str();
+        // Only a known topic's name (at most 249 bytes) is copied per
+        // partition; an unknown one is answered in place.
+        let known = state.topics.contains_key(name);
         for p in &t.partitions {
-            let op = match partition_error(&state, ctx.config.broker_id, &name, p.partition_index) {
-                Some(code) => Err(code),
-                None => Ok(PartOp::ListOffsets {
-                    config: log_config(&state, &name),
-                    timestamp: p.timestamp,
-                }),
+            let op = if !seen.insert((name, p.partition_index)) {
+                Err(super::INVALID_REQUEST)
+            } else {
+                match partition_error(&state, ctx.config.broker_id, name, p.partition_index) {
+                    Some(code) => Err(code),
+                    None => Ok(PartOp::ListOffsets {
+                        config: log_config(&state, name),
+                        timestamp: p.timestamp,
+                    }),
+                }
+            };
+            let tp_name = if known {
+                name.to_string()
+            } else {
+                String::new()
             };
             parts.push((
-                sluice_engine::TopicPartition::new(name.clone(), p.partition_index),
+                sluice_engine::TopicPartition::new(tp_name, p.partition_index),
                 op,
             ));
         }
