@@ -347,3 +347,30 @@ fn given_a_bad_request_behind_good_ones_the_good_ones_are_answered_then_the_conn
     );
     broker.stop();
 }
+
+/// A partition named twice in one produce is appended once: the second
+/// naming is refused with INVALID_REQUEST.
+#[test]
+fn given_a_produce_naming_a_partition_twice_the_second_is_refused_and_nothing_is_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut s = connect(&broker);
+    create(&mut s, "twice");
+    let RequestKind::Produce(mut req) = produce("twice", 0, -1, batch(&[b"a".to_vec()])) else {
+        unreachable!()
+    };
+    let again = req.topic_data[0].partition_data[0].clone();
+    req.topic_data[0].partition_data.push(again);
+    let body = call(&mut s, ApiKey::Produce, 9, RequestKind::Produce(req));
+    let resp = ProduceResponse::decode(&mut body.clone(), 9).unwrap();
+    let codes: Vec<i16> = resp.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![0, 42], "INVALID_REQUEST for the repetition");
+    // "first" from create, then one "a".
+    let values = read_all(&mut s, "twice", 0, 2);
+    assert_eq!(values.len(), 2, "{values:?}");
+    broker.stop();
+}

@@ -12,7 +12,11 @@
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{log_config, partition_error, topic_name, INVALID_REQUIRED_ACKS, INVALID_TOPIC};
+use std::collections::HashSet;
+
+use super::{
+    log_config, partition_error, topic_name, INVALID_REQUEST, INVALID_REQUIRED_ACKS, INVALID_TOPIC,
+};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
@@ -35,6 +39,12 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
     let mut ops = Vec::new();
     let mut slots = Vec::new();
     let mut resp = ProduceResponse::default();
+    // Partitions already in this request. A partition named again is
+    // refused with INVALID_REQUEST: its data would otherwise be appended
+    // twice in one request, and appends (each with its own copy of the
+    // topic's config) stay bounded by the partitions that exist, not by
+    // how often a request repeats one.
+    let mut seen: HashSet<(String, i32)> = HashSet::new();
     for (ti, t) in req.topic_data.into_iter().enumerate() {
         let name = t.name.0.to_string();
         let mut tr = TopicProduceResponse::default();
@@ -60,6 +70,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
                 Some(INVALID_TOPIC)
             } else {
                 partition_error(&state, ctx.config.broker_id, &name, p.index)
+                    .or_else(|| (!seen.insert((name.clone(), p.index))).then_some(INVALID_REQUEST))
             };
             match (error, p.records) {
                 (Some(code), _) => pr.error_code = code,
