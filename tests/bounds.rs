@@ -166,3 +166,58 @@ fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_
     assert!(got < 16 * 4_000_000, "read {got} bytes: never closed");
     broker.stop();
 }
+
+/// A client that declares a large request and sends its body a byte at a
+/// time holds that much of the shard's request budget; once the body has
+/// not arrived within `connections.max.idle.ms` the connection is closed
+/// and the budget is free for others.
+#[test]
+fn given_a_client_trickling_a_request_body_its_budget_comes_back_after_the_idle_limit() {
+    use kafka_protocol::messages::{ApiVersionsRequest, RequestKind};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(
+        dir.path(),
+        free_port(),
+        free_port(),
+        &[
+            "--shards",
+            "1",
+            "--connections-max-idle-ms",
+            "1000",
+            "--queued-max-request-bytes",
+            "1048576",
+        ],
+    );
+    let mut trickler = TcpStream::connect(&broker.bootstrap).unwrap();
+    trickler.write_all(&1_048_576i32.to_be_bytes()).unwrap();
+    let t = trickler.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let mut t = t;
+        // Far longer than the idle limit, one byte at a time; stops when
+        // the broker closes the connection.
+        for _ in 0..100 {
+            if t.write_all(b"x").is_err() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // This request needs budget the trickler holds: it is answered once
+    // the trickler is cut off.
+    let mut other = TcpStream::connect(&broker.bootstrap).unwrap();
+    other.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let answer = support::call(
+        &mut other,
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    );
+    assert!(matches!(
+        answer,
+        kafka_protocol::messages::ResponseKind::ApiVersions(_)
+    ));
+    assert!(dripping.join().unwrap(), "the trickler was never cut off");
+    broker.stop();
+}

@@ -445,20 +445,31 @@ async fn connection(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()> {
                 // connections.max.idle.ms is treated as idle and closed,
                 // as Kafka closes idle connections; its responses and the
                 // files they hold open are let go.
-                let stalled = async {
-                    glommio::timer::sleep(idle).await;
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "a response was not taken within connections.max.idle.ms",
-                    ))
-                };
-                futures_lite::future::or(response::write(&mut wr, fd, &resp), stalled).await?;
+                within(
+                    idle,
+                    "a response was not taken within connections.max.idle.ms",
+                    response::write(&mut wr, fd, &resp),
+                )
+                .await?;
             }
         }
         Ok(())
     };
     futures_lite::future::or(reader, writer).await?;
     failed.take().map_or(Ok(()), Err)
+}
+
+/// `work`, or a `TimedOut` error saying `what` once `limit` has passed.
+async fn within<T>(
+    limit: Duration,
+    what: &'static str,
+    work: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    let late = async {
+        glommio::timer::sleep(limit).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+    };
+    futures_lite::future::or(work, late).await
 }
 
 fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
@@ -492,7 +503,18 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             .acquire_static_permit(units)
             .await
             .map_err(closed)?;
-        let frame = frame::read_body(rd, size).await?;
+        // The frame's bytes are reserved from the shard's budget until it
+        // is answered, so its body must arrive within
+        // connections.max.idle.ms as a whole: the socket's read timeout
+        // alone restarts with every byte, and a client trickling bodies
+        // could hold the budget of every other connection forever.
+        let idle = Duration::from_millis(ctx.config.connections_max_idle_ms.max(1));
+        let frame = within(
+            idle,
+            "a request body did not arrive within connections.max.idle.ms",
+            frame::read_body(rd, size),
+        )
+        .await?;
         let (key, version, header, body) = match decode_request(frame)? {
             Decoded::Request {
                 key,
