@@ -41,8 +41,8 @@ pub struct ProduceArgs {
     /// Compression: none, gzip, snappy, lz4, zstd.
     #[arg(short = 'z', long, default_value = "none")]
     pub compression: String,
-    /// Acknowledgements: 0, 1 or all.
-    #[arg(long, default_value = "all")]
+    /// Acknowledgements: 0, 1 or all (-1, Kafka's other name for all).
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
     pub acks: String,
 }
 
