@@ -21,6 +21,19 @@ impl Run {
     }
 }
 
+/// `sluice ARGS` with only `env` for connection settings: no profile.
+fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .env_remove("SLUICE_BROKERS")
+        .env_remove("SLUICE_PROFILE")
+        .env("HOME", "/nonexistent");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// Runs `sluice ARGS` with `stdin`, connection from the environment.
 fn sluice(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
     sluice_to(env, args, stdin, Stdio::piped())
@@ -29,18 +42,12 @@ fn sluice(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
 /// `sluice`, with stderr going to `stderr` (`Run::stderr` holds it only
 /// when it is a pipe).
 fn sluice_to(env: &[(&str, &str)], args: &[&str], stdin: &[u8], stderr: Stdio) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .env_remove("SLUICE_BROKERS")
-        .env_remove("SLUICE_PROFILE")
-        .env("HOME", "/nonexistent")
+    let mut child = command(env, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(stderr);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -597,5 +604,340 @@ fn commands_that_change_things_say_what_they_did_in_json_and_in_words() {
             "{table_args:?}"
         );
     }
+    broker.stop();
+}
+
+#[test]
+fn client_properties_given_with_x_reach_the_client() {
+    let (_dir, broker) = broker_with_topic("xp", 1);
+    let env = &env(&broker)[..];
+    let r = sluice(env, &["topic", "list", "-X", "no.such.property=1"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("sluice: bad client configuration")
+            && r.stderr.contains("no.such.property"),
+        "{}",
+        r.stderr
+    );
+    let r = sluice(env, &["topic", "list", "-X", "novalue"], b"");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "sluice: -X \"novalue\" is not key=value\n");
+
+    // The producer's own size limit: the same message passes without it.
+    let big = "x".repeat(5000);
+    let r = sluice(
+        env,
+        &["produce", "xp", "-X", "message.max.bytes=1000"],
+        big.as_bytes(),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("too large"), "{}", r.stderr);
+    ok(env, &["produce", "xp"], big.as_bytes());
+
+    // -X bootstrap.servers wins over $SLUICE_BROKERS.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let r = sluice(
+        env,
+        &["topic", "list", "-X", &format!("bootstrap.servers={dead}")],
+        b"",
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot reach a broker at {dead}")),
+        "{}",
+        r.stderr
+    );
+    broker.stop();
+}
+
+/// The log end offset of `topic` partition `partition`.
+fn end_offset(env: &[(&str, &str)], topic: &str, partition: usize) -> i64 {
+    let r = ok(env, &["topic", "describe", topic, "--format", "json"], b"");
+    json(&r)["partitions"][partition]["log_end_offset"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The compression codec of each record batch in a partition's first
+/// segment (Kafka's batch layout: attributes at byte 21, codec in the low
+/// three bits), runs of one codec counted once.
+fn codecs(partition_dir: &std::path::Path) -> Vec<u16> {
+    let log = std::fs::read(partition_dir.join(format!("{:020}.log", 0))).unwrap();
+    let mut out: Vec<u16> = Vec::new();
+    let mut at = 0;
+    while at + 23 <= log.len() {
+        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap());
+        if len <= 0 {
+            break;
+        }
+        let codec = u16::from_be_bytes(log[at + 21..at + 23].try_into().unwrap()) & 7;
+        if out.last() != Some(&codec) {
+            out.push(codec);
+        }
+        at += 12 + len as usize;
+    }
+    out
+}
+
+#[test]
+fn produce_splits_at_the_delimiter_compresses_with_each_codec_and_takes_acks() {
+    let (dir, broker) = broker_with_topic("pz", 1);
+    let env = &env(&broker)[..];
+    let r = sluice(env, &["produce", "pz", "--acks", "2"], b"x\n");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "sluice: --acks 2: use 0, 1 or all\n");
+
+    let runs = [
+        ("none", "0"),
+        ("gzip", "1"),
+        ("snappy", "all"),
+        ("lz4", "-1"),
+        ("zstd", "all"),
+    ];
+    let mut expected = String::new();
+    for (codec, acks) in runs {
+        // Large, compressible messages: librdkafka sends a batch
+        // uncompressed when compressing would not make it smaller.
+        let messages: Vec<String> = (0..3)
+            .map(|i| format!("{codec} {i} {}", "a".repeat(2000)))
+            .collect();
+        let before = end_offset(env, "pz", 0);
+        ok(
+            env,
+            &["produce", "pz", "-D", ";", "-z", codec, "--acks", acks],
+            messages.join(";").as_bytes(),
+        );
+        // acks=0 waits for nothing: the next run must not overtake it.
+        let mut tries = 0;
+        while end_offset(env, "pz", 0) < before + 3 {
+            tries += 1;
+            assert!(tries < 100, "{codec}: the messages never arrived");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for m in messages {
+            expected.push_str(&m);
+            expected.push('\n');
+        }
+    }
+    let r = ok(env, &["consume", "pz", "-e", "-q"], b"");
+    assert!(
+        r.out() == expected,
+        "consumed messages differ from those sent"
+    );
+    // none, gzip, snappy, lz4, zstd, as Kafka numbers them.
+    assert_eq!(codecs(&dir.path().join("pz-0")), vec![0, 1, 2, 3, 4]);
+    broker.stop();
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
+}
+
+/// Waits (a bounded while) until the clock is past `ms`, so that what is
+/// produced next has a later timestamp.
+fn wait_past(ms: i64) {
+    for _ in 0..1000 {
+        if now_ms() > ms {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the clock did not pass {ms}");
+}
+
+/// Lines `from` to `to - 1`.
+fn numbers_from(from: usize, to: usize) -> String {
+    numbers(to)
+        .lines()
+        .skip(from)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Produces 0..10 to `topic` (one partition), then, at a later
+/// millisecond, 10..20; returns the timestamp of the first ten.
+fn two_batches_in_time(env: &[(&str, &str)], topic: &str) -> i64 {
+    ok(env, &["produce", topic], numbers(10).as_bytes());
+    let r = ok(
+        env,
+        &["consume", topic, "-o", "-1", "-e", "-q", "-f", "%T"],
+        b"",
+    );
+    let first = r.out().parse().unwrap();
+    wait_past(first);
+    ok(env, &["produce", topic], numbers_from(10, 20).as_bytes());
+    first
+}
+
+#[test]
+fn consume_starts_at_the_end_an_offset_or_a_time_and_shows_topic_and_timestamp() {
+    let (_dir, broker) = broker_with_topic("co", 1);
+    let env = &env(&broker)[..];
+    let before = now_ms();
+    let first = two_batches_in_time(env, "co");
+    let after = now_ms();
+
+    let r = ok(
+        env,
+        &["consume", "co", "-e", "-q", "-f", "%t %T %o %v\\n"],
+        b"",
+    );
+    let rows: Vec<(String, i64, i64, String)> = r
+        .out()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].into(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].into(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 20);
+    for (i, (topic, ts, offset, value)) in rows.iter().enumerate() {
+        assert_eq!(
+            (topic.as_str(), *offset, value.clone()),
+            ("co", i as i64, i.to_string())
+        );
+        // Producer timestamps (ms), taken between the two clock readings.
+        assert!(
+            (before..=after).contains(ts),
+            "{ts} not in {before}..={after}"
+        );
+        assert_eq!(
+            *ts <= first,
+            i < 10,
+            "offset {i} at {ts}, first ten at {first}"
+        );
+    }
+
+    let r = ok(env, &["consume", "co", "-o", "end", "-e"], b"");
+    assert_eq!(r.out(), "", "-o end: nothing that was there before");
+    assert!(r.stderr.contains("from the end"), "{}", r.stderr);
+    let r = ok(env, &["consume", "co", "-o", "17", "-e", "-q"], b"");
+    assert_eq!(r.out(), numbers_from(17, 20));
+    let at = |ms: i64| {
+        ok(
+            env,
+            &["consume", "co", "-o", &format!("@{ms}"), "-e", "-q"],
+            b"",
+        )
+        .out()
+    };
+    assert_eq!(at(first + 1), numbers_from(10, 20));
+    assert_eq!(at(before), numbers(20));
+    assert_eq!(
+        at(after + 3_600_000),
+        "",
+        "nothing at or after a later time"
+    );
+    broker.stop();
+}
+
+#[test]
+fn group_offsets_reset_to_latest_a_time_an_offset_and_by_a_shift_within_the_log() {
+    let (_dir, broker) = broker_with_topic("ro", 1);
+    let env = &env(&broker)[..];
+    let first = two_batches_in_time(env, "ro");
+    let committed = || {
+        let r = ok(env, &["group", "describe", "rg", "--format", "json"], b"");
+        json(&r)["partitions"][0]["committed_offset"]
+            .as_i64()
+            .unwrap()
+    };
+    let after_first = format!("{}", first + 1);
+    let later = format!("{}", now_ms() + 3_600_000);
+    let steps: [(&[&str], i64); 9] = [
+        (&["--to-latest"], 20),
+        (&["--shift-by", "-5"], 15),
+        (&["--to-offset", "7"], 7),
+        (&["--shift-by", "2"], 9),
+        (&["--to-datetime", &after_first], 10),
+        (&["--to-offset", "1000"], 20),
+        (&["--shift-by", "-100"], 0),
+        (&["--to-datetime", &later], 20),
+        (&["--to-earliest"], 0),
+    ];
+    for (to, expected) in steps {
+        let mut args = vec![
+            "group",
+            "reset-offsets",
+            "rg",
+            "--topic",
+            "ro",
+            "--execute",
+            "--format",
+            "json",
+        ];
+        args.extend(to);
+        let plan = json(&ok(env, &args, b""));
+        assert_eq!(plan[0]["new_offset"], expected, "{to:?}: {plan}");
+        assert_eq!(committed(), expected, "{to:?}");
+    }
+    broker.stop();
+}
+
+#[test]
+fn group_describe_names_the_member_that_owns_each_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = ["--group-initial-rebalance-delay-ms", "0"];
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), &delay);
+    let env = &env(&broker)[..];
+    ok(env, &["topic", "create", "gm", "-p", "2"], b"");
+    let consume = [
+        "consume",
+        "gm",
+        "-g",
+        "gmg",
+        "-X",
+        "client.id=cli-member",
+        "-q",
+    ];
+    let mut member = command(env, &consume)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut table = String::new();
+    for _ in 0..150 {
+        let r = sluice(env, &["group", "describe", "gmg"], b"");
+        table = r.out();
+        if r.code == 0 && table.matches("cli-member").count() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    member.kill().unwrap();
+    member.wait().unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("group gmg: Stable, 1 member(s)"),
+        "{table}"
+    );
+    let header: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "MEMBER"
+        ],
+        "{table}"
+    );
+    for (p, row) in lines[3..].iter().enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[..2], ["gm", p.to_string().as_str()], "{table}");
+        assert_eq!(cells[5..], ["cli-member", "(/127.0.0.1)"], "{table}");
+    }
+    assert_eq!(lines.len(), 5, "{table}");
     broker.stop();
 }
