@@ -364,6 +364,7 @@ fn broker_settings(
     broker.static_configs = s.log_defaults;
     broker.offsets_topic_num_partitions = s.offsets_topic_num_partitions;
     broker.offsets_retention_minutes = s.offsets_retention_minutes;
+    broker.offsets_topic_segment_bytes = s.offsets_topic_segment_bytes;
     broker.offsets_retention_check_interval_ms = s.offsets_retention_check_interval_ms;
     broker.group_initial_rebalance_delay_ms = s.group_initial_rebalance_delay_ms;
     broker.group_min_session_timeout_ms = s.group_min_session_timeout_ms;

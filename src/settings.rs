@@ -64,6 +64,7 @@ pub struct Settings {
     pub retention_check_interval_ms: u64,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: i64,
+    pub offsets_topic_segment_bytes: i64,
     pub offsets_retention_check_interval_ms: u64,
     pub group_initial_rebalance_delay_ms: i32,
     pub group_min_session_timeout_ms: i32,
@@ -92,6 +93,7 @@ const KNOWN: &[&str] = &[
     "connections.max.idle.ms",
     "log.retention.check.interval.ms",
     "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "group.initial.rebalance.delay.ms",
@@ -201,6 +203,8 @@ impl Settings {
                 .min(i64::from(i32::MAX)) as i32,
             // 0 (Kafka: at least 1) expires offsets of empty groups at once.
             offsets_retention_minutes: num("offsets.retention.minutes", 10_080, 0)?,
+            offsets_topic_segment_bytes: num("offsets.topic.segment.bytes", 104_857_600, 1)?
+                .min(i64::from(i32::MAX)),
             offsets_retention_check_interval_ms: num(
                 "offsets.retention.check.interval.ms",
                 600_000,

@@ -1158,3 +1158,99 @@ fn given_every_served_version_of_the_group_apis_the_broker_answers_it() {
     }
     assert_eq!(answered, 7 + 10 + 6 + 5 + 6 + 8 + 9 + 6 + 7 + 3 + 1);
 }
+
+/// Log start offsets of every `__consumer_offsets` partition.
+fn offsets_topic_starts(s: &mut std::net::TcpStream) -> Vec<i64> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("__consumer_offsets"));
+    t.partitions = (0..50)
+        .map(|i| {
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = i;
+            p.timestamp = -2;
+            p
+        })
+        .collect();
+    let mut req = kafka_protocol::messages::ListOffsetsRequest::default();
+    req.topics = vec![t];
+    match ask(s, ApiKey::ListOffsets, 1, RequestKind::ListOffsets(req)) {
+        ResponseKind::ListOffsets(r) => r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                assert_eq!(p.error_code, 0);
+                p.offset
+            })
+            .collect(),
+        other => panic!("not a ListOffsets response: {other:?}"),
+    }
+}
+
+/// The engine does not compact yet: the group coordinator rewrites a
+/// partition's live state once its log has grown by more than
+/// `offsets.topic.segment.bytes`, and moves the log start past the old
+/// records. Offsets committed thousands of times stay what was last
+/// committed, before and after a restart, while the log's old records go.
+#[test]
+fn given_many_commits_the_offsets_log_is_rewritten_and_the_last_commit_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, cport) = (free_port(), free_port());
+    let mut args = BROKER_ARGS.to_vec();
+    args.extend(["--override", "offsets.topic.segment.bytes=16384"]);
+    let broker = Broker::start_with(dir.path(), port, cport, &args);
+    create_topic(&broker.bootstrap, "t", 2);
+    let mut s = std::net::TcpStream::connect(&broker.bootstrap).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let commit = |group: &str, offset: i64| {
+        let mut c = OffsetCommitRequest::default();
+        c.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        c.generation_id_or_member_epoch = -1;
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        t.partitions = (0..2)
+            .map(|i| {
+                let mut p = OffsetCommitRequestPartition::default();
+                p.partition_index = i;
+                p.committed_offset = offset + i64::from(i);
+                p.committed_metadata = Some(StrBytes::from_static_str("some metadata"));
+                p
+            })
+            .collect();
+        c.topics = vec![t];
+        RequestKind::OffsetCommit(c)
+    };
+    // Two groups; the second commits once, early, and must survive the
+    // rewrites the first one's commits cause. Commits are retried while
+    // the group's partition is still loading.
+    let mut commit_ok = |group: &str, offset: i64| {
+        wait_until("a commit is taken", || {
+            match ask(&mut s, ApiKey::OffsetCommit, 8, commit(group, offset)) {
+                ResponseKind::OffsetCommit(r) => match r.topics[0].partitions[0].error_code {
+                    0 => true,
+                    14 => false,
+                    other => panic!("commit answered {other}"),
+                },
+                other => panic!("not an OffsetCommit response: {other:?}"),
+            }
+        })
+    };
+    commit_ok("quiet", 7);
+    for offset in 1..=1_500 {
+        commit_ok("busy", offset);
+    }
+    wait_until("a rewrite moved some partition's log start", || {
+        offsets_topic_starts(&mut s).iter().any(|o| *o > 0)
+    });
+    let want = |first: i64| BTreeMap::from([(0, first), (1, first + 1)]);
+    assert_eq!(committed(&broker.bootstrap, "busy", "t", 2), want(1_500));
+    assert_eq!(committed(&broker.bootstrap, "quiet", "t", 2), want(7));
+
+    broker.stop();
+    let broker = Broker::start_with(dir.path(), port, cport, &args);
+    let b = broker.bootstrap.clone();
+    wait_until("the restarted broker loads both groups' offsets", || {
+        committed(&b, "busy", "t", 2) == want(1_500) && committed(&b, "quiet", "t", 2) == want(7)
+    });
+    broker.stop();
+}

@@ -125,6 +125,10 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: i64,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets`
+    /// when it is created, and how much a partition of it may grow before
+    /// its live state is rewritten (see `groups`).
+    pub offsets_topic_segment_bytes: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
     /// `offset.metadata.max.bytes`.
@@ -163,6 +167,7 @@ impl BrokerConfig {
             static_configs: Default::default(),
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
+            offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4_096,
             group_initial_rebalance_delay_ms: 3_000,

@@ -16,8 +16,23 @@
 //! the engine. An OffsetCommit is answered after its batch is acknowledged
 //! (`wait_acked`, i.e. fsynced by default) and only then applied to the
 //! in-memory state; a SyncGroup that completes a rebalance is answered
-//! after the group's metadata is stored. Deletions write tombstones. The
-//! topic is compacted (`cleanup.policy=compact`).
+//! after the group's metadata is stored. Deletions write tombstones.
+//!
+//! ## Keeping the log short
+//! The topic is `cleanup.policy=compact`, but the engine does not compact
+//! yet. So that a partition's log (and the time to load it) follows its
+//! live state rather than its history, the coordinator rewrites it: once
+//! more than `max(offsets.topic.segment.bytes, live state)` bytes were
+//! appended since the last rewrite, it appends every live record (each
+//! group's metadata and committed offsets) and moves the log start to the
+//! first of them; segments wholly below it are deleted. Every record below
+//! the new start is superseded by one above it, so a load from the log
+//! start finds the same state. Every write holds its partition's gate
+//! open, from reading the state it writes until that state is in memory;
+//! a rewrite closes the gate, so the state it copies includes every record
+//! written before it, and records written after it come after its own.
+//! (Group metadata is applied to memory before it is stored, so a rewrite
+//! may copy a newer state than the log holds, never an older one.)
 //!
 //! ## Loading
 //! The first request for a partition, or the timer once the topic exists,
@@ -247,6 +262,19 @@ enum Part {
     Loaded(HashMap<String, Group>),
 }
 
+/// What keeps one partition's log short (see the module docs).
+struct Upkeep {
+    /// Held shared by writes that apply to memory after their record is
+    /// acknowledged; held alone by a rewrite.
+    gate: Rc<glommio::sync::RwLock<()>>,
+    /// Record bytes appended since the last rewrite (or since this broker
+    /// started coordinating the partition).
+    appended_bytes: u64,
+    /// Record bytes of the live state at the last rewrite.
+    live_bytes: u64,
+    rewriting: bool,
+}
+
 /// One shard's groups.
 pub struct Coordinator {
     env: Rc<ShardEnv>,
@@ -254,6 +282,7 @@ pub struct Coordinator {
     image: Image,
     limits: Limits,
     parts: RefCell<HashMap<i32, Part>>,
+    upkeep: RefCell<HashMap<i32, Upkeep>>,
     joins: RefCell<HashMap<(String, String), oneshot::Sender<JoinResult>>>,
     syncs: RefCell<HashMap<(String, String), oneshot::Sender<SyncResult>>>,
 }
@@ -275,6 +304,7 @@ impl Coordinator {
             image,
             limits,
             parts: RefCell::new(HashMap::new()),
+            upkeep: RefCell::new(HashMap::new()),
             joins: RefCell::new(HashMap::new()),
             syncs: RefCell::new(HashMap::new()),
         });
@@ -284,6 +314,115 @@ impl Coordinator {
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition::new(OFFSETS_TOPIC, p)
+    }
+
+    /// Partition `p`'s gate (see the module docs).
+    fn gate(&self, p: i32) -> Rc<glommio::sync::RwLock<()>> {
+        self.upkeep
+            .borrow_mut()
+            .entry(p)
+            .or_insert_with(|| Upkeep {
+                gate: Rc::new(glommio::sync::RwLock::new(())),
+                appended_bytes: 0,
+                live_bytes: 0,
+                rewriting: false,
+            })
+            .gate
+            .clone()
+    }
+
+    /// Counts `bytes` of records written to partition `p`.
+    fn appended(&self, p: i32, bytes: u64) {
+        self.gate(p);
+        if let Some(u) = self.upkeep.borrow_mut().get_mut(&p) {
+            u.appended_bytes += bytes;
+        }
+    }
+
+    /// Starts a rewrite of every partition whose log grew by more than
+    /// `max(offsets.topic.segment.bytes, its live state)` since the last.
+    fn start_due_rewrites(self: &Rc<Self>) {
+        let floor = self.config.offsets_topic_segment_bytes.max(1) as u64;
+        let due: Vec<i32> = self
+            .upkeep
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, u)| !u.rewriting && u.appended_bytes >= u.live_bytes.max(floor))
+            .map(|(p, u)| {
+                u.rewriting = true;
+                *p
+            })
+            .collect();
+        for p in due {
+            let c = self.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = c.rewrite(p).await {
+                    tracing::warn!(partition = p, error = %e, "could not rewrite a group partition");
+                }
+                if let Some(u) = c.upkeep.borrow_mut().get_mut(&p) {
+                    u.rewriting = false;
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Appends partition `p`'s live state and moves its log start to it
+    /// (see the module docs).
+    async fn rewrite(&self, p: i32) -> Result<(), sluice_engine::EngineError> {
+        let gate = self.gate(p);
+        let Ok(_closed) = gate.write().await else {
+            return Ok(());
+        };
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = {
+            let mut parts = self.parts.borrow_mut();
+            let Some(Part::Loaded(groups)) = parts.get_mut(&p) else {
+                return Ok(());
+            };
+            let mut records = Vec::new();
+            for g in groups.values_mut() {
+                if g.protocol_type.is_some() {
+                    if let Some(v) = group_value(g) {
+                        records.push((Key::Group(g.id.clone()).encode(), Some(v.encode())));
+                    }
+                }
+                for ((t, i), c) in &g.offsets {
+                    records.push(offset_record(&g.id, t, *i, Some(c)));
+                }
+            }
+            records
+        };
+        let live: u64 = records.iter().map(|(k, v)| record_bytes(k, v)).sum();
+        let worth = {
+            let mut upkeep = self.upkeep.borrow_mut();
+            let u = upkeep.get_mut(&p).expect("made by gate()");
+            let worth = u.appended_bytes > live;
+            u.live_bytes = live;
+            if !worth {
+                u.appended_bytes = 0;
+            }
+            worth
+        };
+        if !worth {
+            return Ok(());
+        }
+        let config = crate::handlers::log_config(&self.image.load(), OFFSETS_TOPIC);
+        let partition = self.env.open(&Self::tp(p), config).await?;
+        // Nothing else appends here while the gate is closed.
+        let start = partition.watermarks().log_end;
+        self.append(p, records).await?;
+        if let Some(u) = self.upkeep.borrow_mut().get_mut(&p) {
+            u.appended_bytes = 0;
+        }
+        drop(_closed);
+        partition.delete_records(start, now_ms()).await?;
+        tracing::info!(
+            partition = p,
+            log_start = start.0,
+            live_bytes = live,
+            "group partition rewritten"
+        );
+        Ok(())
     }
 
     /// Runs one operation on group partition `p`.
@@ -508,6 +647,8 @@ impl Coordinator {
     async fn deliver(&self, p: i32, group: &str, effects: Vec<Effect>) {
         let mut failed = None;
         if effects.contains(&Effect::Store) {
+            let gate = self.gate(p);
+            let _open = gate.read().await;
             let value = self.with_group(p, group, group_value).flatten();
             let record = (
                 Key::Group(group.to_string()).encode(),
@@ -541,7 +682,12 @@ impl Coordinator {
     /// waits until they are acknowledged. Errors are the group APIs'
     /// codes, mapped as Kafka's GroupMetadataManager maps them.
     async fn write(&self, p: i32, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), i16> {
-        self.append(p, records).await.map_err(|e| {
+        let bytes = records.iter().map(|(k, v)| record_bytes(k, v)).sum();
+        let written = self.append(p, records).await;
+        if written.is_ok() {
+            self.appended(p, bytes);
+        }
+        written.map_err(|e| {
             tracing::warn!(partition = p, error = %e, "could not write to __consumer_offsets");
             match e.kafka_code() as i16 {
                 NOT_LEADER_OR_FOLLOWER => NOT_COORDINATOR,
@@ -604,6 +750,8 @@ impl Coordinator {
         generation: i32,
         offsets: Vec<CommitOffset>,
     ) -> Vec<i16> {
+        let gate = self.gate(p);
+        let _open = gate.read().await;
         let n = offsets.len();
         let exists = self.with_group(p, &group, |_| ()).is_some();
         // A commit for an unknown group: an admin's or a standalone
@@ -680,6 +828,8 @@ impl Coordinator {
     }
 
     async fn delete(&self, p: i32, group: &str) -> i16 {
+        let gate = self.gate(p);
+        let _open = gate.read().await;
         let found = self.with_group(p, group, |g| match g.state {
             GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
             GroupState::Empty => Ok(g.offsets.keys().cloned().collect::<Vec<_>>()),
@@ -716,6 +866,8 @@ impl Coordinator {
         group: &str,
         partitions: Vec<(String, i32)>,
     ) -> (i16, Vec<i16>) {
+        let gate = self.gate(p);
+        let _open = gate.read().await;
         let n = partitions.len();
         let checked = self.with_group(p, group, |g| {
             if g.state == GroupState::Dead {
@@ -841,6 +993,7 @@ impl Coordinator {
         while !self.env.stop.load(std::sync::atomic::Ordering::Acquire) {
             glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
             self.load_owned();
+            self.start_due_rewrites();
             let now = now_ms();
             let mut due = Vec::new();
             for (p, part) in self.parts.borrow_mut().iter_mut() {
@@ -904,6 +1057,8 @@ impl Coordinator {
             }
         }
         for (p, records) in due {
+            let gate = self.gate(p);
+            let _open = gate.read().await;
             if let Err(code) = self.write(p, records).await {
                 tracing::warn!(
                     partition = p,
@@ -913,6 +1068,11 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The bytes a record's key and value take.
+fn record_bytes(key: &[u8], value: &Option<Vec<u8>>) -> u64 {
+    (key.len() + value.as_ref().map_or(0, Vec::len)) as u64
 }
 
 /// An offset commit record; `None`: its tombstone.

@@ -20,7 +20,13 @@ pub async fn offsets_partitions(ctx: &Ctx) -> Result<i32, i16> {
     if let Some(t) = ctx.image.load().topics.get(OFFSETS_TOPIC) {
         return Ok(t.partitions.len() as i32);
     }
-    let configs = vec![("cleanup.policy".to_string(), "compact".to_string())];
+    let configs = vec![
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            ctx.config.offsets_topic_segment_bytes.to_string(),
+        ),
+    ];
     let created = crate::handlers::create_topics::create(
         ctx,
         OFFSETS_TOPIC,
