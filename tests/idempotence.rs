@@ -448,19 +448,24 @@ fn after_a_kill_9_mid_stream_the_producer_continues_without_duplicates() {
         }
         p.flush(Duration::from_secs(600)).unwrap();
     });
+    // Kill once a third was sent and a roll's producer snapshot is on disk
+    // (written in the background after the roll).
+    let snapshot_written = || {
+        walk(dir.path())
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "snapshot"))
+    };
     let deadline = Instant::now() + TIMEOUT;
-    while sent.load(Ordering::Acquire) < TOTAL / 3 && Instant::now() < deadline {
+    while (sent.load(Ordering::Acquire) < TOTAL / 3 || !snapshot_written())
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
-    drop(broker); // SIGKILL
-    let snapshots = walk(dir.path())
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "snapshot"))
-        .count();
     assert!(
-        snapshots > 0,
+        snapshot_written(),
         "no producer snapshot was written before the kill"
     );
+    drop(broker); // SIGKILL
     let broker = Broker::start_with(dir.path(), port, coordinator, &small);
     producer.join().unwrap();
     check_exactly_once(&broker.bootstrap, "crash", 3, 1, TOTAL);
