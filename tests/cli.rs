@@ -251,19 +251,33 @@ fn a_user_creates_produces_consumes_alters_trims_and_deletes_with_sluice_command
         &["cluster", "config", "set", "log.retention.hours=48"],
         b"",
     );
-    let r = ok(
+    assert_eq!(
+        cluster_configs(env, &["log.retention.hours"])["log.retention.hours"],
+        "48"
+    );
+    // Set key by key: setting another keeps the first.
+    ok(
         env,
-        &[
-            "cluster",
-            "config",
-            "get",
-            "log.retention.hours",
-            "--format",
-            "json",
-        ],
+        &["cluster", "config", "set", "log.segment.bytes=536870912"],
         b"",
     );
-    assert_eq!(json(&r)[0]["value"], "48");
+    let values = cluster_configs(env, &["log.retention.hours", "log.segment.bytes"]);
+    assert_eq!(values["log.retention.hours"], "48");
+    assert_eq!(values["log.segment.bytes"], "536870912");
+    // A refusal is one line with the broker's reason.
+    let r = sluice(
+        env,
+        &["cluster", "config", "set", "log.retention.hours=soon"],
+        b"",
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid config for the cluster config")
+            && r.stderr.contains("log.retention.hours"),
+        "{}",
+        r.stderr
+    );
 
     ok(env, &["topic", "delete", "orders"], b"");
     let r = sluice(env, &["topic", "describe", "orders"], b"");
@@ -274,6 +288,26 @@ fn a_user_creates_produces_consumes_alters_trims_and_deletes_with_sluice_command
         r.stderr
     );
     broker.stop();
+}
+
+/// `sluice cluster config get KEYS --format json`, by name.
+fn cluster_configs(
+    env: &[(&str, &str)],
+    keys: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    let mut args = vec!["cluster", "config", "get"];
+    args.extend(keys);
+    args.extend(["--format", "json"]);
+    let r = ok(env, &args, b"");
+    json(&r)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap().to_string();
+            (text("name"), text("value"))
+        })
+        .collect()
 }
 
 /// Bytes of the last `n` lines of `content`.

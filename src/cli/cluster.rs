@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use futures_lite::future::block_on;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use serde_json::json;
 
@@ -139,10 +139,10 @@ fn config(c: &Client, cmd: ConfigCmd) -> Result<()> {
     let Some(broker) = md.brokers().first().map(|b| b.id()) else {
         return fail("the cluster lists no brokers");
     };
-    let admin: AdminClient<DefaultClientContext> = c.create()?;
-    let entries = broker_configs(c, &admin, broker)?;
     match cmd {
         ConfigCmd::Get { keys } => {
+            let admin: AdminClient<DefaultClientContext> = c.create()?;
+            let entries = broker_configs(c, &admin, broker)?;
             let shown: Vec<_> = entries
                 .iter()
                 .filter(|e| keys.is_empty() || keys.contains(&e.name))
@@ -173,30 +173,22 @@ fn config(c: &Client, cmd: ConfigCmd) -> Result<()> {
         }
         ConfigCmd::Set { pairs } => {
             let pairs = key_values(&pairs, "config")?;
-            // AlterConfigs replaces every dynamic value: keep the others.
-            let mut values: Vec<(String, String)> = entries
-                .into_iter()
-                .filter(|e| e.source == ConfigSource::DynamicDefaultBroker)
-                .filter_map(|e| e.value.map(|v| (e.name, v)))
-                .collect();
-            for (k, v) in &pairs {
-                values.retain(|(vk, _)| vk != k);
-                values.push((k.clone(), v.clone()));
-            }
-            let mut alter = AlterConfig::new(ResourceSpecifier::Broker(broker));
-            for (k, v) in &values {
-                alter = alter.set(k, v);
-            }
-            let results = block_on(admin.alter_configs(
-                &[alter],
-                &AdminOptions::new().operation_timeout(Some(super::TIMEOUT)),
-            ))
-            .map_err(|e| c.explain(&e))?;
-            for r in results {
-                if let Err((_, code)) = r {
-                    return Err(admin_error("the cluster config", code, None));
-                }
-            }
+            // The cluster-wide default (a broker resource with no name),
+            // changed key by key: other dynamic settings stay, on Sluice
+            // and on Kafka alike. librdkafka's admin API names brokers by
+            // id only, so this one request goes out directly.
+            let addr = md
+                .brokers()
+                .first()
+                .map(|b| format!("{}:{}", b.host(), b.port()))
+                .expect("checked above");
+            super::wire::set_broker_defaults(&addr, &pairs, super::TIMEOUT).map_err(
+                |(code, message)| {
+                    let code = rdkafka::types::RDKafkaRespErr::try_from(i32::from(code))
+                        .map_or(rdkafka::types::RDKafkaErrorCode::Unknown, Into::into);
+                    admin_error("the cluster config", code, Some(&message))
+                },
+            )?;
             c.done(
                 json!({"set": pairs.iter().cloned().collect::<BTreeMap<_, _>>()}),
                 || {

@@ -18,6 +18,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod topic;
+mod wire;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
