@@ -119,6 +119,7 @@ def kafka_python(bootstrap, topic, count):
 
 
 def kafka_python_sticky(bootstrap, topic):
+    import threading
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
     from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -127,32 +128,47 @@ def kafka_python_sticky(bootstrap, topic):
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     admin.close()
 
-    def member():
-        return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-group",
-                             partition_assignment_strategy=[StickyPartitionAssignor],
-                             session_timeout_ms=10000, heartbeat_interval_ms=500)
+    # Each member polls on its own thread (a member's poll blocks while its
+    # rebalance completes, which needs the other member to poll too) and
+    # publishes what it owns.
+    owned = {}
+    stops = {}
 
-    def owned(c):
-        return {tp.partition for tp in c.assignment()}
+    def member(name):
+        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-group",
+                          partition_assignment_strategy=[StickyPartitionAssignor],
+                          session_timeout_ms=10000, heartbeat_interval_ms=500)
+        while not stops[name].is_set():
+            c.poll(timeout_ms=100)
+            owned[name] = {tp.partition for tp in c.assignment()}
+        c.close()
+        owned[name] = set()
 
-    def until(what, members, done):
+    def start(name):
+        stops[name] = threading.Event()
+        owned[name] = set()
+        t = threading.Thread(target=member, args=(name,), daemon=True)
+        t.start()
+        return t
+
+    def until(what, done):
         deadline = time.time() + 60
         while not done():
             if time.time() > deadline:
-                sys.exit(f"kafka-python-sticky: timed out until {what}: "
-                         f"{[sorted(owned(c)) for c in members]}")
-            for c in members:
-                c.poll(timeout_ms=100)
+                sys.exit(f"kafka-python-sticky: timed out until {what}: {owned}")
+            time.sleep(0.1)
 
-    a, b = member(), member()
     every = set(range(PARTITIONS))
-    until("both members share the partitions", [a, b],
-          lambda: owned(a) and owned(b) and not owned(a) & owned(b)
-          and owned(a) | owned(b) == every)
-    kept = owned(b)
-    a.close()
-    until("the member left has them all", [b], lambda: owned(b) == every)
-    b.close()
+    threads = {name: start(name) for name in ("a", "b")}
+    until("both members share the partitions",
+          lambda: owned["a"] and owned["b"] and not owned["a"] & owned["b"]
+          and owned["a"] | owned["b"] == every)
+    kept = set(owned["b"])
+    stops["a"].set()
+    threads["a"].join(30)
+    until("the member left has them all", lambda: owned["b"] == every)
+    stops["b"].set()
+    threads["b"].join(30)
     print(f"kafka-python-sticky: shared, then {sorted(kept)} kept and all taken over")
 
 
