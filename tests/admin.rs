@@ -30,19 +30,35 @@ fn config_value(
     res.get(key).and_then(|e| e.value.clone())
 }
 
-#[test]
-fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+/// A runtime to wait on admin futures, an admin client of `bootstrap`,
+/// and options with the tests' timeout.
+fn admin_client(
+    bootstrap: &str,
+) -> (
+    tokio::runtime::Runtime,
+    AdminClient<DefaultClientContext>,
+    AdminOptions,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    (
+        rt,
+        admin,
+        AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+    )
+}
+
+#[test]
+fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let (rt, admin, opts) = admin_client(&broker.bootstrap);
 
     // Create, with a config; creating it again is refused.
     let topic =
@@ -152,15 +168,7 @@ fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_de
 fn given_the_offsets_topic_admins_cannot_delete_it_grow_it_or_trim_it() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .create()
-        .unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let (rt, admin, opts) = admin_client(&broker.bootstrap);
     let kept = NewTopic::new("kept", 1, TopicReplication::Fixed(1));
     let r = rt.block_on(admin.create_topics(&[kept], &opts)).unwrap();
     assert!(r[0].is_ok(), "{r:?}");

@@ -33,12 +33,17 @@ impl Rng {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `kB` figure of `/proc/PID/status`, e.g. `VmRSS` or `VmHWM` (peak).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
@@ -168,11 +173,7 @@ fn given_10000_random_and_mutated_frames_the_broker_keeps_serving_in_bounded_mem
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
+    status_kib(pid, "VmHWM")
 }
 
 /// A 30,000-byte topic name the broker does not know, with 60,000

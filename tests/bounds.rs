@@ -16,6 +16,33 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::{free_port, Broker, TIMEOUT};
 
+/// Produces `count` values of 1000 bytes to partition 0 of `topic`
+/// (`linger.ms=5`, plus `extra` settings) and waits for all of them.
+fn fill(bootstrap: &str, topic: &str, count: usize, extra: &[(&str, &str)]) {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let p: BaseProducer = config.create().unwrap();
+    let value = vec![b'v'; 1000];
+    for _ in 0..count {
+        while p
+            .send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition(0)
+                    .payload(&value[..]),
+            )
+            .is_err()
+        {
+            p.poll(std::time::Duration::from_millis(5));
+        }
+    }
+    p.flush(TIMEOUT).unwrap();
+}
+
 #[test]
 fn given_a_fetch_asking_for_2gib_the_response_is_bounded_by_fetch_max_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,26 +53,7 @@ fn given_a_fetch_asking_for_2gib_the_response_is_bounded_by_fetch_max_bytes() {
         &["--fetch-max-bytes", "100000"],
     );
     // 2 MB in batches of about 16 KiB.
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("batch.size", "16384")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let value = vec![b'v'; 1000];
-    for _ in 0..2000 {
-        while p
-            .send(
-                BaseRecord::<(), [u8]>::to("big")
-                    .partition(0)
-                    .payload(&value[..]),
-            )
-            .is_err()
-        {
-            p.poll(std::time::Duration::from_millis(5));
-        }
-    }
-    p.flush(TIMEOUT).unwrap();
+    fill(&broker.bootstrap, "big", 2000, &[("batch.size", "16384")]);
 
     let version = 11;
     let mut partition = FetchPartition::default();
@@ -103,25 +111,7 @@ fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_
         free_port(),
         &["--shards", "1", "--connections-max-idle-ms", "1000"],
     );
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let value = vec![b'v'; 1000];
-    for _ in 0..4000 {
-        while p
-            .send(
-                BaseRecord::<(), [u8]>::to("big")
-                    .partition(0)
-                    .payload(&value[..]),
-            )
-            .is_err()
-        {
-            p.poll(std::time::Duration::from_millis(5));
-        }
-    }
-    p.flush(TIMEOUT).unwrap();
+    fill(&broker.bootstrap, "big", 4000, &[]);
 
     // 16 fetches of the whole 4 MB, pipelined, never read: 64 MB of
     // responses against a few MB of socket buffers.
