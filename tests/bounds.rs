@@ -97,13 +97,28 @@ fn given_a_fetch_asking_for_2gib_the_response_is_bounded_by_fetch_max_bytes() {
     broker.stop();
 }
 
+/// A new connection to `bootstrap` gets an ApiVersions answer (within the
+/// tests' read timeout).
+fn assert_served(bootstrap: &str) {
+    use kafka_protocol::messages::{ApiVersionsRequest, RequestKind, ResponseKind};
+    let mut other = TcpStream::connect(bootstrap).unwrap();
+    other.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let answer = support::call(
+        &mut other,
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    );
+    assert!(matches!(answer, ResponseKind::ApiVersions(_)));
+}
+
 /// A client that asks for far more than the socket buffers hold and never
 /// reads must not stop its shard: the only shard here keeps serving other
 /// clients, and the stalled connection is closed once it has made no
 /// progress for `connections.max.idle.ms`.
 #[test]
 fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_idle() {
-    use kafka_protocol::messages::{ApiVersionsRequest, RequestKind};
+    use kafka_protocol::messages::RequestKind;
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start_with(
         dir.path(),
@@ -128,18 +143,7 @@ fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_
             .unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut other = TcpStream::connect(&broker.bootstrap).unwrap();
-    other.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let answer = support::call(
-        &mut other,
-        ApiKey::ApiVersions,
-        3,
-        RequestKind::ApiVersions(ApiVersionsRequest::default()),
-    );
-    assert!(matches!(
-        answer,
-        kafka_protocol::messages::ResponseKind::ApiVersions(_)
-    ));
+    assert_served(&broker.bootstrap);
 
     // Past the idle limit the broker gives up on the stalled connection:
     // reading it ends before all 64 MB came.
@@ -163,7 +167,6 @@ fn given_a_client_that_stops_reading_its_shard_serves_others_and_closes_it_when_
 /// and the budget is free for others.
 #[test]
 fn given_a_client_trickling_a_request_body_its_budget_comes_back_after_the_idle_limit() {
-    use kafka_protocol::messages::{ApiVersionsRequest, RequestKind};
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start_with(
         dir.path(),
@@ -196,18 +199,7 @@ fn given_a_client_trickling_a_request_body_its_budget_comes_back_after_the_idle_
     std::thread::sleep(std::time::Duration::from_millis(200));
     // This request needs budget the trickler holds: it is answered once
     // the trickler is cut off.
-    let mut other = TcpStream::connect(&broker.bootstrap).unwrap();
-    other.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let answer = support::call(
-        &mut other,
-        ApiKey::ApiVersions,
-        3,
-        RequestKind::ApiVersions(ApiVersionsRequest::default()),
-    );
-    assert!(matches!(
-        answer,
-        kafka_protocol::messages::ResponseKind::ApiVersions(_)
-    ));
+    assert_served(&broker.bootstrap);
     assert!(dripping.join().unwrap(), "the trickler was never cut off");
     broker.stop();
 }
