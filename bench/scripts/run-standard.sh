@@ -40,8 +40,11 @@ for w in "${workloads[@]}"; do
     name=$(basename "$w" .yaml)
     data=$(mktemp -d "$data_root/broker-XXXXXX")
     # shellcheck disable=SC2086
+    # Retention every 10 s, so the topics' retention.bytes (sluice-bench
+    # --retention-mib) keeps long runs within the disk.
     "$sluice" start --data-dir "$data" --listeners "127.0.0.1:$port" \
-        --coordinator-listen "127.0.0.1:$((port + 1))" ${SLUICE_ARGS:-} \
+        --coordinator-listen "127.0.0.1:$((port + 1))" \
+        --retention-check-interval-ms 10000 ${SLUICE_ARGS:-} \
         >"$out/$name.broker.log" 2>&1 &
     broker=$!
     up=0

@@ -153,21 +153,25 @@ fn config(bootstrap: &str, props: &[(String, String)]) -> ClientConfig {
     c
 }
 
-/// Creates `name` with `partitions` partitions.
+/// Creates `name` with `partitions` partitions and topic `configs`.
 pub fn create_topic(
     bootstrap: &str,
     name: &str,
     partitions: u32,
     replication: i32,
+    configs: &[(&str, String)],
 ) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap, &[])
         .create()
         .map_err(|e| format!("admin client: {e}"))?;
-    let topic = NewTopic::new(
+    let mut topic = NewTopic::new(
         name,
         partitions as i32,
         TopicReplication::Fixed(replication),
     );
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in
         block_on(admin.create_topics(&[topic], &opts)).map_err(|e| format!("create {name}: {e}"))?

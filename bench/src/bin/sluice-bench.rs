@@ -33,6 +33,9 @@ usage: sluice-bench COMMAND [options]
     --acks A --batch-size N --linger-ms N --compression C --idempotence B
                           producer settings (over the workload's and driver's)
     --replication N       replication factor of the topics (default 1)
+    --retention-mib N     retention.bytes of each partition of the topics, in
+                          MiB, with 256 MiB segments (default 1024; 0: the
+                          broker's defaults), so long runs do not fill the disk
     --limit-seconds S     how long each raw-producer limit run lasts (default 5)
     --no-limits           skip the limits (null sink, sendfile, fio)
     --sink-no-sync        the null sink does not fdatasync before answering
@@ -244,7 +247,7 @@ fn limits_cmd(o: &Opts) -> Result<(), String> {
     let topic = format!("sluice-bench-limits-{}", std::process::id());
     let bootstrap = o.get("--bootstrap");
     if let Some(b) = bootstrap {
-        kafka::create_topic(b, &topic, 1, 1)?;
+        kafka::create_topic(b, &topic, 1, 1, &[])?;
     }
     let l = measure_limits(&LimitPlan {
         bootstrap,
@@ -409,8 +412,29 @@ fn run(o: &Opts) -> Result<(), String> {
     let topics: Vec<String> = (0..w.topics)
         .map(|t| format!("sluice-bench-{}-{t}-{}", slug(&w.name), run_id).to_lowercase())
         .collect();
+    // A steady run writes about 175 GB an hour at 50k msg/s of 1 KiB:
+    // bound what each partition keeps (retention runs on the broker's own
+    // schedule, log.retention.check.interval.ms).
+    let retention_mib = o.num("--retention-mib")?.unwrap_or(1024u64);
+    let topic_configs: Vec<(&str, String)> = if retention_mib == 0 {
+        Vec::new()
+    } else {
+        vec![
+            ("retention.bytes", (retention_mib << 20).to_string()),
+            (
+                "segment.bytes",
+                (256u64 << 20).min(retention_mib << 20).to_string(),
+            ),
+        ]
+    };
     for t in &topics {
-        kafka::create_topic(&bootstrap, t, w.partitions_per_topic, replication)?;
+        kafka::create_topic(
+            &bootstrap,
+            t,
+            w.partitions_per_topic,
+            replication,
+            &topic_configs,
+        )?;
     }
     eprintln!("[bench] {}: topics {topics:?} on {bootstrap}", w.name);
 
