@@ -110,6 +110,7 @@ where
 {
     glommio::LocalExecutorBuilder::default()
         .name("sluice-bench")
+        .io_memory(sluice_engine::io::io_memory(WRITE_BUFFER_BYTES))
         .spawn(f)
         .expect("spawn a glommio executor")
         .join()

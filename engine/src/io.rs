@@ -118,6 +118,20 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     d.close().await.map_err(|e| io_err(dir, e))
 }
 
+/// The DMA memory a shard's executor reserves (glommio's `io_memory`) when
+/// its write buffer is `write_buffer_bytes`. Append writes take their
+/// buffers from it; a buffer that does not fit comes from the heap instead,
+/// and a fresh heap buffer costs page faults, zeroing and an unmap on every
+/// write: with glommio's 10 MiB default, 1 MiB-batch appends ran at 0.61–0.72
+/// of fio's direct write in the same rounds as 0.76–0.81 with 64 MiB
+/// (bench/README.md, 2026-11-30). The data waiting to be written never exceeds the
+/// write buffer; the slack covers the partial blocks rewritten and the
+/// index writes.
+pub fn io_memory(write_buffer_bytes: u64) -> usize {
+    const SLACK: usize = 8 << 20;
+    usize::try_from(write_buffer_bytes).unwrap_or(usize::MAX / 2) + SLACK
+}
+
 /// A file appended to in whole blocks; see the module docs.
 pub struct AppendFile {
     file: Rc<DmaFile>,

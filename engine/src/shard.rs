@@ -214,6 +214,7 @@ impl Engine {
             let main = main.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("sluice-shard-{shard}"))
+                .io_memory(crate::io::io_memory(config.write_buffer_bytes_max))
                 .spawn(move || async move {
                     run_shard(ShardStart {
                         shard,
