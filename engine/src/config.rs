@@ -55,6 +55,10 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
+    /// `file.delete.delay.ms`: how long a segment removed from the log
+    /// (retention, DeleteRecords, truncation) keeps its files, renamed
+    /// `*.deleted`, before they are deleted.
+    pub file_delete_delay_ms: u64,
     /// `producer.id.expiration.ms`, a broker setting in Kafka (not a topic
     /// key): how long a partition remembers an idle idempotent producer.
     pub producer_id_expiration_ms: i64,
@@ -76,6 +80,7 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             cleanup_policy: CleanupPolicy::Delete,
+            file_delete_delay_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
         }
     }
@@ -96,6 +101,7 @@ pub const KEYS: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "cleanup.policy",
+    "file.delete.delay.ms",
 ];
 
 /// Kafka's broker-level keys that give a topic key its default, with the
@@ -104,6 +110,7 @@ pub const KEYS: &[&str] = &[
 /// (`log.retention.ms` over `.minutes` over `.hours`).
 pub const BROKER_SYNONYMS: &[(&str, &str, i64)] = &[
     ("log.segment.bytes", "segment.bytes", 1),
+    ("log.segment.delete.delay.ms", "file.delete.delay.ms", 1),
     ("log.roll.hours", "segment.ms", 3_600_000),
     ("log.roll.ms", "segment.ms", 1),
     ("log.index.size.max.bytes", "segment.index.bytes", 1),
@@ -193,6 +200,7 @@ impl LogConfig {
                     _ => return Err(invalid(key, value, "must be delete, compact or both")),
                 }
             }
+            "file.delete.delay.ms" => self.file_delete_delay_ms = int(key, value, 0)? as u64,
             _ => return Err(invalid(key, value, "unknown topic config")),
         }
         Ok(())
@@ -272,6 +280,10 @@ impl LogConfig {
                 self.timestamp_after_max_ms.to_string(),
             ),
             ("cleanup.policy", policy.to_string()),
+            (
+                "file.delete.delay.ms",
+                self.file_delete_delay_ms.to_string(),
+            ),
         ]
     }
 

@@ -902,6 +902,11 @@ impl Partition {
         wake_acked(&mut st);
     }
 
+    /// `file.delete.delay.ms`.
+    fn delete_delay(&self) -> Duration {
+        Duration::from_millis(self.inner.state.borrow().config.file_delete_delay_ms)
+    }
+
     fn fail(&self, st: &mut State, e: &EngineError) {
         tracing::error!(partition = %self.inner.tp, error = %e,
             "write or fsync failed: the log is poisoned and its directory taken offline");
@@ -1259,7 +1264,7 @@ impl Partition {
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += seg.meta.borrow().size;
         }
-        let removed = remove_segment_files(&self.inner.dir, &doomed).await;
+        let removed = remove_segment_files(&self.inner.dir, &doomed, self.delete_delay()).await;
         if let Err(e) = removed {
             self.poison(&e);
             return Err(e);
@@ -1419,7 +1424,7 @@ impl Partition {
             st.epochs.encode()
         };
         self.inner.shard.cache.truncate(&self.inner.cache, new_end);
-        remove_segment_files(&self.inner.dir, &removed).await?;
+        remove_segment_files(&self.inner.dir, &removed, self.delete_delay()).await?;
         let path = self.inner.dir.join(checkpoint::LEADER_EPOCH_FILE);
         checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await
     }
@@ -1434,7 +1439,7 @@ impl Partition {
             crate::types::now_ms(),
         ));
         drop(self.inner.state.borrow_mut().writer.take());
-        remove_segment_files(&self.inner.dir, &old).await?;
+        remove_segment_files(&self.inner.dir, &old, self.delete_delay()).await?;
         let writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
         let text = {
             let mut st = self.inner.state.borrow_mut();
@@ -1498,10 +1503,26 @@ struct Work {
     writer: RefCell<Option<SegmentWriter>>,
 }
 
-/// Unlinks the files of `segments` (already gone ones are fine) and fsyncs
-/// the directory, off the shard's reactor thread. Reads in flight keep their
-/// file descriptors and finish.
-async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>]) -> Result<()> {
+/// Suffix of segment files removed from the log and waiting to be deleted.
+const DELETED_EXT: &str = "deleted";
+/// A removed log file is shrunk by this much at a time before it is unlinked.
+const DELETE_STEP: u64 = 8 << 20;
+/// The pause between two shrinking steps.
+const DELETE_PAUSE: Duration = Duration::from_millis(10);
+
+/// Takes the files of `segments` out of the log, as Kafka does: each is
+/// renamed `<name>.deleted` at once (already gone ones are fine) and the
+/// directory fsync'ed, so that a restart never sees them again (leftovers
+/// are removed at open); they are deleted `delay` later, off the caller.
+/// Until then reads in flight keep reading them.
+///
+/// Deleting is gradual: a log file is shrunk [`DELETE_STEP`] bytes at a time,
+/// [`DELETE_PAUSE`] apart, then unlinked. One unlink of a 256 MiB file on
+/// ext4 mounted with `discard` trims all of it at once; here that held other
+/// files' fdatasyncs back 20–35 ms, and a retention pass over 16 partitions
+/// stalled appends for up to half a second. In 8 MiB steps the longest
+/// fdatasync seen beside it was under 4 ms.
+async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>], delay: Duration) -> Result<()> {
     let paths: Vec<PathBuf> = segments
         .iter()
         .flat_map(|s| {
@@ -1513,19 +1534,68 @@ async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>]) -> Result<()
         })
         .collect();
     let dir = dir.to_path_buf();
-    checkpoint::blocking(move || -> Result<()> {
+    let retired = checkpoint::blocking(move || -> Result<Vec<PathBuf>> {
+        let mut retired = Vec::new();
         for p in paths {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
+            let mut to = p.clone().into_os_string();
+            to.push(".");
+            to.push(DELETED_EXT);
+            let to = PathBuf::from(to);
+            match std::fs::rename(&p, &to) {
+                Ok(()) => retired.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(EngineError::io(&p, e)),
             }
         }
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| EngineError::io(&dir, e))
+            .map_err(|e| EngineError::io(&dir, e))?;
+        Ok(retired)
     })
-    .await
+    .await?;
+    if !retired.is_empty() {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(delay).await;
+            for p in retired {
+                if let Err(e) = delete_gradually(&p).await {
+                    tracing::warn!(path = %p.display(), error = %e,
+                        "could not delete a removed segment file; it is removed at the next open");
+                }
+            }
+        })
+        .detach();
+    }
+    Ok(())
+}
+
+/// Shrinks `path` step by step, then unlinks it. A file already gone is
+/// fine (its partition was deleted, or a later removal replaced it).
+async fn delete_gradually(path: &Path) -> std::io::Result<()> {
+    let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let p = path.to_path_buf();
+    let opened = checkpoint::blocking(move || {
+        let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+        let len = f.metadata()?.len();
+        Ok::<_, std::io::Error>((f, len))
+    })
+    .await;
+    let (file, mut len) = match opened {
+        Ok(v) => v,
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let file = Arc::new(file);
+    while len > DELETE_STEP {
+        len -= DELETE_STEP;
+        let f = file.clone();
+        checkpoint::blocking(move || f.set_len(len)).await?;
+        glommio::timer::sleep(DELETE_PAUSE).await;
+    }
+    let p = path.to_path_buf();
+    match checkpoint::blocking(move || std::fs::remove_file(p)).await {
+        Err(e) if !not_found(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Offsets of the producer snapshots in a partition directory, ascending.
@@ -1661,7 +1731,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
             {
                 orphans.push(entry.path());
             }
-            "tmp" | "deleted" => orphans.push(entry.path()),
+            "tmp" | DELETED_EXT => orphans.push(entry.path()),
             _ => {}
         }
     }

@@ -104,3 +104,75 @@ fn under_the_default_policy_an_append_is_acknowledged_only_once_fsynced() {
         assert_eq!(p.synced_offset(), Offset(800));
     });
 }
+
+/// Retention takes segments out of the log at once, but their files stay,
+/// renamed `*.deleted`, for `file.delete.delay.ms`; then a log file larger
+/// than a deletion step is shrunk and unlinked. Leftovers of a stop before
+/// that are removed at the next open.
+#[test]
+fn retention_renames_removed_segments_and_deletes_them_after_the_delay() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("t-0");
+        let ctx = shard();
+        let mut config = LogConfig {
+            segment_bytes: 10 << 20,
+            ..LogConfig::default()
+        };
+        config.set("file.delete.delay.ms", "300").unwrap();
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        for i in 0..500u64 {
+            append(&p, make_batch(i, 16, 4000, 1_000), 2_000).await;
+        }
+        let bases = p.segment_bases();
+        assert!(bases.len() >= 3, "segments rolled: {bases:?}");
+        config
+            .set("retention.bytes", &(10 << 20).to_string())
+            .unwrap();
+        p.set_config(config.clone());
+        let outcome = p.enforce_retention(2_000).await.unwrap();
+        assert!(outcome.segments_deleted >= 1, "{outcome:?}");
+        assert!(outcome.bytes_deleted > 8 << 20, "a file larger than a step");
+        let removed = &bases[..outcome.segments_deleted];
+        let deleted_files = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&pdir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".deleted"))
+                .collect();
+            names.sort();
+            names
+        };
+        for base in removed {
+            let log = format!("{:020}.log", base.0);
+            assert!(!pdir.join(&log).exists(), "{log} left the log at once");
+            assert!(pdir.join(format!("{log}.deleted")).exists(), "{log} kept");
+        }
+        assert_eq!(deleted_files().len(), 3 * removed.len(), "log and indexes");
+        // Still there within the delay.
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(deleted_files().len(), 3 * removed.len());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !deleted_files().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                deleted_files()
+            );
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(p.watermarks().log_start, bases[outcome.segments_deleted]);
+
+        // A stop within the delay leaves the renamed files; open removes them.
+        config.set("file.delete.delay.ms", "60000").unwrap();
+        config.set("retention.bytes", "1").unwrap();
+        p.set_config(config.clone());
+        let outcome = p.enforce_retention(2_000).await.unwrap();
+        assert!(outcome.segments_deleted >= 1, "{outcome:?}");
+        p.close().await.unwrap();
+        assert!(!deleted_files().is_empty());
+        let q = open(dir.path(), config, &shard()).await;
+        assert!(deleted_files().is_empty(), "{:?}", deleted_files());
+        assert_eq!(q.watermarks().log_end, Offset(500 * 16));
+    });
+}
