@@ -25,9 +25,9 @@ pub const BLOCK: usize = 4096;
 const READ_CHUNK: usize = 1 << 20;
 /// Chunks read and not yet written, at most (bounds the sink's memory).
 const QUEUED_CHUNKS: usize = 64;
-/// Most bytes in one write (and fdatasync) of the sink, like the engine's
-/// 4 MiB group cap.
-const GROUP_MAX: usize = 4 << 20;
+/// Most bytes in one write (and fdatasync) of the sink: the engine's group
+/// cap, so that both group the same way.
+const GROUP_MAX: usize = sluice_engine::partition::WRITE_BYTES_MAX;
 /// The largest request frame the sink accepts (Kafka's
 /// `socket.request.max.bytes`).
 const MAX_FRAME: usize = 100 << 20;
