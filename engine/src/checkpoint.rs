@@ -50,10 +50,16 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     f.write_all(contents).map_err(|e| io(&tmp, e))?;
     f.sync_all().map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir_blocking(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory, so that names created, renamed or removed in it stay
+/// so after a crash. Blocking: the counterpart of `io::sync_dir` for code
+/// already running on the blocking pool.
+pub fn sync_dir_blocking(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+        .map_err(|e| EngineError::io(dir, e))
 }
 
 /// Runs a blocking file operation off the shard's reactor thread.

@@ -1554,9 +1554,7 @@ async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>], delay: Durat
                 Err(e) => return Err(EngineError::io(&p, e)),
             }
         }
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| EngineError::io(&dir, e))?;
+        checkpoint::sync_dir_blocking(&dir)?;
         Ok(retired)
     })
     .await?;
@@ -1637,9 +1635,7 @@ fn remove_snapshots(dir: &Path, offsets: &[i64]) -> Result<()> {
             Err(e) => return Err(EngineError::io(&p, e)),
         }
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| EngineError::io(dir, e))
+    checkpoint::sync_dir_blocking(dir)
 }
 
 /// Rebuilds a partition's producer table on open: the newest valid
