@@ -164,7 +164,10 @@ fn retention_renames_removed_segments_and_deletes_them_after_the_delay() {
         assert_eq!(p.watermarks().log_start, bases[outcome.segments_deleted]);
 
         // A stop within the delay leaves the renamed files; open removes them.
-        config.set("file.delete.delay.ms", "60000").unwrap();
+        // The largest value Kafka accepts: nothing overflows, the files wait.
+        config
+            .set("file.delete.delay.ms", &i64::MAX.to_string())
+            .unwrap();
         config.set("retention.bytes", "1").unwrap();
         p.set_config(config.clone());
         let outcome = p.enforce_retention(2_000).await.unwrap();
