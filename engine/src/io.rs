@@ -26,7 +26,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::{EngineError, Result};
 
@@ -143,10 +143,27 @@ pub fn io_memory(write_buffer_bytes: u64) -> usize {
 pub struct AppendFile {
     file: Rc<DmaFile>,
     path: PathBuf,
-    /// Logical length: bytes of data in the file.
+    /// Logical length: bytes of data in the file, counting a prepared
+    /// write still in flight.
     len: u64,
     /// The bytes `[align_down(len), len)`: the last partial block.
     tail: Vec<u8>,
+}
+
+/// An append built by [`AppendFile::prepare`], not yet written.
+pub struct PreparedWrite {
+    buf: DmaBuffer,
+    /// Block-aligned file position the buffer goes to.
+    start: u64,
+    /// The file's logical length once it is written.
+    end: u64,
+}
+
+impl PreparedWrite {
+    /// The file's logical length once this is written.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
 }
 
 fn align_down(v: u64) -> u64 {
@@ -199,9 +216,23 @@ impl AppendFile {
     /// Appends `chunks` after the logical end in one block-aligned write.
     /// On error nothing about the file may be assumed: the caller poisons it.
     pub async fn append(&mut self, chunks: &[&[u8]]) -> Result<()> {
+        match self.prepare(chunks) {
+            Some(w) => self.write(w).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds the write that appends `chunks` after the logical end — the
+    /// last partial block again, the chunks, zero padding — and moves the
+    /// logical end past them, so that the next `prepare` follows this one.
+    /// The bytes are on disk only once [`AppendFile::write`] of it
+    /// completes, and writes must complete in the order they were prepared:
+    /// the caller keeps at most one in flight. `None` when there is nothing
+    /// to write.
+    pub fn prepare(&mut self, chunks: &[&[u8]]) -> Option<PreparedWrite> {
         let data: usize = chunks.iter().map(|c| c.len()).sum();
         if data == 0 {
-            return Ok(());
+            return None;
         }
         let start = align_down(self.len);
         let used = self.tail.len() + data;
@@ -217,24 +248,41 @@ impl AppendFile {
         out[at..].fill(0);
         let new_len = self.len + data as u64;
         let new_tail_start = (align_down(new_len) - start) as usize;
-        let new_tail = out[new_tail_start..at].to_vec();
-        let written = self
-            .file
-            .write_at(buf, start)
-            .await
-            .map_err(|e| io_err(&self.path, e))?;
-        if written != padded {
-            return Err(io_err(
-                &self.path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {padded} bytes"),
-                ),
-            ));
-        }
+        self.tail = out[new_tail_start..at].to_vec();
         self.len = new_len;
-        self.tail = new_tail;
-        Ok(())
+        Some(PreparedWrite {
+            buf,
+            start,
+            end: new_len,
+        })
+    }
+
+    /// Writes a prepared append. The future borrows nothing, so the next
+    /// append can be prepared while it is in flight. Resolves to the logical
+    /// length the file has once it completed. On error nothing about the
+    /// file may be assumed: the caller poisons it.
+    pub fn write(
+        &self,
+        w: PreparedWrite,
+    ) -> impl std::future::Future<Output = Result<u64>> + 'static {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        async move {
+            let padded = w.buf.len();
+            let written = file
+                .write_at(w.buf, w.start)
+                .await
+                .map_err(|e| io_err(&path, e))?;
+            if written != padded {
+                return Err(io_err(
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        format!("short write: {written} of {padded} bytes"),
+                    ),
+                ));
+            }
+            Ok(w.end)
+        }
     }
 
     /// fdatasync: everything appended so far is on stable storage.

@@ -544,7 +544,8 @@ impl Segment {
             m.time_index.set_persisted(0);
         }
         let next = self.meta.borrow().next_offset;
-        w.persist_indexes(next).await
+        let written = w.log.len();
+        w.persist_indexes(next, written).await
     }
 }
 
@@ -617,9 +618,10 @@ impl SegmentWriter {
     }
 
     /// Appends the index entries that describe data already in the log;
-    /// `written_next` is one past the last offset written to it.
-    pub async fn persist_indexes(&mut self, written_next: Offset) -> Result<()> {
-        let written = self.log.len();
+    /// `written_next` is one past the last offset written to it and
+    /// `written` the log's length up to there (a prepared write may be in
+    /// flight beyond it).
+    pub async fn persist_indexes(&mut self, written_next: Offset, written: u64) -> Result<()> {
         let base = self.seg.base.0;
         let (ix, ix_n, tx, tx_n) = {
             let m = self.seg.meta.borrow();
@@ -658,7 +660,7 @@ impl SegmentWriter {
             }
         }
         let next = self.seg.meta.borrow().next_offset;
-        self.persist_indexes(next).await?;
+        self.persist_indexes(next, self.log.len()).await?;
         self.log.finish().await?;
         self.index.finish().await?;
         self.time_index.finish().await?;

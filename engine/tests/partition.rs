@@ -105,6 +105,63 @@ fn under_the_default_policy_an_append_is_acknowledged_only_once_fsynced() {
     });
 }
 
+/// Under load the flusher takes the next group and copies it into its write
+/// buffer while the group before is in flight. Such a group starts with the
+/// last partial block of the one before, may span segment rolls, and every
+/// batch reads back whole and in order, before and after a reopen.
+#[test]
+fn groups_prepared_while_the_group_before_is_written_land_whole_and_in_order() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let config = LogConfig {
+            segment_bytes: 3 << 20,
+            ..LogConfig::default()
+        };
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let mut sent = Vec::new();
+        let mut last = Offset(0);
+        for i in 0..240u64 {
+            // About 256 KiB, never a whole number of blocks.
+            let b = make_batch(i, 64, 4_000 + (i % 7) as usize, 1_000);
+            sent.push(b.to_vec());
+            let info = p
+                .append(b, sluice_engine::LeaderEpoch(0), 2_000)
+                .await
+                .unwrap();
+            assert_eq!(info.base_offset, Offset(64 * i as i64));
+            last = info.last_offset;
+            if i % 24 == 0 {
+                futures_lite::future::yield_now().await;
+            }
+        }
+        p.wait_acked(last).await.unwrap();
+        let stats = p.flush_stats();
+        assert!(
+            stats.prepared_ahead > 0,
+            "no group was prepared ahead: {stats:?}"
+        );
+        assert!(p.segment_bases().len() > 10, "segments rolled");
+        let check = |got: Vec<(i64, Vec<u8>)>| {
+            assert_eq!(got.len(), sent.len());
+            for (i, ((base, bytes), want)) in got.iter().zip(&sent).enumerate() {
+                assert_eq!(*base, 64 * i as i64);
+                // The base offset and the partition leader epoch are the
+                // log's to assign; everything else is stored as sent.
+                assert!(
+                    bytes[8..12] == want[8..12] && bytes[16..] == want[16..],
+                    "batch {i} differs"
+                );
+            }
+        };
+        check(read_all(&p, Offset(0)).await);
+        p.close().await.unwrap();
+        let q = open(dir.path(), config, &shard()).await;
+        assert_eq!(q.watermarks().log_end, last.next());
+        check(read_all(&q, Offset(0)).await);
+    });
+}
+
 /// Retention takes segments out of the log at once, but their files stay,
 /// renamed `*.deleted`, for `file.delete.delay.ms`; then a log file larger
 /// than a deletion step is shrunk and unlinked. Leftovers of a stop before
