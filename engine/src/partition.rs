@@ -96,6 +96,10 @@ pub struct ShardContext {
     /// groups keep the disk busy: with 1 MiB batches, 32 MiB groups ran a
     /// median 11 % faster than 4 MiB ones (18 paired rounds, 2026-11-30).
     pub write_bytes_max: usize,
+    /// Removed segment files are shrunk and deleted one at a time per
+    /// shard, so that a retention pass over many partitions trims the disk
+    /// no faster than one deletion does (see `remove_segment_files`).
+    pub deleting: Rc<Semaphore>,
 }
 
 impl ShardContext {
@@ -105,6 +109,7 @@ impl ShardContext {
             write_buffer: Semaphore::new(write_buffer_bytes_max),
             write_buffer_bytes_max,
             write_bytes_max: WRITE_BYTES_MAX,
+            deleting: Rc::new(Semaphore::new(1)),
         }
     }
 }
@@ -1072,9 +1077,11 @@ impl Partition {
         wake_acked(&mut st);
     }
 
-    /// `file.delete.delay.ms`.
-    fn delete_delay(&self) -> Duration {
-        Duration::from_millis(self.inner.state.borrow().config.file_delete_delay_ms)
+    /// Takes the files of `segments` out of the log and deletes them
+    /// `file.delete.delay.ms` later (see [`remove_segment_files`]).
+    async fn remove_files(&self, segments: &[Rc<Segment>]) -> Result<()> {
+        let delay = Duration::from_millis(self.inner.state.borrow().config.file_delete_delay_ms);
+        remove_segment_files(&self.inner.dir, segments, delay, &self.inner.shard.deleting).await
     }
 
     fn fail(&self, st: &mut State, e: &EngineError) {
@@ -1434,7 +1441,7 @@ impl Partition {
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += seg.meta.borrow().size;
         }
-        let removed = remove_segment_files(&self.inner.dir, &doomed, self.delete_delay()).await;
+        let removed = self.remove_files(&doomed).await;
         if let Err(e) = removed {
             self.poison(&e);
             return Err(e);
@@ -1594,7 +1601,7 @@ impl Partition {
             st.epochs.encode()
         };
         self.inner.shard.cache.truncate(&self.inner.cache, new_end);
-        remove_segment_files(&self.inner.dir, &removed, self.delete_delay()).await?;
+        self.remove_files(&removed).await?;
         let path = self.inner.dir.join(checkpoint::LEADER_EPOCH_FILE);
         checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await
     }
@@ -1609,7 +1616,7 @@ impl Partition {
             crate::types::now_ms(),
         ));
         drop(self.inner.state.borrow_mut().writer.take());
-        remove_segment_files(&self.inner.dir, &old, self.delete_delay()).await?;
+        self.remove_files(&old).await?;
         let writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
         let text = {
             let mut st = self.inner.state.borrow_mut();
@@ -1706,8 +1713,15 @@ const DELETE_PAUSE: Duration = Duration::from_millis(10);
 /// ext4 mounted with `discard` trims all of it at once; here that held other
 /// files' fdatasyncs back 20–35 ms, and a retention pass over 16 partitions
 /// stalled appends for up to half a second. In 8 MiB steps the longest
-/// fdatasync seen beside it was under 4 ms.
-async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>], delay: Duration) -> Result<()> {
+/// fdatasync seen beside it was under 4 ms. Files are deleted one at a time
+/// per shard (`deleting`), so partitions whose segments expire together do
+/// not trim the disk all at once.
+async fn remove_segment_files(
+    dir: &Path,
+    segments: &[Rc<Segment>],
+    delay: Duration,
+    deleting: &Rc<Semaphore>,
+) -> Result<()> {
     let paths: Vec<PathBuf> = segments
         .iter()
         .flat_map(|s| {
@@ -1737,9 +1751,14 @@ async fn remove_segment_files(dir: &Path, segments: &[Rc<Segment>], delay: Durat
     })
     .await?;
     if !retired.is_empty() {
+        let deleting = deleting.clone();
         glommio::spawn_local(async move {
             glommio::timer::sleep(delay).await;
             for p in retired {
+                // The semaphore is never closed.
+                let Ok(_turn) = deleting.acquire_permit(1).await else {
+                    return;
+                };
                 if let Err(e) = delete_gradually(&p).await {
                     tracing::warn!(path = %p.display(), error = %e,
                         "could not delete a removed segment file; it is removed at the next open");

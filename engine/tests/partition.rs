@@ -236,3 +236,75 @@ fn retention_renames_removed_segments_and_deletes_them_after_the_delay() {
         assert_eq!(q.watermarks().log_end, Offset(500 * 16));
     });
 }
+
+/// Partitions of one shard whose segments are removed together have their
+/// files deleted one at a time: never are two log files being shrunk at
+/// once.
+#[test]
+fn removed_segments_of_a_shard_are_deleted_one_file_at_a_time() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let log_dir = std::sync::Arc::new(sluice_engine::partition::LogDir::new(
+            dir.path().to_path_buf(),
+        ));
+        let mut config = LogConfig {
+            segment_bytes: 24 << 20,
+            ..LogConfig::default()
+        };
+        config.set("file.delete.delay.ms", "0").unwrap();
+        let mut parts = Vec::new();
+        for id in 0..3 {
+            let p = sluice_engine::partition::Partition::open(
+                log_dir.clone(),
+                sluice_engine::TopicPartition::new("t", id),
+                config.clone(),
+                ctx.clone(),
+                1_000,
+            )
+            .await
+            .unwrap();
+            for i in 0..120u64 {
+                append(&p, make_batch(i, 64, 4000, 1_000), 2_000).await;
+            }
+            assert!(p.segment_bases().len() >= 2);
+            parts.push(p);
+        }
+        config.set("retention.bytes", "1").unwrap();
+        // Log files by name (suffix `suffix`) and size, across the partitions.
+        let sizes = |suffix: &str| -> Vec<(String, u64)> {
+            let mut out = Vec::new();
+            for id in 0..3 {
+                for e in std::fs::read_dir(dir.path().join(format!("t-{id}"))).unwrap() {
+                    let e = e.unwrap();
+                    let name = e.path().to_string_lossy().into_owned();
+                    if let (Some(stem), Ok(m)) = (name.strip_suffix(suffix), e.metadata()) {
+                        out.push((stem.to_string(), m.len()));
+                    }
+                }
+            }
+            out
+        };
+        let full: std::collections::HashMap<_, _> = sizes(".log").into_iter().collect();
+        for p in &parts {
+            p.set_config(config.clone());
+            p.enforce_retention(2_000).await.unwrap();
+        }
+        assert!(sizes(".log.deleted").len() >= 3, "{full:?}");
+        assert!(full.values().filter(|&&len| len > 16 << 20).count() >= 3);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen_shrinking = 0;
+        loop {
+            let now = sizes(".log.deleted");
+            if now.is_empty() {
+                break;
+            }
+            let shrinking = now.iter().filter(|(p, len)| full[p] > *len).count();
+            assert!(shrinking <= 1, "several files shrinking at once: {now:?}");
+            seen_shrinking += shrinking;
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(seen_shrinking > 0, "never saw a file being shrunk");
+    });
+}
