@@ -46,7 +46,7 @@ pub struct Stats {
 }
 
 /// Locks a mutex, also when a panicking thread poisoned it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -67,7 +67,7 @@ impl Stats {
         }
     }
 
-    fn error(&self, e: String) {
+    pub(crate) fn error(&self, e: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         lock(&self.first_error).get_or_insert(e);
     }
@@ -257,7 +257,7 @@ fn key_pool() -> Vec<String> {
         .collect()
 }
 
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

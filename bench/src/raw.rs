@@ -6,7 +6,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
+use sluice_engine::batch::build;
+
+use crate::kafka::{lock, Stats};
 use crate::report::{latency_histogram, record};
 
 /// The Produce version the raw producer speaks (not flexible: header v1).
@@ -199,6 +203,174 @@ pub fn run(cfg: &RawConfig) -> Result<RawRun, String> {
         elapsed: last.saturating_duration_since(start),
         latency,
     })
+}
+
+/// A paced raw producer: what a Kafka client with `linger.ms` does, at a
+/// fraction of its CPU cost. Every `linger` it gathers the messages due at
+/// `rate` into one v2 batch (at most `batch_bytes`) for the next partition
+/// in turn, and sends it with up to `in_flight` requests unanswered on one
+/// connection; with `rate` 0 it sends full batches as fast as the window
+/// allows. Records carry no key; each value starts with the send time in
+/// microseconds since the epoch, as the librdkafka producer's do, so the
+/// consumer measures end-to-end latency. It talks to `addr` alone: every
+/// partition must be led by that broker.
+pub struct PacedJob {
+    pub addr: String,
+    pub topic: String,
+    pub partitions: u32,
+    /// -1 for all, 1 for the leader.
+    pub acks: i16,
+    pub linger: Duration,
+    pub batch_bytes: usize,
+    pub in_flight: usize,
+    pub rate: f64,
+    pub payloads: Arc<Vec<Vec<u8>>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A request on the wire: its correlation id, and which messages it holds.
+struct Sent {
+    correlation: i32,
+    /// Index of its first message, and how many.
+    first: u64,
+    count: u64,
+    bytes: u64,
+    /// When it was sent (the latency of a message sent at full rate).
+    at: Instant,
+}
+
+/// Runs a [`PacedJob`] until `job.stop`, recording into `stats` as the
+/// librdkafka producer does: publish latency from the moment a message was
+/// due (its place in the schedule; at full rate, the send) to its
+/// acknowledgement, and publish delay, how late its batch went out against
+/// the schedule.
+pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
+    let mut out =
+        TcpStream::connect(&job.addr).map_err(|e| format!("connect {}: {e}", job.addr))?;
+    out.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut input = out.try_clone().map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::sync_channel::<Sent>(job.in_flight.max(1));
+    let start = Instant::now();
+    let rate = job.rate;
+    let reader_stats = stats.clone();
+    let reader = std::thread::spawn(move || -> Result<(), String> {
+        let stats = reader_stats;
+        for sent in rx {
+            let body = read_frame(&mut input)?;
+            check_response(&body, sent.correlation)?;
+            let now = Instant::now();
+            let mut h = lock(&stats.publish_latency);
+            for i in sent.first..sent.first + sent.count {
+                let due = if rate > 0.0 {
+                    start + Duration::from_secs_f64(i as f64 / rate)
+                } else {
+                    sent.at
+                };
+                record(&mut h, now.saturating_duration_since(due));
+            }
+            drop(h);
+            stats.published.fetch_add(sent.count, Ordering::Relaxed);
+            stats
+                .published_bytes
+                .fetch_add(sent.bytes, Ordering::Relaxed);
+            stats.publish_series.add(now, sent.count, sent.bytes);
+        }
+        Ok(())
+    });
+    let value_len = job.payloads.first().map_or(0, Vec::len);
+    let per_batch = (job.batch_bytes / (value_len + 16).max(1)).max(1) as u64;
+    let mut next = 0u64;
+    let mut batches = 0u64;
+    let mut scheduled = start;
+    let mut failed = None;
+    let linger = job.linger.max(Duration::from_micros(100));
+    while !job.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if rate > 0.0 && now < scheduled {
+            std::thread::sleep(scheduled - now);
+            continue;
+        }
+        // The next gathering one linger from now: ticks missed while the
+        // window was full are not made up for.
+        scheduled = now + linger;
+        let due = if rate > 0.0 {
+            (rate * now.duration_since(start).as_secs_f64()) as u64
+        } else {
+            next + per_batch
+        };
+        while next < due && failed.is_none() {
+            let count = (due - next).min(per_batch);
+            let stamp = crate::kafka::now_micros().to_le_bytes();
+            let records: Vec<build::Record> = (next..next + count)
+                .map(|i| {
+                    let mut v = job.payloads[(i % job.payloads.len() as u64) as usize].clone();
+                    if v.len() >= 8 {
+                        v[..8].copy_from_slice(&stamp);
+                    }
+                    build::Record {
+                        key: None,
+                        value: Some(v),
+                        headers: Vec::new(),
+                    }
+                })
+                .collect();
+            let batch = build::batch(&records, (crate::kafka::now_micros() / 1000) as i64);
+            let partition = (batches % u64::from(job.partitions.max(1))) as i32;
+            let correlation = batches as i32;
+            let req = produce_request(
+                &job.topic,
+                partition,
+                job.acks,
+                Bytes::from(batch),
+                correlation,
+            )?;
+            let at = Instant::now();
+            if rate > 0.0 {
+                // How much later than a linger after it was due each message
+                // goes out: the client falling behind its schedule.
+                let mut d = lock(&stats.publish_delay);
+                for i in next..next + count {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate) + linger;
+                    record(&mut d, at.saturating_duration_since(due));
+                }
+            }
+            let sent = Sent {
+                correlation,
+                first: next,
+                count,
+                bytes: count * value_len as u64,
+                at,
+            };
+            if tx.send(sent).is_err() {
+                failed = Some("the response reader stopped".to_string());
+                break;
+            }
+            if let Err(e) = out.write_all(&req) {
+                failed = Some(format!("send a request: {e}"));
+                break;
+            }
+            next += count;
+            batches += 1;
+        }
+        if failed.is_some() {
+            break;
+        }
+    }
+    drop(tx);
+    if failed.is_some() {
+        // Unblocks the reader, which may wait for a response never sent.
+        let _ = out.shutdown(Shutdown::Both);
+    }
+    let read = reader
+        .join()
+        .map_err(|_| "the response reader panicked".to_string())?;
+    match (failed, read) {
+        (Some(e), _) | (None, Err(e)) => {
+            stats.error(e.clone());
+            Err(e)
+        }
+        (None, Ok(())) => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use sluice_bench::kafka::{self, Clients, ProducerJob, Stats, PRODUCER_DEFAULTS};
 use sluice_bench::limits::{self, NullSink, SendfileServer, SinkConfig};
 use sluice_bench::meta::{git, ratio, round3, run_disk_limit, utc_now};
 use sluice_bench::report::{self, latency_header, latency_json, latency_row, rate_json};
-use sluice_bench::workload::{Driver, ProducerSettings, Workload};
+use sluice_bench::workload::{Driver, KeyDistributor, ProducerSettings, Workload};
 use sluice_bench::{batch_up_to, bench_root, chart, raw};
 
 const USAGE: &str = "\
@@ -36,6 +36,10 @@ usage: sluice-bench COMMAND [options]
     --retention-mib N     retention.bytes of each partition of the topics, in
                           MiB, with 256 MiB segments (default 1024; 0: the
                           broker's defaults), so long runs do not fill the disk
+    --client C            the producers' client: librdkafka (default), or raw:
+                          sluice-bench's own paced producer (batches every
+                          linger.ms, 5 requests in flight, unkeyed records,
+                          one broker), a fraction of librdkafka's CPU
     --limit-seconds S     how long each raw-producer limit run lasts (default 5)
     --no-limits           skip the limits (null sink, sendfile, fio)
     --sink-no-sync        the null sink does not fdatasync before answering
@@ -132,6 +136,38 @@ fn acks_i16(acks: Option<&str>) -> Result<i16, String> {
         "all" | "-1" => Ok(-1),
         "1" | "0" => Ok(1),
         a => Err(format!("acks: {a:?} is not all, 1 or 0")),
+    }
+}
+
+/// Requests the raw client keeps unanswered: the Java client's
+/// `max.in.flight.requests.per.connection` default.
+const RAW_IN_FLIGHT: usize = 5;
+
+/// The raw client's settings, from the producer settings; what it cannot do
+/// (keys, compression, idempotence) is refused rather than ignored.
+struct RawClient {
+    acks: i16,
+    linger: Duration,
+    batch_bytes: usize,
+}
+
+impl RawClient {
+    fn new(p: &ProducerSettings, keys: KeyDistributor) -> Result<Self, String> {
+        if keys != KeyDistributor::NoKey {
+            return Err("--client raw sends unkeyed records only".into());
+        }
+        if p.compression.as_deref().is_some_and(|c| c != "none") {
+            return Err("--client raw does not compress".into());
+        }
+        if p.idempotence == Some(true) {
+            return Err("--client raw is not idempotent".into());
+        }
+        Ok(Self {
+            acks: acks_i16(p.acks.as_deref())?,
+            // librdkafka's defaults: linger.ms 5, batch.size 1 000 000.
+            linger: Duration::from_millis(p.linger_ms.unwrap_or(5)),
+            batch_bytes: p.batch_size_bytes.unwrap_or(1_000_000) as usize,
+        })
     }
 }
 
@@ -387,6 +423,11 @@ fn run(o: &Opts) -> Result<(), String> {
         producer: producer_props.clone(),
         consumer: driver.consumer_properties.clone(),
     };
+    let raw_client = match o.get("--client").unwrap_or("librdkafka") {
+        "librdkafka" => None,
+        "raw" => Some(RawClient::new(&settings, w.key_distributor)?),
+        c => return Err(format!("--client: {c:?} is not librdkafka or raw")),
+    };
     let replication = o
         .num("--replication")?
         .or(driver.replication_factor)
@@ -476,17 +517,37 @@ fn run(o: &Opts) -> Result<(), String> {
     let mut producers = Vec::new();
     for t in &topics {
         for _ in 0..w.producers_per_topic {
-            let job = ProducerJob {
-                topic: t.clone(),
-                rate: w.producer_rate / producers_n,
-                keys: w.key_distributor,
-                payloads: payloads.clone(),
-                stop: stop_producers.clone(),
+            let rate = w.producer_rate / producers_n;
+            let stats = stats.clone();
+            let handle = match &raw_client {
+                Some(c) => {
+                    let job = raw::PacedJob {
+                        addr: bootstrap.clone(),
+                        topic: t.clone(),
+                        partitions: w.partitions_per_topic,
+                        acks: c.acks,
+                        linger: c.linger,
+                        batch_bytes: c.batch_bytes,
+                        in_flight: RAW_IN_FLIGHT,
+                        rate,
+                        payloads: payloads.clone(),
+                        stop: stop_producers.clone(),
+                    };
+                    std::thread::spawn(move || raw::produce_paced(job, stats))
+                }
+                None => {
+                    let job = ProducerJob {
+                        topic: t.clone(),
+                        rate,
+                        keys: w.key_distributor,
+                        payloads: payloads.clone(),
+                        stop: stop_producers.clone(),
+                    };
+                    let clients = clients.clone();
+                    std::thread::spawn(move || kafka::produce(&clients, job, stats))
+                }
             };
-            let (clients, stats) = (clients.clone(), stats.clone());
-            producers.push(std::thread::spawn(move || {
-                kafka::produce(&clients, job, stats)
-            }));
+            producers.push(handle);
         }
     }
     eprintln!("[bench] warm-up {:?}", w.warmup);
@@ -595,6 +656,7 @@ fn run(o: &Opts) -> Result<(), String> {
         "date": utc_now(),
         "commit": git(&["rev-parse", "--short", "HEAD"]),
         "bootstrap": bootstrap,
+        "client": if raw_client.is_some() { "raw" } else { "librdkafka" },
         "producer_properties": producer_props.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "warmup_seconds": w.warmup.as_secs_f64(),
         "test_seconds": round3(test_secs),
