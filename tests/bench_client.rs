@@ -1,6 +1,7 @@
-//! sluice-bench's raw client (`sluice-bench run --client raw`) against the
-//! real `sluice` binary: what it reports as published is what the broker
-//! stored, and the bench's librdkafka consumer reads all of it back.
+//! sluice-bench's raw clients (`sluice-bench run --client raw`) against the
+//! real `sluice` binary: what the raw producer reports as published is what
+//! the broker stored, and both the bench's librdkafka consumer and its raw
+//! consumer read all of it back.
 
 mod support;
 
@@ -55,24 +56,47 @@ fn the_paced_raw_producer_stores_what_it_reports_and_the_consumer_reads_it_back(
         producer: Vec::new(),
         consumer: Vec::new(),
     };
+    // Both consumers, each on fresh counters, read every message once, and
+    // each value carries its send time: every one gets an end-to-end latency.
+    let librdkafka: Consumer =
+        Box::new(move |stop, stats| kafka::consume(&clients, "paced", &[0, 1, 2], stop, stats));
+    let addr = broker.bootstrap.clone();
+    let raw_consumer: Consumer =
+        Box::new(move |stop, stats| raw::consume_raw(&addr, "paced", &[0, 1, 2], stop, stats));
+    for (name, consume) in [("librdkafka", librdkafka), ("raw", raw_consumer)] {
+        let stats = read_back(consume, published);
+        let [_, _, consumed, consumed_bytes] = stats.counters();
+        assert_eq!(
+            consumed, published,
+            "{name}: every acknowledged message, once"
+        );
+        assert_eq!(consumed_bytes, published_bytes, "{name}");
+        assert_eq!(stats.end_to_end.lock().unwrap().len(), published, "{name}");
+        assert!(
+            stats.first_error().is_none(),
+            "{name}: {:?}",
+            stats.first_error()
+        );
+    }
+}
+
+type Consumer = Box<dyn FnOnce(Arc<AtomicBool>, Arc<Stats>) -> Result<(), String> + Send>;
+
+/// Runs `consume` until it has read `published` messages (or the test's
+/// timeout), and a moment more, in which nothing else may arrive.
+fn read_back(consume: Consumer, published: u64) -> Arc<Stats> {
+    let stats = Arc::new(Stats::new(Instant::now(), 600));
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = {
         let (stats, stop) = (stats.clone(), stop.clone());
-        std::thread::spawn(move || kafka::consume(&clients, "paced", &[0, 1, 2], stop, stats))
+        std::thread::spawn(move || consume(stop, stats))
     };
     let deadline = Instant::now() + support::TIMEOUT;
     while stats.counters()[2] < published && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     consumer.join().unwrap().unwrap();
-    let [_, _, consumed, consumed_bytes] = stats.counters();
-    assert_eq!(
-        consumed, published,
-        "every acknowledged message is read back"
-    );
-    assert_eq!(consumed_bytes, published_bytes);
-    // Each value carries its send time: the consumer measured every one.
-    assert_eq!(stats.end_to_end.lock().unwrap().len(), published);
-    assert!(stats.first_error().is_none(), "{:?}", stats.first_error());
+    stats
 }

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-use sluice_engine::batch::build;
+use sluice_engine::batch::{self, build};
 
 use crate::kafka::{lock, Stats};
 use crate::report::{latency_histogram, record};
@@ -40,11 +44,6 @@ pub fn produce_request(
     batch: Bytes,
     correlation: i32,
 ) -> Result<Vec<u8>, String> {
-    let header = RequestHeader::default()
-        .with_request_api_key(0)
-        .with_request_api_version(PRODUCE_VERSION)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
     let body = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(30_000)
@@ -53,13 +52,28 @@ pub fn produce_request(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])]);
+    frame_request(0, PRODUCE_VERSION, correlation, &body)
+}
+
+/// A request of API `key` at `version` (header and size prefix included).
+fn frame_request<B: Encodable + HeaderVersion>(
+    key: i16,
+    version: i16,
+    correlation: i32,
+    body: &B,
+) -> Result<Vec<u8>, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&[0; 4]);
     header
-        .encode(&mut buf, ProduceRequest::header_version(PRODUCE_VERSION))
+        .encode(&mut buf, B::header_version(version))
         .map_err(|e| format!("encode the request header: {e}"))?;
-    body.encode(&mut buf, PRODUCE_VERSION)
-        .map_err(|e| format!("encode the Produce request: {e}"))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| format!("encode request {key}: {e}"))?;
     let size = (buf.len() - 4) as u32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.to_vec())
@@ -109,18 +123,24 @@ fn read_frame(s: &mut TcpStream) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-/// Checks a response: its correlation id, and for a broker's Produce
-/// response (anything longer than the null sink's bare correlation id),
-/// every partition's error code.
-fn check_response(body: &[u8], correlation: i32) -> Result<(), String> {
+/// The body of a response frame after its correlation id, which must be
+/// `correlation` (frames are at least 4 bytes: [`read_frame`]).
+fn after_correlation(body: &[u8], correlation: i32) -> Result<Bytes, String> {
     let got = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     if got != correlation {
         return Err(format!("response {got} where {correlation} was expected"));
     }
-    if body.len() == 4 {
+    Ok(Bytes::copy_from_slice(&body[4..]))
+}
+
+/// Checks a response: its correlation id, and for a broker's Produce
+/// response (anything longer than the null sink's bare correlation id),
+/// every partition's error code.
+fn check_response(body: &[u8], correlation: i32) -> Result<(), String> {
+    let mut rest = after_correlation(body, correlation)?;
+    if rest.is_empty() {
         return Ok(());
     }
-    let mut rest = Bytes::copy_from_slice(&body[4..]);
     let r = ProduceResponse::decode(&mut rest, PRODUCE_VERSION)
         .map_err(|e| format!("decode a Produce response: {e}"))?;
     for t in &r.responses {
@@ -371,6 +391,146 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
         }
         (None, Ok(())) => Ok(()),
     }
+}
+
+/// The Fetch version the raw consumer speaks (not flexible: header v1).
+pub const FETCH_VERSION: i16 = 11;
+
+/// A Fetch request for `partitions` (index, offset) of `topic`, framed.
+fn fetch_request(
+    topic: &str,
+    partitions: &[(i32, i64)],
+    correlation: i32,
+) -> Result<Vec<u8>, String> {
+    let body = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(index, offset)| {
+                        FetchPartition::default()
+                            .with_partition(index)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES)
+                    })
+                    .collect(),
+            )]);
+    frame_request(1, FETCH_VERSION, correlation, &body)
+}
+
+/// Fetch limits of the raw consumer: the Java consumer's defaults.
+const FETCH_MAX_BYTES: i32 = 50 << 20;
+const FETCH_PARTITION_MAX_BYTES: i32 = 1 << 20;
+
+/// The raw consumer: reads `partitions` of `topic` from offset 0 on one
+/// connection to `addr` (which must lead them all) until `stop`, one Fetch
+/// at a time, and records what the librdkafka consumer records: messages,
+/// value bytes, and end-to-end latency from the send time at the start of
+/// each value. It walks the records of each batch itself, without copying
+/// them; compressed batches are refused.
+pub fn consume_raw(
+    addr: &str,
+    topic: &str,
+    partitions: &[i32],
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Result<(), String> {
+    let result = consume_raw_inner(addr, topic, partitions, &stop, &stats);
+    if let Err(e) = &result {
+        stats.error(e.clone());
+    }
+    result
+}
+
+fn consume_raw_inner(
+    addr: &str,
+    topic: &str,
+    partitions: &[i32],
+    stop: &AtomicBool,
+    stats: &Stats,
+) -> Result<(), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut offsets: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, 0)).collect();
+    let mut correlation = 0i32;
+    while !stop.load(Ordering::Relaxed) {
+        correlation = correlation.wrapping_add(1);
+        s.write_all(&fetch_request(topic, &offsets, correlation)?)
+            .map_err(|e| format!("send a fetch: {e}"))?;
+        let body = read_frame(&mut s)?;
+        let mut rest = after_correlation(&body, correlation)?;
+        let r = FetchResponse::decode(&mut rest, FETCH_VERSION)
+            .map_err(|e| format!("decode a Fetch response: {e}"))?;
+        for t in &r.responses {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    return Err(format!(
+                        "fetch partition {}: error code {}",
+                        p.partition_index, p.error_code
+                    ));
+                }
+                let Some(slot) = offsets.iter_mut().find(|(i, _)| *i == p.partition_index) else {
+                    continue;
+                };
+                if let Some(records) = &p.records {
+                    slot.1 = consume_batches(records, slot.1, stats)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the messages of the whole batches in `records` at or after
+/// `from`, and returns the offset to fetch next.
+fn consume_batches(records: &[u8], from: i64, stats: &Stats) -> Result<i64, String> {
+    let mut next = from;
+    let mut at = 0usize;
+    while records.len() - at >= batch::HEADER_LEN {
+        let Some(h) = batch::BatchHeader::parse(&records[at..]) else {
+            return Err(format!("a batch header at {at} does not parse"));
+        };
+        let len = 12 + h.batch_length.max(0) as usize;
+        if records.len() - at < len {
+            break; // a partial batch at the end of the response
+        }
+        let whole = &records[at..at + len];
+        at += len;
+        let last = h.base_offset + i64::from(h.last_offset_delta);
+        if last < next {
+            continue; // before the fetch offset
+        }
+        let views = batch::records(whole)
+            .ok_or_else(|| format!("the batch at offset {} cannot be read", h.base_offset))?;
+        let now = Instant::now();
+        let now_us = crate::kafka::now_micros();
+        let mut n = 0u64;
+        let mut bytes = 0u64;
+        let mut e2e = lock(&stats.end_to_end);
+        for r in &views {
+            if h.base_offset + i64::from(r.offset_delta) < next {
+                continue;
+            }
+            let value = r.value.unwrap_or(&[]);
+            if let Some(ts) = value.get(..8) {
+                let sent = u64::from_le_bytes(ts.try_into().expect("8 bytes"));
+                record(&mut e2e, Duration::from_micros(now_us.saturating_sub(sent)));
+            }
+            n += 1;
+            bytes += value.len() as u64;
+        }
+        drop(e2e);
+        stats.consumed.fetch_add(n, Ordering::Relaxed);
+        stats.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        stats.consume_series.add(now, n, bytes);
+        next = last + 1;
+    }
+    Ok(next)
 }
 
 #[cfg(test)]

@@ -36,10 +36,11 @@ usage: sluice-bench COMMAND [options]
     --retention-mib N     retention.bytes of each partition of the topics, in
                           MiB, with 256 MiB segments (default 1024; 0: the
                           broker's defaults), so long runs do not fill the disk
-    --client C            the producers' client: librdkafka (default), or raw:
+    --client C            the clients: librdkafka (default), or raw:
                           sluice-bench's own paced producer (batches every
-                          linger.ms, 5 requests in flight, unkeyed records,
-                          one broker), a fraction of librdkafka's CPU
+                          linger.ms, 5 requests in flight, unkeyed records)
+                          and fetching consumer, one broker, a fraction of
+                          librdkafka's CPU
     --limit-seconds S     how long each raw-producer limit run lasts (default 5)
     --no-limits           skip the limits (null sink, sendfile, fio)
     --sink-no-sync        the null sink does not fdatasync before answering
@@ -499,8 +500,13 @@ fn run(o: &Opts) -> Result<(), String> {
                         stop_consumers.clone(),
                         stats.clone(),
                     );
+                    let raw = raw_client.is_some();
                     hs.push(std::thread::spawn(move || {
-                        kafka::consume(&clients, &t, &parts, stop, stats)
+                        if raw {
+                            raw::consume_raw(&clients.bootstrap, &t, &parts, stop, stats)
+                        } else {
+                            kafka::consume(&clients, &t, &parts, stop, stats)
+                        }
                     }));
                 }
             }
