@@ -163,6 +163,15 @@ impl RawClient {
         if p.idempotence == Some(true) {
             return Err("--client raw is not idempotent".into());
         }
+        // Batches of up to a megabyte are built and dropped every linger:
+        // with glibc's default thresholds each is mmapped (or its heap
+        // trimmed) and unmapped again, its pages faulted in every time
+        // (most of the client's CPU, in the kernel). Keep them on the heap.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
         Ok(Self {
             acks: acks_i16(p.acks.as_deref())?,
             // librdkafka's defaults: linger.ms 5, batch.size 1 000 000.
