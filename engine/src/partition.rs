@@ -273,6 +273,8 @@ struct State {
     written: Mark,
     hw: Mark,
     pending: VecDeque<Pending>,
+    /// Bytes of the batches in `pending`.
+    pending_bytes: usize,
     writer: Option<SegmentWriter>,
     flushing: bool,
     /// The flusher, while a write is in flight, waiting for appends that
@@ -323,19 +325,12 @@ pub struct Partition {
 /// Whether the flusher, writing to `seg`, should take the next group now
 /// (see [`AHEAD_BYTES_MIN`]): it starts in `seg` and is large enough.
 fn ahead_due(st: &State, seg: &Rc<Segment>) -> bool {
-    if st.failure.is_some()
-        || !st
+    st.failure.is_none()
+        && st.pending_bytes >= AHEAD_BYTES_MIN
+        && st
             .pending
             .front()
             .is_some_and(|p| Rc::ptr_eq(&p.segment, seg))
-    {
-        return false;
-    }
-    let mut waiting = 0;
-    st.pending.iter().any(|p| {
-        waiting += p.bytes.len();
-        waiting >= AHEAD_BYTES_MIN
-    })
 }
 
 /// A clone-free view for waking waiters.
@@ -468,6 +463,7 @@ impl Partition {
                     written: mark,
                     hw: mark,
                     pending: VecDeque::new(),
+                    pending_bytes: 0,
                     writer,
                     flushing: false,
                     ahead_waker: None,
@@ -650,6 +646,7 @@ impl Partition {
                 bytes: bytes.clone(),
             },
         );
+        st.pending_bytes += bytes.len();
         st.pending.push_back(Pending {
             segment: active,
             bytes,
@@ -664,8 +661,11 @@ impl Partition {
             log_append_time,
             log_start: st.log_start,
         };
-        if let Some(w) = st.ahead_waker.take() {
-            w.wake();
+        // Only appends make a next group due (`ahead_due`).
+        if st.pending_bytes >= AHEAD_BYTES_MIN {
+            if let Some(w) = st.ahead_waker.take() {
+                w.wake();
+            }
         }
         self.schedule_flush(&mut st);
         Ok(info)
@@ -879,6 +879,7 @@ impl Partition {
             bytes += p.bytes.len();
             group.push(st.pending.pop_front().expect("front exists"));
         }
+        st.pending_bytes -= bytes;
         let records: u64 = group.iter().map(|p| p.records).sum();
         if records > 0 && st.first_unsynced.is_none() {
             st.first_unsynced = Some(Instant::now());
@@ -1091,6 +1092,7 @@ impl Partition {
         self.inner.log_dir.offline.store(true, Ordering::Release);
         // Never written: give their room in the shard's write buffer back.
         let units: u64 = st.pending.drain(..).map(|p| p.units).sum();
+        st.pending_bytes = 0;
         self.inner.shard.write_buffer.signal(units);
         wake_acked(st);
     }
