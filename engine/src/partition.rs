@@ -779,8 +779,7 @@ impl Partition {
                     let mut st = self.inner.state.borrow_mut();
                     // Poisoned while the group before was written.
                     if st.failure.is_some() || st.writer.is_none() {
-                        let units: u64 = work.group.iter().map(|p| p.units).sum();
-                        self.inner.shard.write_buffer.signal(units);
+                        work.release(&self.inner.shard);
                         continue;
                     }
                     work.writer = st.writer.take();
@@ -817,8 +816,7 @@ impl Partition {
                 Ok(mark) => mark,
                 Err(()) => {
                     if let Some(next) = prepared_next {
-                        let units: u64 = next.group.iter().map(|p| p.units).sum();
-                        self.inner.shard.write_buffer.signal(units);
+                        next.release(&self.inner.shard);
                     }
                     return;
                 }
@@ -921,10 +919,7 @@ impl Partition {
         let mut position = 0;
         while i < n {
             let seg = work.group[i].segment.clone();
-            let mut j = i;
-            while j < n && Rc::ptr_eq(&work.group[j].segment, &seg) {
-                j += 1;
-            }
+            let j = work.run_end(i);
             let mut writer = work.writer.take().expect("writer present");
             if !Rc::ptr_eq(&writer.seg, &seg) {
                 writer.close().await?;
@@ -932,10 +927,10 @@ impl Partition {
             }
             // Only the group's first run is ever prepared ahead, in the
             // segment the writer was on.
-            let prepared = work.prepared.take().or_else(|| {
-                let chunks: Vec<&[u8]> = work.group[i..j].iter().map(|p| &p.bytes[..]).collect();
-                writer.log.prepare(&chunks)
-            });
+            let prepared = work
+                .prepared
+                .take()
+                .or_else(|| writer.log.prepare(&work.chunks(i, j)));
             let result = match prepared {
                 Some(w) if j == n => self.write_last(&mut writer, w, next).await,
                 Some(w) => writer.log.write(w).await,
@@ -995,14 +990,8 @@ impl Partition {
         // its task queues run dry or the task queue is preempted.
         glommio::timer::sleep(SUBMIT_WAIT).await;
         if let Some(mut work) = self.take_ahead(&seg) {
-            let first = &work.group[0].segment;
-            let chunks: Vec<&[u8]> = work
-                .group
-                .iter()
-                .take_while(|p| Rc::ptr_eq(&p.segment, first))
-                .map(|p| &p.bytes[..])
-                .collect();
-            work.prepared = writer.log.prepare(&chunks);
+            let prepared = writer.log.prepare(&work.chunks(0, work.run_end(0)));
+            work.prepared = prepared;
             work.ahead = true;
             *next = Some(work);
         }
@@ -1014,8 +1003,7 @@ impl Partition {
     /// `Err` when the partition is now poisoned.
     fn written(&self, work: Work, result: Result<u64>) -> std::result::Result<Mark, ()> {
         let mut st = self.inner.state.borrow_mut();
-        let units: u64 = work.group.iter().map(|p| p.units).sum();
-        self.inner.shard.write_buffer.signal(units);
+        work.release(&self.inner.shard);
         let position = match result {
             Ok(position) => position,
             Err(e) => {
@@ -1687,6 +1675,30 @@ struct Work {
     prepared: Option<PreparedWrite>,
     /// Taken while the group before was in flight.
     ahead: bool,
+}
+
+impl Work {
+    /// One past the last batch of the run from `i` that goes to the same
+    /// segment: a run is written with one write.
+    fn run_end(&self, i: usize) -> usize {
+        let seg = &self.group[i].segment;
+        i + self.group[i..]
+            .iter()
+            .take_while(|p| Rc::ptr_eq(&p.segment, seg))
+            .count()
+    }
+
+    /// The bytes of batches `i..j`.
+    fn chunks(&self, i: usize, j: usize) -> Vec<&[u8]> {
+        self.group[i..j].iter().map(|p| &p.bytes[..]).collect()
+    }
+
+    /// Gives the group's room in the shard's write buffer back.
+    fn release(&self, shard: &ShardContext) {
+        shard
+            .write_buffer
+            .signal(self.group.iter().map(|p| p.units).sum());
+    }
 }
 
 /// The flusher takes the next group while one is written only when at least
