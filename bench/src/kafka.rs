@@ -257,6 +257,23 @@ fn key_pool() -> Vec<String> {
         .collect()
 }
 
+/// Writes the send time `now_us` (µs since the epoch) at the start of a
+/// message value, for the consumer's end-to-end latency; values shorter
+/// than 8 bytes carry none.
+pub(crate) fn stamp(value: &mut [u8], now_us: u64) {
+    if let Some(head) = value.get_mut(..8) {
+        head.copy_from_slice(&now_us.to_le_bytes());
+    }
+}
+
+/// The end-to-end latency of a value [`stamp`]ed by a producer, read at
+/// `now_us`.
+pub(crate) fn end_to_end(value: &[u8], now_us: u64) -> Option<Duration> {
+    let head = value.get(..8)?;
+    let sent = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    Some(Duration::from_micros(now_us.saturating_sub(sent)))
+}
+
 pub(crate) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -307,9 +324,7 @@ pub fn produce(clients: &Clients, job: ProducerJob, stats: Arc<Stats>) -> Result
         };
         buf.clear();
         buf.extend_from_slice(&job.payloads[(i % job.payloads.len() as u64) as usize]);
-        if buf.len() >= 8 {
-            buf[..8].copy_from_slice(&now_micros().to_le_bytes());
-        }
+        stamp(&mut buf, now_micros());
         let key = match job.keys {
             KeyDistributor::NoKey => None,
             KeyDistributor::RoundRobin => Some(&keys[(i % keys.len() as u64) as usize]),
@@ -376,10 +391,8 @@ pub fn consume(
             Some(Ok(m)) => {
                 let now = Instant::now();
                 let payload = m.payload().unwrap_or(&[]);
-                if let Some(ts) = payload.get(..8) {
-                    let sent = u64::from_le_bytes(ts.try_into().expect("8 bytes"));
-                    let us = now_micros().saturating_sub(sent);
-                    record(&mut lock(&stats.end_to_end), Duration::from_micros(us));
+                if let Some(d) = end_to_end(payload, now_micros()) {
+                    record(&mut lock(&stats.end_to_end), d);
                 }
                 stats.consumed.fetch_add(1, Ordering::Relaxed);
                 stats

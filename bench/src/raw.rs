@@ -320,13 +320,11 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
         };
         while next < due && failed.is_none() {
             let count = (due - next).min(per_batch);
-            let stamp = crate::kafka::now_micros().to_le_bytes();
+            let now_us = crate::kafka::now_micros();
             let records: Vec<build::Record> = (next..next + count)
                 .map(|i| {
                     let mut v = job.payloads[(i % job.payloads.len() as u64) as usize].clone();
-                    if v.len() >= 8 {
-                        v[..8].copy_from_slice(&stamp);
-                    }
+                    crate::kafka::stamp(&mut v, now_us);
                     build::Record {
                         key: None,
                         value: Some(v),
@@ -334,7 +332,7 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
                     }
                 })
                 .collect();
-            let batch = build::batch(&records, (crate::kafka::now_micros() / 1000) as i64);
+            let batch = build::batch(&records, (now_us / 1000) as i64);
             let partition = (batches % u64::from(job.partitions.max(1))) as i32;
             let correlation = batches as i32;
             let req = produce_request(
@@ -517,9 +515,8 @@ fn consume_batches(records: &[u8], from: i64, stats: &Stats) -> Result<i64, Stri
                 continue;
             }
             let value = r.value.unwrap_or(&[]);
-            if let Some(ts) = value.get(..8) {
-                let sent = u64::from_le_bytes(ts.try_into().expect("8 bytes"));
-                record(&mut e2e, Duration::from_micros(now_us.saturating_sub(sent)));
+            if let Some(d) = crate::kafka::end_to_end(value, now_us) {
+                record(&mut e2e, d);
             }
             n += 1;
             bytes += value.len() as u64;
