@@ -39,8 +39,8 @@ usage: sluice-bench COMMAND [options]
     --client C            the clients: librdkafka (default), or raw:
                           sluice-bench's own paced producer (batches every
                           linger.ms, 5 requests in flight, unkeyed records)
-                          and fetching consumer, one broker, a fraction of
-                          librdkafka's CPU
+                          and fetching consumer, one broker, less than half
+                          of librdkafka's CPU
     --limit-seconds S     how long each raw-producer limit run lasts (default 5)
     --no-limits           skip the limits (null sink, sendfile, fio)
     --sink-no-sync        the null sink does not fdatasync before answering
