@@ -1,11 +1,13 @@
 //! `sluice group`: list, describe (with lag), delete, reset-offsets.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::groups::GroupList;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
@@ -92,12 +94,26 @@ fn assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
     Some(out)
 }
 
+/// The groups the cluster knows (`group`: just that one). Right after a
+/// broker starts, its group coordinator may still be loading
+/// `__consumer_offsets`; ListGroups then answers with a retriable error,
+/// and like Kafka's admin client this asks again until [`super::TIMEOUT`].
 fn groups(c: &Client, group: Option<&str>) -> Result<GroupList> {
     let consumer: BaseConsumer = c.create()?;
-    consumer
-        .fetch_group_list(group, super::TIMEOUT)
-        .map_err(|e| c.explain(&e))
+    let deadline = Instant::now() + super::TIMEOUT;
+    loop {
+        match consumer.fetch_group_list(group, super::TIMEOUT) {
+            Err(KafkaError::GroupListFetch(
+                RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable,
+            )) if Instant::now() < deadline => std::thread::sleep(RETRY_PAUSE),
+            r => return r.map_err(|e| c.explain(&e)),
+        }
+    }
 }
+
+/// The pause before asking again after a retriable error.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// A consumer that acts for `group` without joining it.
 fn group_consumer(c: &Client, group: &str) -> Result<BaseConsumer> {
