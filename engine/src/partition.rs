@@ -940,7 +940,7 @@ impl Partition {
                 Ok(end) => {
                     position = end;
                     writer
-                        .persist_indexes(work.group[j - 1].last.next(), end)
+                        .persist_index_blocks(work.group[j - 1].last.next(), end)
                         .await
                 }
                 Err(e) => Err(e),

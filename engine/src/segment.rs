@@ -617,11 +617,32 @@ impl SegmentWriter {
         })
     }
 
-    /// Appends the index entries that describe data already in the log;
+    /// Appends every index entry that describes data already in the log;
     /// `written_next` is one past the last offset written to it and
     /// `written` the log's length up to there (a prepared write may be in
     /// flight beyond it).
     pub async fn persist_indexes(&mut self, written_next: Offset, written: u64) -> Result<()> {
+        self.persist_index_entries(written_next, written, 0).await
+    }
+
+    /// After a group's write: appends an index file's new entries only once
+    /// they fill a block. Index files are never fsync'ed and recovery scans
+    /// the active segment from its last entry on disk, so entries held back
+    /// cost a longer scan after a crash, not data; written each group, the
+    /// two small index writes took about 150 µs of every acknowledgement.
+    pub async fn persist_index_blocks(&mut self, written_next: Offset, written: u64) -> Result<()> {
+        self.persist_index_entries(written_next, written, io::BLOCK as usize)
+            .await
+    }
+
+    /// Appends an index file's entries describing written data when they
+    /// make at least `min_bytes`.
+    async fn persist_index_entries(
+        &mut self,
+        written_next: Offset,
+        written: u64,
+        min_bytes: usize,
+    ) -> Result<()> {
         let base = self.seg.base.0;
         let (ix, ix_n, tx, tx_n) = {
             let m = self.seg.meta.borrow();
@@ -633,11 +654,14 @@ impl SegmentWriter {
             let tx = m.time_index.encode_range(m.time_index.persisted(), tx_n);
             (ix, ix_n, tx, tx_n)
         };
-        self.index.append(&[&ix]).await?;
-        self.time_index.append(&[&tx]).await?;
-        let mut m = self.seg.meta.borrow_mut();
-        m.index.set_persisted(ix_n);
-        m.time_index.set_persisted(tx_n);
+        if !ix.is_empty() && ix.len() >= min_bytes {
+            self.index.append(&[&ix]).await?;
+            self.seg.meta.borrow_mut().index.set_persisted(ix_n);
+        }
+        if !tx.is_empty() && tx.len() >= min_bytes {
+            self.time_index.append(&[&tx]).await?;
+            self.seg.meta.borrow_mut().time_index.set_persisted(tx_n);
+        }
         Ok(())
     }
 

@@ -308,3 +308,78 @@ fn removed_segments_of_a_shard_are_deleted_one_file_at_a_time() {
         assert!(seen_shrinking > 0, "never saw a file being shrunk");
     });
 }
+
+/// Index entries reach the index files a block at a time, not after every
+/// group: the entries of the active segment's tail live only in memory. A
+/// crash there loses no entry: recovery scans the active segment from its
+/// last entry on disk and finds the rest again.
+#[test]
+fn index_entries_are_written_a_block_at_a_time_and_found_again_after_a_crash() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let config = LogConfig {
+            // One offset and one time entry per batch.
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let files = dir.path().join("t-0");
+        let index = files.join("00000000000000000000.index");
+        let time_index = files.join("00000000000000000000.timeindex");
+        // Entries on disk: those not all zero (a file is padded to a block).
+        let on_disk = |path: &std::path::Path, len: usize| {
+            let bytes = std::fs::read(path).unwrap();
+            bytes
+                .chunks(len)
+                .filter(|e| e.iter().any(|&b| b != 0))
+                .count()
+        };
+        // 100 offset entries (800 bytes) and 100 time entries (1200):
+        // neither fills a block.
+        for i in 0..100u64 {
+            append(&p, make_batch(i, 1, 100, 1_000 + i as i64), 2_000).await;
+        }
+        assert_eq!(
+            on_disk(&index, 8),
+            0,
+            "offset entries written before a block filled"
+        );
+        assert_eq!(
+            on_disk(&time_index, 12),
+            0,
+            "time entries written before a block filled"
+        );
+        for i in 100..600u64 {
+            append(&p, make_batch(i, 1, 100, 1_000 + i as i64), 2_000).await;
+        }
+        // 600 entries: 512 offset entries fill the first block, 341 time
+        // entries theirs; at most a block's worth waits in memory.
+        let ix = on_disk(&index, 8);
+        let tx = on_disk(&time_index, 12);
+        assert!((512..600).contains(&ix), "{ix} offset entries on disk");
+        assert!((341..600).contains(&tx), "{tx} time entries on disk");
+        // A crash now: what the disk holds, with the partition still open.
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::create_dir(copy.path().join("t-0")).unwrap();
+        for e in std::fs::read_dir(&files).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.path().join("t-0").join(e.file_name())).unwrap();
+        }
+        let q = open(copy.path(), config, &shard()).await;
+        assert_eq!(q.watermarks().log_end, Offset(600));
+        for i in [0i64, 300, 550, 599] {
+            let found = q.offset_for_timestamp(1_000 + i).await.unwrap();
+            assert_eq!(
+                found.map(|(o, _)| o),
+                Some(Offset(i)),
+                "timestamp {}",
+                1_000 + i
+            );
+        }
+        let all = read_all(&q, Offset(550)).await;
+        assert_eq!(all.first().map(|(b, _)| *b), Some(550));
+        assert_eq!(all.len(), 50);
+        p.close().await.unwrap();
+    });
+}
