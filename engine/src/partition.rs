@@ -51,7 +51,7 @@ use crate::cache::{Cached, PartitionCache, TailCache};
 use crate::checkpoint::{self, LeaderEpochs};
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{EngineError, Result};
-use crate::io::PreparedWrite;
+use crate::io::{self, PreparedWrite};
 use crate::producers::{self, ProducerEntry, ProducerTable, Verdict};
 use crate::segment::{self, Segment, SegmentWriter};
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
@@ -313,6 +313,9 @@ struct Inner {
     state: RefCell<State>,
     /// Serialises the flusher, truncation and close.
     io_lock: Semaphore,
+    /// Held by the close of a rolled segment while it runs in the
+    /// background ([`Partition::close_rolled`]).
+    closing: Rc<Semaphore>,
     cache: Rc<RefCell<PartitionCache>>,
 }
 
@@ -486,6 +489,7 @@ impl Partition {
                     truncations: 0,
                 }),
                 io_lock: Semaphore::new(1),
+                closing: Rc::new(Semaphore::new(1)),
                 cache: Rc::new(RefCell::new(PartitionCache::default())),
             }),
         })
@@ -832,7 +836,14 @@ impl Partition {
                     st.writer.as_ref().map(|w| w.log.sync_later())
                 };
                 if let Some(flush) = flush {
-                    syncing = Some((glommio::spawn_local(flush), mark));
+                    // The group may have started in a segment whose close
+                    // (its tail made durable) runs in the background.
+                    let settled = self.settled();
+                    let both = async move {
+                        let (flushed, settled) = futures_lite::future::zip(flush, settled).await;
+                        flushed.and(settled)
+                    };
+                    syncing = Some((glommio::spawn_local(both), mark));
                 }
             }
         }
@@ -922,8 +933,11 @@ impl Partition {
             let j = work.run_end(i);
             let mut writer = work.writer.take().expect("writer present");
             if !Rc::ptr_eq(&writer.seg, &seg) {
-                writer.close().await?;
-                writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
+                let rolled = std::mem::replace(
+                    &mut writer,
+                    SegmentWriter::create_unnamed(seg.clone()).await?,
+                );
+                self.close_rolled(rolled).await;
             }
             // Only the group's first run is ever prepared ahead, in the
             // segment the writer was on.
@@ -996,6 +1010,44 @@ impl Partition {
             *next = Some(work);
         }
         write.await
+    }
+
+    /// Closes a segment the log rolled away from, in the background, and
+    /// makes the new segment's name durable: the flusher goes on writing
+    /// the new segment meanwhile (a close is three truncations and
+    /// fdatasyncs, about 1.3 ms, and the directory's fsync about 0.3 ms).
+    /// Nothing written after the roll is acknowledged as durable before
+    /// they complete ([`Self::settled`]); truncation and close wait for
+    /// them too. A failure poisons the partition. One close runs at a time.
+    async fn close_rolled(&self, rolled: SegmentWriter) {
+        let Ok(permit) = self.inner.closing.acquire_static_permit(1).await else {
+            unreachable!("the closing semaphore is never closed");
+        };
+        let p = self.clone();
+        glommio::spawn_local(async move {
+            let dir = p.inner.dir.clone();
+            let (closed, named) =
+                futures_lite::future::zip(rolled.close(), io::sync_dir(&dir)).await;
+            if let Err(e) = closed.and(named) {
+                let mut st = p.inner.state.borrow_mut();
+                p.fail(&mut st, &e);
+            }
+            drop(permit);
+        })
+        .detach();
+    }
+
+    /// Resolves once no rolled segment is being closed; `Err` if a close
+    /// failed (the partition is poisoned).
+    fn settled(&self) -> impl Future<Output = Result<()>> + 'static {
+        let inner = self.inner.clone();
+        async move {
+            drop(inner.closing.acquire_permit(1).await);
+            match inner.state.borrow().failure {
+                Some(_) => Err(EngineError::Poisoned(inner.dir.clone())),
+                None => Ok(()),
+            }
+        }
     }
 
     /// After a group's write: the written mark moves; under a relaxed
@@ -1450,6 +1502,7 @@ impl Partition {
             .acquire_permit(1)
             .await
             .map_err(|_| EngineError::Closed)?;
+        self.settled().await?;
         let mut result = self.truncate_locked(offset).await;
         if result.is_ok() {
             // Producer state forgets the batches cut off; snapshots of it
@@ -1641,6 +1694,7 @@ impl Partition {
             .acquire_permit(1)
             .await
             .map_err(|_| EngineError::Closed)?;
+        let settled = self.settled().await;
         let writer = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
@@ -1649,6 +1703,7 @@ impl Partition {
         };
         self.inner.shard.cache.clear(&self.inner.cache);
         flushed?;
+        settled?;
         if let Some(mut w) = writer {
             let next = w.seg.meta.borrow().next_offset;
             let written = w.log.len();

@@ -580,11 +580,17 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     /// Creates the files of a new segment and makes their names durable.
     pub async fn create(seg: Rc<Segment>, dir: &Path) -> Result<Self> {
-        let dma = Rc::new(io::open(&seg.log_path, true).await?);
-        seg.set_files(dma.clone())?;
-        let w = Self::attach(seg, dma, 0).await?;
+        let w = Self::create_unnamed(seg).await?;
         io::sync_dir(dir).await?;
         Ok(w)
+    }
+
+    /// Creates the files of a new segment; their names are durable only
+    /// once the caller fsyncs the directory.
+    pub async fn create_unnamed(seg: Rc<Segment>) -> Result<Self> {
+        let dma = Rc::new(io::open(&seg.log_path, true).await?);
+        seg.set_files(dma.clone())?;
+        Self::attach(seg, dma, 0).await
     }
 
     /// Makes a closed segment the active one again (truncation cut into it).
@@ -685,9 +691,18 @@ impl SegmentWriter {
         }
         let next = self.seg.meta.borrow().next_offset;
         self.persist_indexes(next, self.log.len()).await?;
-        self.log.finish().await?;
-        self.index.finish().await?;
-        self.time_index.finish().await?;
+        let Self {
+            log,
+            index,
+            time_index,
+            ..
+        } = &mut self;
+        let (logged, indexed) = futures_lite::future::zip(
+            log.finish(),
+            futures_lite::future::zip(index.finish(), time_index.finish()),
+        )
+        .await;
+        logged.and(indexed.0).and(indexed.1)?;
         self.seg.meta.borrow_mut().closed = true;
         Ok(())
     }

@@ -383,3 +383,45 @@ fn index_entries_are_written_a_block_at_a_time_and_found_again_after_a_crash() {
         p.close().await.unwrap();
     });
 }
+
+/// A rolled segment is closed in the background while the flusher goes on
+/// writing the next one, but nothing appended after the roll is
+/// acknowledged before that close completes: by every acknowledgement,
+/// each segment before the active one is cut to its data and its offset
+/// index written whole.
+#[test]
+fn nothing_after_a_roll_is_acknowledged_before_the_rolled_segment_is_closed() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let config = LogConfig {
+            segment_bytes: 16_000,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let p = open(dir.path(), config, &ctx).await;
+        let files = dir.path().join("t-0");
+        // Base offset → stored length, per batch of one record.
+        let mut lengths = std::collections::BTreeMap::new();
+        for i in 0..40u64 {
+            let b = make_batch(i, 1, 5_000, 1_000);
+            let len = b.len() as u64;
+            let (base, _) = append(&p, b, 2_000).await;
+            lengths.insert(base.0, len);
+            let bases = p.segment_bases();
+            for pair in bases.windows(2) {
+                let (from, to) = (pair[0].0, pair[1].0);
+                let name = format!("{from:020}");
+                let data: u64 = lengths.range(from..to).map(|(_, l)| l).sum();
+                let log = std::fs::metadata(files.join(format!("{name}.log"))).unwrap();
+                assert_eq!(log.len(), data, "segment {from} after batch {i}");
+                let index = std::fs::metadata(files.join(format!("{name}.index"))).unwrap();
+                // An entry for every batch but the first, at position 0.
+                let entries = (to - from - 1) as u64;
+                assert_eq!(index.len(), 8 * entries, "index of {from} after batch {i}");
+            }
+        }
+        assert!(p.segment_bases().len() > 10, "segments rolled");
+        p.close().await.unwrap();
+    });
+}
