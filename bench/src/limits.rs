@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use sluice_engine::partition::{DELETE_PAUSE, DELETE_STEP};
+
 /// O_DIRECT alignment.
 pub const BLOCK: usize = 4096;
 /// Bytes the sink reads from the socket at most at once.
@@ -114,8 +116,10 @@ pub struct SinkConfig {
     pub dir: PathBuf,
     /// fdatasync after every write, before answering (durable).
     pub sync: bool,
-    /// A connection's file is truncated and rewritten from its start when
-    /// it reaches this size (bounds the disk space a run takes).
+    /// A connection goes on in a new file when its file reaches this size,
+    /// and the full one is removed by another thread, as a broker rolls
+    /// segments and retention removes them (bounds the disk space a run
+    /// takes).
     pub file_bytes: u64,
 }
 
@@ -132,12 +136,9 @@ impl NullSink {
                 match conn {
                     Ok(s) => {
                         std::thread::spawn(move || {
-                            let path = cfg.dir.join(format!("null-sink-{n}.data"));
-                            if let Err(e) = serve_sink(s, &path, &cfg, &total) {
+                            let name = format!("null-sink-{n}");
+                            if let Err(e) = serve_sink(s, &name, &cfg, &total) {
                                 eprintln!("[null-sink] connection {n}: {e}");
-                            }
-                            if let Err(e) = std::fs::remove_file(&path) {
-                                eprintln!("[null-sink] remove {}: {e}", path.display());
                             }
                         });
                     }
@@ -159,17 +160,11 @@ type Chunk = (Vec<u8>, usize, Vec<i32>);
 /// reads overlap the write, as a broker's network threads overlap its log.
 fn serve_sink(
     s: TcpStream,
-    path: &Path,
+    name: &str,
     cfg: &SinkConfig,
     total: &AtomicU64,
 ) -> std::io::Result<()> {
     s.set_nodelay(true)?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)?;
     let mut input = s.try_clone()?;
     let (tx, rx) = mpsc::sync_channel::<Chunk>(QUEUED_CHUNKS);
     // Read buffers go round: reader -> writer -> back, never reallocated.
@@ -196,7 +191,7 @@ fn serve_sink(
         }
         Ok(())
     });
-    let written = write_groups(&file, (rx, free_tx), s.try_clone()?, cfg, total);
+    let written = write_groups(name, (rx, free_tx), s.try_clone()?, cfg, total);
     if written.is_err() {
         // The reader may be blocked in read(): wake it.
         if let Err(e) = s.shutdown(Shutdown::Both) {
@@ -209,13 +204,57 @@ fn serve_sink(
     written.and(read)
 }
 
+/// A sink connection's current file: `dir/NAME.K`, appended with O_DIRECT.
+struct SinkFile {
+    file: File,
+    path: PathBuf,
+    k: u64,
+}
+
+impl SinkFile {
+    fn create(dir: &Path, name: &str, k: u64) -> std::io::Result<Self> {
+        let path = dir.join(format!("{name}.{k}"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)?;
+        Ok(Self { file, path, k })
+    }
+
+    /// Removes the file on another thread, as the engine deletes a removed
+    /// segment: shrunk [`DELETE_STEP`] bytes at a time, [`DELETE_PAUSE`]
+    /// apart, then unlinked. Freeing a whole 1 GiB file at once (one
+    /// truncation or unlink) held the sink's next fdatasyncs back by
+    /// 100–200 ms here.
+    fn remove_later(self) {
+        std::thread::spawn(move || {
+            let mut len = self.file.metadata().map_or(0, |m| m.len());
+            while len > DELETE_STEP {
+                len -= DELETE_STEP;
+                if let Err(e) = self.file.set_len(len) {
+                    eprintln!("[null-sink] shrink {}: {e}", self.path.display());
+                    break;
+                }
+                std::thread::sleep(DELETE_PAUSE);
+            }
+            drop(self.file);
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                eprintln!("[null-sink] remove {}: {e}", self.path.display());
+            }
+        });
+    }
+}
+
 fn write_groups(
-    file: &File,
+    name: &str,
     (rx, free): (mpsc::Receiver<Chunk>, mpsc::SyncSender<Vec<u8>>),
     mut out: TcpStream,
     cfg: &SinkConfig,
     total: &AtomicU64,
 ) -> std::io::Result<()> {
+    let mut current = SinkFile::create(&cfg.dir, name, 0)?;
     // Staging: a partial tail block carried over, plus one group.
     let mut staging = Aligned::new(GROUP_MAX + READ_CHUNK + BLOCK);
     let mut staged = 0usize;
@@ -242,9 +281,9 @@ fn write_groups(
         }
         let padded = staged.div_ceil(BLOCK) * BLOCK;
         buf[staged..padded].fill(0);
-        file.write_all_at(&buf[..padded], file_at)?;
+        current.file.write_all_at(&buf[..padded], file_at)?;
         if cfg.sync {
-            file.sync_data()?;
+            current.file.sync_data()?;
         }
         total.fetch_add(group as u64, Ordering::Relaxed);
         let full = staged / BLOCK * BLOCK;
@@ -252,11 +291,14 @@ fn write_groups(
         staged -= full;
         file_at += full as u64;
         if file_at >= cfg.file_bytes {
-            file.set_len(0)?;
+            // The bytes of a partial last block go on at the new file's start.
+            let next = SinkFile::create(&cfg.dir, name, current.k + 1)?;
+            std::mem::replace(&mut current, next).remove_later();
             file_at = 0;
         }
         out.write_all(&replies)?;
     }
+    current.remove_later();
     Ok(())
 }
 
@@ -427,5 +469,14 @@ mod tests {
         (0..50).for_each(|c| sink_reply(c, &mut want));
         assert_eq!(reply, want);
         assert_eq!(sink.bytes.load(Ordering::Relaxed), stream.len() as u64);
+        // 2.5 MB went through three 1 MiB files; once the connection ends,
+        // none is left.
+        drop(s);
+        let empty = || std::fs::read_dir(dir.path()).unwrap().next().is_none();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(empty(), "the sink's files are removed");
     }
 }

@@ -1767,9 +1767,9 @@ const SUBMIT_WAIT: Duration = Duration::from_micros(10);
 /// Suffix of segment files removed from the log and waiting to be deleted.
 const DELETED_EXT: &str = "deleted";
 /// A removed log file is shrunk by this much at a time before it is unlinked.
-const DELETE_STEP: u64 = 8 << 20;
+pub const DELETE_STEP: u64 = 8 << 20;
 /// The pause between two shrinking steps.
-const DELETE_PAUSE: Duration = Duration::from_millis(10);
+pub const DELETE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Takes the files of `segments` out of the log, as Kafka does: each is
 /// renamed `<name>.deleted` at once (already gone ones are fine) and the
