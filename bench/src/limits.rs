@@ -5,6 +5,8 @@
 //!   answers each frame, once its bytes are written (and, by default,
 //!   fdatasync'ed: group commit, as a durable broker), with an 8-byte frame
 //!   carrying the correlation id. No other protocol work.
+//!   [`paced_latency`] measures the publish latency a producer schedule gets
+//!   from it: the latency limit of a run at a target rate.
 //! * [`SendfileServer`]: sends N bytes of a file with sendfile(2) for each
 //!   8-byte request N; [`sendfile_fetch`] reads them. The file is evicted
 //!   from the page cache first (cold data).
@@ -15,11 +17,15 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use sluice_engine::partition::{DELETE_PAUSE, DELETE_STEP};
+
+use crate::kafka::Stats;
+use crate::raw;
 
 /// O_DIRECT alignment.
 pub const BLOCK: usize = 4096;
@@ -302,6 +308,66 @@ fn write_groups(
     Ok(())
 }
 
+/// A producer schedule whose publish latency is measured against a null
+/// sink: the latency limit of a run at a target rate.
+pub struct PacedPlan {
+    pub producers: usize,
+    /// Messages per second, per producer.
+    pub rate: f64,
+    pub linger: Duration,
+    pub batch_bytes: usize,
+    pub in_flight: usize,
+    pub payloads: Arc<Vec<Vec<u8>>>,
+    /// Not measured: the first requests, connections and files.
+    pub warmup: Duration,
+    pub seconds: f64,
+}
+
+/// The publish latency `plan` gets from the null sink at `addr`: its
+/// producers, each the raw paced producer (as `--client raw` sends), for
+/// `plan.seconds` after `plan.warmup`. That is the linger, the network and
+/// one durable write, with no protocol work.
+pub fn paced_latency(
+    addr: &str,
+    partitions: u32,
+    acks: i16,
+    plan: &PacedPlan,
+) -> Result<Histogram<u64>, String> {
+    let stats = Arc::new(Stats::new(
+        Instant::now(),
+        (plan.seconds + plan.warmup.as_secs_f64()) as usize + 60,
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let jobs: Vec<_> = (0..plan.producers.max(1))
+        .map(|_| {
+            let job = raw::PacedJob {
+                addr: addr.to_string(),
+                topic: "null".into(),
+                partitions,
+                acks,
+                linger: plan.linger,
+                batch_bytes: plan.batch_bytes,
+                in_flight: plan.in_flight,
+                rate: plan.rate,
+                payloads: plan.payloads.clone(),
+                stop: stop.clone(),
+            };
+            let stats = stats.clone();
+            std::thread::spawn(move || raw::produce_paced(job, stats))
+        })
+        .collect();
+    std::thread::sleep(plan.warmup);
+    stats.reset_latencies();
+    std::thread::sleep(Duration::from_secs_f64(plan.seconds));
+    let [latency, _, _] = stats.histograms();
+    stop.store(true, Ordering::Relaxed);
+    for j in jobs {
+        j.join()
+            .map_err(|_| "a paced producer panicked".to_string())??;
+    }
+    Ok(latency)
+}
+
 /// Writes `bytes` (rounded up to whole MiB) of pseudo-random data to `path`
 /// with O_DIRECT, so none of it is in the page cache afterwards.
 pub fn prepare_file(path: &Path, bytes: u64) -> Result<(), String> {
@@ -478,5 +544,40 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(empty(), "the sink's files are removed");
+    }
+
+    #[test]
+    fn the_paced_producers_latency_against_the_sink_counts_every_message_acknowledged() {
+        let dir = crate::fresh_dir("null-sink-paced");
+        let sink = NullSink::spawn(
+            "127.0.0.1:0",
+            SinkConfig {
+                dir: dir.path().to_path_buf(),
+                sync: true,
+                file_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        let plan = PacedPlan {
+            producers: 2,
+            rate: 2_000.0,
+            linger: Duration::from_millis(1),
+            batch_bytes: 64 << 10,
+            in_flight: 5,
+            payloads: Arc::new(vec![vec![7u8; 100]]),
+            warmup: Duration::from_millis(200),
+            seconds: 1.0,
+        };
+        let h = paced_latency(&sink.addr.to_string(), 1, -1, &plan).unwrap();
+        // Messages are recorded as they are acknowledged, after the
+        // warm-up: some, and never more than were scheduled in all.
+        let scheduled = 2.0 * 2_000.0 * 1.2;
+        assert!(
+            !h.is_empty() && (h.len() as f64) <= scheduled,
+            "{}",
+            h.len()
+        );
+        // Every batch went through the sink and its files.
+        assert!(sink.bytes.load(Ordering::Relaxed) >= h.len() * 100);
     }
 }

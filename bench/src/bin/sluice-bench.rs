@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use sluice_bench::kafka::{self, Clients, ProducerJob, Stats, PRODUCER_DEFAULTS};
 use sluice_bench::limits::{self, NullSink, SendfileServer, SinkConfig};
@@ -42,7 +43,9 @@ usage: sluice-bench COMMAND [options]
                           and fetching consumer, one broker, less than half
                           of librdkafka's CPU
     --limit-seconds S     how long each raw-producer limit run lasts (default 5)
-    --no-limits           skip the limits (null sink, sendfile, fio)
+    --no-limits           skip the limits (null sink, sendfile, fio); at a
+                          target rate they include the publish latency of
+                          the run's schedule against the null sink
     --sink-no-sync        the null sink does not fdatasync before answering
     --keep-topics         do not delete the topics afterwards
   limits                measure the limits alone and print JSON
@@ -184,6 +187,8 @@ impl RawClient {
 /// The limits of one run, each a JSON value (null when not measured).
 struct Limits {
     json: serde_json::Map<String, Value>,
+    /// Publish latency of the paced raw producer against the null sink.
+    sink_latency: Option<Histogram<u64>>,
 }
 
 impl Limits {
@@ -201,6 +206,7 @@ struct LimitPlan<'a> {
     seconds: f64,
     sync: bool,
     fetch_bytes: u64,
+    paced: Option<limits::PacedPlan>,
 }
 
 /// Measures the limits: the raw producer against the broker (if given) and
@@ -226,12 +232,6 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
     };
     json.insert("raw_batch_bytes".into(), json!(p.batch.len()));
     json.insert("raw_acks".into(), json!(p.acks));
-    if let (Some(b), Some(t)) = (p.bootstrap, p.topic) {
-        eprintln!("[bench] raw producer -> broker {b}, {} s", p.seconds);
-        let r = raw::run(&raw_cfg(b.to_string(), t))?;
-        json.insert("raw_broker_mib_s".into(), json!(round3(r.mib_per_s())));
-        json.insert("raw_broker".into(), raw_json(&r));
-    }
     let sink = NullSink::spawn(
         "127.0.0.1:0",
         SinkConfig {
@@ -240,6 +240,36 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
             file_bytes: 1 << 30,
         },
     )?;
+    // First, while nothing else the limits do (large files written and
+    // removed) disturbs the disk.
+    let sink_latency = match &p.paced {
+        Some(plan) => {
+            eprintln!(
+                "[bench] paced raw producer -> null sink {}, {} x {} msg/s, {} s",
+                sink.addr, plan.producers, plan.rate, plan.seconds
+            );
+            let h = limits::paced_latency(&sink.addr.to_string(), p.partitions, p.acks, plan)?;
+            json.insert(
+                "null_sink_paced".into(),
+                json!({
+                    "producers": plan.producers,
+                    "rate_per_producer": plan.rate,
+                    "linger_ms": plan.linger.as_secs_f64() * 1000.0,
+                    "batch_bytes": plan.batch_bytes,
+                    "seconds": plan.seconds,
+                    "publish_latency": latency_json(&h),
+                }),
+            );
+            Some(h)
+        }
+        None => None,
+    };
+    if let (Some(b), Some(t)) = (p.bootstrap, p.topic) {
+        eprintln!("[bench] raw producer -> broker {b}, {} s", p.seconds);
+        let r = raw::run(&raw_cfg(b.to_string(), t))?;
+        json.insert("raw_broker_mib_s".into(), json!(round3(r.mib_per_s())));
+        json.insert("raw_broker".into(), raw_json(&r));
+    }
     eprintln!(
         "[bench] raw producer -> null sink {}, {} s",
         sink.addr, p.seconds
@@ -284,7 +314,7 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
         }
         Err(e) => eprintln!("[bench] no disk limit: {e}"),
     }
-    Ok(Limits { json })
+    Ok(Limits { json, sink_latency })
 }
 
 fn limits_cmd(o: &Opts) -> Result<(), String> {
@@ -304,6 +334,7 @@ fn limits_cmd(o: &Opts) -> Result<(), String> {
         seconds: o.num("--limit-seconds")?.unwrap_or(5.0),
         sync: !o.flag("--sink-no-sync"),
         fetch_bytes: o.num::<u64>("--fetch-mib")?.unwrap_or(1024) << 20,
+        paced: None,
     })?;
     if let Some(b) = bootstrap {
         kafka::delete_topic(b, &topic)?;
@@ -632,6 +663,24 @@ fn run(o: &Opts) -> Result<(), String> {
             seconds: o.num("--limit-seconds")?.unwrap_or(5.0),
             sync: !o.flag("--sink-no-sync"),
             fetch_bytes: fetched.clamp(64 << 20, 2 << 30),
+            paced: (w.producer_rate > 0.0).then(|| limits::PacedPlan {
+                producers: producers_n as usize,
+                rate: w.producer_rate / producers_n,
+                // The run's producer settings (librdkafka's defaults when
+                // unset: linger.ms 5, batch.size 1 000 000).
+                linger: raw_client.as_ref().map_or_else(
+                    || Duration::from_millis(settings.linger_ms.unwrap_or(5)),
+                    |c| c.linger,
+                ),
+                batch_bytes: raw_client.as_ref().map_or_else(
+                    || settings.batch_size_bytes.unwrap_or(1_000_000) as usize,
+                    |c| c.batch_bytes,
+                ),
+                in_flight: RAW_IN_FLIGHT,
+                payloads: payloads.clone(),
+                warmup: Duration::from_secs(2),
+                seconds: w.test.as_secs_f64().clamp(5.0, 30.0),
+            }),
         })?)
     };
     if !o.flag("--keep-topics") {
@@ -649,8 +698,11 @@ fn run(o: &Opts) -> Result<(), String> {
         let sink = l.get("null_sink_mib_s");
         let raw_broker = l.get("raw_broker_mib_s");
         let r = |a: Option<f64>, b: Option<f64>| a.and_then(|a| ratio(a, b)).map(round3);
+        let p99 = |h: &Histogram<u64>| h.value_at_percentile(99.0) as f64;
+        let sink_p99 = l.sink_latency.as_ref().map(p99);
         json!({
             "publish_to_null_sink": r(Some(publish_mib), sink),
+            "publish_latency_p99_to_null_sink": r(Some(p99(&publish_latency)), sink_p99),
             "raw_broker_to_null_sink": r(raw_broker, sink),
             "raw_broker_to_fio_write": r(raw_broker, l.get("fio_write_mib_s")),
             "null_sink_to_fio_write": r(sink, l.get("fio_write_mib_s")),
@@ -709,6 +761,10 @@ fn run(o: &Opts) -> Result<(), String> {
     println!("{}", latency_row("publish", &publish_latency));
     println!("{}", latency_row("publish delay", &publish_delay));
     println!("{}", latency_row("end-to-end", &e2e));
+    let sink_latency = limits.as_ref().and_then(|l| l.sink_latency.as_ref());
+    if let Some(h) = sink_latency {
+        println!("{}", latency_row("publish, null sink (limit)", h));
+    }
     if let Some(l) = &limits {
         println!(
             "\nlimits: {}",
@@ -739,6 +795,10 @@ fn run(o: &Opts) -> Result<(), String> {
                 ("publish", report::percentile_curve(&publish_latency)),
                 ("publish delay", report::percentile_curve(&publish_delay)),
                 ("end-to-end", report::percentile_curve(&e2e)),
+                (
+                    "publish, null sink (limit)",
+                    sink_latency.map_or_else(Vec::new, report::percentile_curve),
+                ),
             ],
         )
     });
