@@ -409,6 +409,19 @@ impl Partition {
         let mut writer = None;
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
+            if i + 2 == bases.len() && close_unfinished(dir, base)? {
+                // Rolled away from, its close (in the background) cut short:
+                // recovered as an active segment is, then closed.
+                let (seg, w, seen) = Segment::open(dir, base, &config, true, now_ms).await?;
+                for (e, o) in seen {
+                    epochs.assign(LeaderEpoch(e), Offset(o));
+                }
+                if let Some(w) = w {
+                    w.close().await?;
+                }
+                segments.insert(base, seg);
+                continue;
+            }
             let (seg, w, seen) = Segment::open(dir, base, &config, active, now_ms).await?;
             if active {
                 epochs.truncate_from(seg.meta.borrow().next_offset);
@@ -1717,6 +1730,20 @@ impl Partition {
         };
         self.store_snapshot(end, snapshot).await
     }
+}
+
+/// Whether the close of the segment at `base`, rolled away from, may not
+/// have completed: its log is still a whole number of blocks long. A close
+/// cuts the log to its data after its index files are complete and
+/// durable ([`SegmentWriter::close`]), and data rarely ends on a block
+/// boundary; a closed segment that does is recovered and closed again,
+/// which changes nothing.
+fn close_unfinished(dir: &Path, base: Offset) -> Result<bool> {
+    let path = dir.join(segment::file_name(base, segment::LOG_EXT));
+    let len = std::fs::metadata(&path)
+        .map_err(|e| EngineError::io(&path, e))?
+        .len();
+    Ok(len % io::BLOCK == 0)
 }
 
 /// A group of pending batches on its way to disk.

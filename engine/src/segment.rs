@@ -691,18 +691,14 @@ impl SegmentWriter {
         }
         let next = self.seg.meta.borrow().next_offset;
         self.persist_indexes(next, self.log.len()).await?;
-        let Self {
-            log,
-            index,
-            time_index,
-            ..
-        } = &mut self;
-        let (logged, indexed) = futures_lite::future::zip(
-            log.finish(),
-            futures_lite::future::zip(index.finish(), time_index.finish()),
-        )
-        .await;
-        logged.and(indexed.0).and(indexed.1)?;
+        // The index files first, together; the log last: once the log is
+        // cut to its data, the indexes are complete and durable, which is
+        // how recovery tells a finished close from one cut short (a log of
+        // whole blocks, see `Partition::open`).
+        let (indexed, time_indexed) =
+            futures_lite::future::zip(self.index.finish(), self.time_index.finish()).await;
+        indexed.and(time_indexed)?;
+        self.log.finish().await?;
         self.seg.meta.borrow_mut().closed = true;
         Ok(())
     }

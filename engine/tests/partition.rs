@@ -425,3 +425,69 @@ fn nothing_after_a_roll_is_acknowledged_before_the_rolled_segment_is_closed() {
         p.close().await.unwrap();
     });
 }
+
+/// A crash can cut the background close of a rolled segment short: its log
+/// still padded to whole blocks, its index files incomplete. Recovery finds
+/// it by its whole-block length, recovers it as it recovers an active
+/// segment and closes it again: cut to its data, indexes whole, every batch
+/// served.
+#[test]
+fn a_rolled_segment_whose_close_was_cut_short_is_recovered_and_closed() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 16_000,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let p = open(dir.path(), config.clone(), &shard()).await;
+        let mut sent = Vec::new();
+        for i in 0..12u64 {
+            let b = make_batch(i, 1, 5_000, 1_000 + i as i64);
+            sent.push(b.len() as u64);
+            append(&p, b, 2_000).await;
+        }
+        let bases = p.segment_bases();
+        assert!(bases.len() >= 3, "segments rolled: {bases:?}");
+        p.close().await.unwrap();
+        // The state of a close cut short: the one before the active segment
+        // padded to the next block, its indexes partly written.
+        let (from, to) = (bases[bases.len() - 2].0, bases[bases.len() - 1].0);
+        let files = dir.path().join("t-0");
+        let name = format!("{from:020}");
+        let log = files.join(format!("{name}.log"));
+        let data: u64 = sent[from as usize..to as usize].iter().sum();
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), data);
+        assert_ne!(data % 4096, 0, "the test needs a data end inside a block");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(data.div_ceil(4096) * 4096)
+            .unwrap();
+        for ext in ["index", "timeindex"] {
+            let f = files.join(format!("{name}.{ext}"));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        let q = open(dir.path(), config, &shard()).await;
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), data, "padding cut");
+        let entries = (to - from - 1) as u64;
+        let index = std::fs::metadata(files.join(format!("{name}.index"))).unwrap();
+        assert_eq!(index.len(), 8 * entries, "offset index whole");
+        assert_eq!(q.watermarks().log_end, Offset(12));
+        let all = read_all(&q, Offset(0)).await;
+        assert_eq!(
+            all.iter().map(|(b, _)| *b).collect::<Vec<_>>(),
+            (0..12).collect::<Vec<_>>()
+        );
+        let last_ts = 1_000 + to - 1;
+        let found = q.offset_for_timestamp(last_ts).await.unwrap();
+        assert_eq!(found.map(|(o, _)| o), Some(Offset(to - 1)));
+        q.close().await.unwrap();
+    });
+}
