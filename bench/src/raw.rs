@@ -55,6 +55,35 @@ pub fn produce_request(
     frame_request(0, PRODUCE_VERSION, correlation, &body)
 }
 
+/// Encodes into `req` (cleared first) a Produce request: `prefix`, a
+/// [`produce_request`] with empty records (records are the last field of
+/// v7, with one topic and one partition), given `correlation`, then one
+/// batch of unkeyed records with `values`, each [`stamp`]ed with `now_us`.
+/// Each value is copied once, and `req` is reused from request to request.
+///
+/// [`stamp`]: crate::kafka::stamp
+pub fn encode_produce<'a>(
+    req: &mut Vec<u8>,
+    prefix: &[u8],
+    correlation: i32,
+    values: impl Iterator<Item = &'a [u8]>,
+    now_us: u64,
+) {
+    req.clear();
+    req.extend_from_slice(prefix);
+    req[CORRELATION_AT..CORRELATION_AT + 4].copy_from_slice(&correlation.to_be_bytes());
+    let mut w = build::Writer::begin(req);
+    for value in values {
+        let at = w.record(req, None, Some(value), &[]);
+        crate::kafka::stamp(&mut req[at..at + value.len()], now_us);
+    }
+    w.finish(req, (now_us / 1000) as i64);
+    let records = (req.len() - prefix.len()) as i32;
+    req[prefix.len() - 4..prefix.len()].copy_from_slice(&records.to_be_bytes());
+    let size = (req.len() - 4) as i32;
+    req[..4].copy_from_slice(&size.to_be_bytes());
+}
+
 /// A request of API `key` at `version` (header and size prefix included).
 fn frame_request<B: Encodable + HeaderVersion>(
     key: i16,
@@ -304,6 +333,12 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
     let mut scheduled = start;
     let mut failed = None;
     let linger = job.linger.max(Duration::from_micros(100));
+    // Each request is encoded into `req`, reused: its partition's prefix,
+    // then the batch a record at a time, each value copied once.
+    let prefixes: Vec<Vec<u8>> = (0..job.partitions.max(1))
+        .map(|p| produce_request(&job.topic, p as i32, job.acks, Bytes::new(), 0))
+        .collect::<Result<_, _>>()?;
+    let mut req = Vec::with_capacity(job.batch_bytes + prefixes[0].len() + 64);
     while !job.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if rate > 0.0 && now < scheduled {
@@ -321,27 +356,11 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
         while next < due && failed.is_none() {
             let count = (due - next).min(per_batch);
             let now_us = crate::kafka::now_micros();
-            let records: Vec<build::Record> = (next..next + count)
-                .map(|i| {
-                    let mut v = job.payloads[(i % job.payloads.len() as u64) as usize].clone();
-                    crate::kafka::stamp(&mut v, now_us);
-                    build::Record {
-                        key: None,
-                        value: Some(v),
-                        headers: Vec::new(),
-                    }
-                })
-                .collect();
-            let batch = build::batch(&records, (now_us / 1000) as i64);
-            let partition = (batches % u64::from(job.partitions.max(1))) as i32;
+            let partition = (batches % prefixes.len() as u64) as usize;
             let correlation = batches as i32;
-            let req = produce_request(
-                &job.topic,
-                partition,
-                job.acks,
-                Bytes::from(batch),
-                correlation,
-            )?;
+            let values = (next..next + count)
+                .map(|i| &job.payloads[(i % job.payloads.len() as u64) as usize][..]);
+            encode_produce(&mut req, &prefixes[partition], correlation, values, now_us);
             let at = Instant::now();
             if rate > 0.0 {
                 // How much later than a linger after it was due each message
@@ -547,6 +566,41 @@ mod tests {
         match sluice_net::decode_request(Bytes::copy_from_slice(&frame[4..])).unwrap() {
             sluice_net::Decoded::Request { header, .. } => assert_eq!(header.correlation_id, 42),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_encoded_in_place_is_the_request_built_from_its_batch() {
+        let prefix = produce_request("topic", 3, -1, Bytes::new(), 0).unwrap();
+        let values: Vec<Vec<u8>> = [0usize, 5, 8, 1024, 20_000]
+            .iter()
+            .map(|&n| (0..n).map(|i| i as u8).collect())
+            .collect();
+        let now_us = 1_700_000_000_123_456;
+        let mut req = vec![1, 2, 3];
+        for round in 0..2 {
+            encode_produce(
+                &mut req,
+                &prefix,
+                42 + round,
+                values.iter().map(|v| &v[..]),
+                now_us,
+            );
+            let records: Vec<build::Record> = values
+                .iter()
+                .map(|v| {
+                    let mut v = v.clone();
+                    crate::kafka::stamp(&mut v, now_us);
+                    build::Record {
+                        key: None,
+                        value: Some(v),
+                        headers: Vec::new(),
+                    }
+                })
+                .collect();
+            let batch = build::batch(&records, (now_us / 1000) as i64);
+            let built = produce_request("topic", 3, -1, Bytes::from(batch), 42 + round).unwrap();
+            assert_eq!(req, built, "round {round}");
         }
     }
 }

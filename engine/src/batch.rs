@@ -544,7 +544,7 @@ pub mod build {
         pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     }
 
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
+    pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
             let byte = (z & 0x7f) as u8;
@@ -557,7 +557,17 @@ pub mod build {
         }
     }
 
-    fn put_bytes(out: &mut Vec<u8>, b: &Option<Vec<u8>>) {
+    /// Bytes of `v` as a zigzag varint.
+    pub(crate) fn varint_len(v: i64) -> usize {
+        let z = ((v << 1) ^ (v >> 63)) as u64;
+        (64 - z.max(1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    fn bytes_len(b: Option<&[u8]>) -> usize {
+        b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+    }
+
+    fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
         match b {
             None => put_varint(out, -1),
             Some(b) => {
@@ -567,43 +577,94 @@ pub mod build {
         }
     }
 
+    /// Encodes one uncompressed CreateTime batch (base offset 0) straight
+    /// into the end of a caller's buffer, a record at a time: the header is
+    /// reserved by [`Writer::begin`] and filled, CRC last, by
+    /// [`Writer::finish`]. A producer that sends many batches reuses one
+    /// buffer and copies each value once.
+    pub struct Writer {
+        start: usize,
+        count: i32,
+    }
+
+    impl Writer {
+        /// Reserves the batch header at the end of `out`.
+        pub fn begin(out: &mut Vec<u8>) -> Writer {
+            let start = out.len();
+            out.resize(start + HEADER_LEN, 0);
+            Writer { start, count: 0 }
+        }
+
+        /// Appends a record; returns where its value starts in `out`, so
+        /// that the caller may change the value before [`Writer::finish`].
+        pub fn record(
+            &mut self,
+            out: &mut Vec<u8>,
+            key: Option<&[u8]>,
+            value: Option<&[u8]>,
+            headers: &[(Vec<u8>, Option<Vec<u8>>)],
+        ) -> usize {
+            let delta = i64::from(self.count);
+            let len = 2 // attributes, timestamp delta 0
+                + varint_len(delta)
+                + bytes_len(key)
+                + bytes_len(value)
+                + varint_len(headers.len() as i64)
+                + headers
+                    .iter()
+                    .map(|(k, v)| bytes_len(Some(k)) + bytes_len(v.as_deref()))
+                    .sum::<usize>();
+            out.reserve(varint_len(len as i64) + len);
+            put_varint(out, len as i64);
+            out.push(0); // attributes
+            put_varint(out, 0); // timestamp delta
+            put_varint(out, delta);
+            put_bytes(out, key);
+            let value_at = out.len() + value.map_or(0, |v| varint_len(v.len() as i64));
+            put_bytes(out, value);
+            put_varint(out, headers.len() as i64);
+            for (k, v) in headers {
+                put_bytes(out, Some(k));
+                put_bytes(out, v.as_deref());
+            }
+            self.count += 1;
+            value_at
+        }
+
+        /// Fills the header: every record stamped `timestamp_ms`, the CRC
+        /// over the batch as it now stands in `out`.
+        pub fn finish(self, out: &mut [u8], timestamp_ms: i64) {
+            assert!(self.count > 0, "a batch holds at least one record");
+            let b = &mut out[self.start..];
+            let batch_length = (b.len() - LOG_OVERHEAD) as i32;
+            b[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&0i64.to_be_bytes());
+            b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+            b[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
+            b[MAGIC] = MAGIC_V2 as u8;
+            b[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&0i16.to_be_bytes());
+            let last_delta = self.count - 1;
+            b[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&last_delta.to_be_bytes());
+            b[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+            b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+            b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
+            b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
+            b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+            b[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&self.count.to_be_bytes());
+            let crc = crc32c::crc32c(&b[CRC_START..]);
+            b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        }
+    }
+
     /// Encodes `records` as one uncompressed CreateTime batch with base
     /// offset 0, every record stamped `timestamp_ms`.
     pub fn batch(records: &[Record], timestamp_ms: i64) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
-        let mut body = Vec::new();
-        let mut rec = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            rec.clear();
-            rec.push(0); // attributes
-            put_varint(&mut rec, 0); // timestamp delta
-            put_varint(&mut rec, i as i64);
-            put_bytes(&mut rec, &r.key);
-            put_bytes(&mut rec, &r.value);
-            put_varint(&mut rec, r.headers.len() as i64);
-            for (k, v) in &r.headers {
-                put_bytes(&mut rec, &Some(k.clone()));
-                put_bytes(&mut rec, v);
-            }
-            put_varint(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
+        let mut b = Vec::new();
+        let mut w = Writer::begin(&mut b);
+        for r in records {
+            w.record(&mut b, r.key.as_deref(), r.value.as_deref(), &r.headers);
         }
-        let mut b = vec![0u8; HEADER_LEN];
-        b.extend_from_slice(&body);
-        let batch_length = (b.len() - LOG_OVERHEAD) as i32;
-        b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
-        b[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
-        b[MAGIC] = MAGIC_V2 as u8;
-        let last_delta = records.len() as i32 - 1;
-        b[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&last_delta.to_be_bytes());
-        b[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
-        b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
-        b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
-        b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
-        b[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&(records.len() as i32).to_be_bytes());
-        let crc = crc32c::crc32c(&b[CRC_START..]);
-        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        w.finish(&mut b, timestamp_ms);
         b
     }
 
@@ -809,6 +870,44 @@ mod tests {
         assert_eq!(h.max_timestamp, 99);
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(h.last_offset(), 43);
+    }
+
+    #[test]
+    fn the_writer_sizes_every_record_as_it_encodes_it_and_points_at_its_value() {
+        for v in [0i64, 1, -1, 63, -64, 64, 8191, 8192, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
+        // Lengths around the varint steps (64 and 8192 bytes, as zigzag).
+        for len in [0usize, 63, 64, 8191, 8192, 70_000] {
+            let mut b = vec![9u8; 5];
+            let mut w = Writer::begin(&mut b);
+            let value = vec![1u8; len];
+            let mut at = Vec::new();
+            for i in 0..3 {
+                let key = (i == 1).then_some(&b"key"[..]);
+                at.push(w.record(&mut b, key, Some(&value), &[]));
+            }
+            for &a in &at {
+                b[a..a + len].fill(7);
+            }
+            w.finish(&mut b, 5);
+            assert_eq!(&b[..5], &[9u8; 5]);
+            let stored = &b[5..];
+            assert!(check_stored(stored).is_ok(), "{len}");
+            let h = BatchHeader::parse(stored).unwrap();
+            assert_eq!((h.records_count, h.last_offset_delta), (3, 2));
+            let expected: Vec<Record> = (0..3)
+                .map(|i| Record {
+                    key: (i == 1).then(|| b"key".to_vec()),
+                    value: Some(vec![7; len]),
+                    headers: vec![],
+                })
+                .collect();
+            assert_eq!(stored, &batch(&expected, 5)[..]);
+            assert!(at.iter().all(|&a| b[a..a + len].iter().all(|&x| x == 7)));
+        }
     }
 
     #[test]
