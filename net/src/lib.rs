@@ -551,6 +551,9 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             .map_err(closed)?;
         let answer = match *body {
             RequestKind::Produce(r) => {
+                // Nothing but the records may hold the frame's bytes while
+                // they are appended (see `router::start_one`).
+                drop(header);
                 let acks = r.acks;
                 let submitted = handlers::produce::submit(ctx, r, version).await;
                 produces.set(produces.get() + 1);

@@ -393,13 +393,17 @@ async fn start_one(env: &ShardEnv, tp: TopicPartition, op: PartOp) -> Started {
     };
     let now = sluice_engine::types::now_ms();
     let appended = async {
-        let batches = split_batches(&records)?;
+        let batches = split_batches(records)?;
         let p = env.open(&tp, config).await.map_err(|e| code(&e))?;
         let mut first = None;
         let mut last = Offset(0);
         for b in batches {
+            // The batch is taken over without a copy when nothing else
+            // holds the request's bytes: a request of one batch for one
+            // partition, once decoded.
+            let b = b.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
             let info = p
-                .append(BytesMut::from(&b[..]), LeaderEpoch(leader_epoch), now)
+                .append(b, LeaderEpoch(leader_epoch), now)
                 .await
                 .map_err(|e| code(&e))?;
             first.get_or_insert(info);
@@ -479,21 +483,25 @@ fn code(e: &EngineError) -> i16 {
 }
 
 /// Splits produced records into batches: `baseOffset(8) batchLength(4) …`.
-fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, i16> {
+/// The last batch is `records` itself, so that a single batch is the only
+/// holder of its bytes.
+fn split_batches(mut records: Bytes) -> Result<Vec<Bytes>, i16> {
     let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < records.len() {
-        if records.len() - at < sluice_engine::batch::LOG_OVERHEAD {
+    while !records.is_empty() {
+        if records.len() < sluice_engine::batch::LOG_OVERHEAD {
             return Err(CORRUPT_MESSAGE);
         }
-        let len = i32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes"));
+        let len = i32::from_be_bytes(records[8..12].try_into().expect("4 bytes"));
         let total = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_add(sluice_engine::batch::LOG_OVERHEAD))
-            .filter(|t| *t <= records.len() - at)
+            .filter(|t| *t <= records.len())
             .ok_or(CORRUPT_MESSAGE)?;
-        out.push(records.slice(at..at + total));
-        at += total;
+        if total == records.len() {
+            out.push(records);
+            break;
+        }
+        out.push(records.split_to(total));
     }
     if out.is_empty() {
         return Err(CORRUPT_MESSAGE);
@@ -632,4 +640,43 @@ fn read_fully(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::batch::build;
+
+    fn batch(n: usize) -> Vec<u8> {
+        build::simple(n, 100, 1, 0)
+    }
+
+    #[test]
+    fn a_single_batch_is_handed_on_as_the_only_holder_of_its_bytes() {
+        let one = batch(3);
+        let got = split_batches(Bytes::from(one.clone())).unwrap();
+        assert_eq!(got.len(), 1);
+        let b = got.into_iter().next().unwrap();
+        let b = b.try_into_mut().expect("nothing else holds the bytes");
+        assert_eq!(&b[..], &one[..]);
+    }
+
+    #[test]
+    fn records_split_into_their_batches_or_are_corrupt() {
+        let (a, b) = (batch(1), batch(4));
+        let both = [a.clone(), b.clone()].concat();
+        let got = split_batches(Bytes::from(both.clone())).unwrap();
+        assert_eq!(got, vec![Bytes::from(a), Bytes::from(b)]);
+        assert_eq!(split_batches(Bytes::new()), Err(CORRUPT_MESSAGE));
+        for cut in [1, 11, both.len() - 1] {
+            assert_eq!(
+                split_batches(Bytes::copy_from_slice(&both[..cut])),
+                Err(CORRUPT_MESSAGE),
+                "{cut}"
+            );
+        }
+        let mut negative = both;
+        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(split_batches(Bytes::from(negative)), Err(CORRUPT_MESSAGE));
+    }
 }
