@@ -5,7 +5,8 @@
 //! that runs on a glommio executor (here); run metadata ([`meta`]); the
 //! OMB-style load generator of `sluice-bench` ([`workload`], [`kafka`],
 //! [`report`], [`chart`]); the raw-protocol producer ([`raw`]) and the
-//! physical limits it is compared with ([`limits`]).
+//! physical limits it is compared with ([`limits`]); waiting for the disks
+//! to go quiet before a measured phase ([`settle`]).
 
 pub mod chart;
 pub mod kafka;
@@ -13,6 +14,7 @@ pub mod limits;
 pub mod meta;
 pub mod raw;
 pub mod report;
+pub mod settle;
 pub mod workload;
 
 use std::cell::{Cell, RefCell};

@@ -15,7 +15,7 @@ use sluice_bench::limits::{self, NullSink, SendfileServer, SinkConfig};
 use sluice_bench::meta::{git, ratio, round3, run_disk_limit, utc_now};
 use sluice_bench::report::{self, latency_header, latency_json, latency_row, rate_json};
 use sluice_bench::workload::{Driver, KeyDistributor, ProducerSettings, Workload};
-use sluice_bench::{batch_up_to, bench_root, chart, raw};
+use sluice_bench::{batch_up_to, bench_root, chart, raw, settle};
 
 const USAGE: &str = "\
 usage: sluice-bench COMMAND [options]
@@ -48,10 +48,15 @@ usage: sluice-bench COMMAND [options]
                           the run's schedule against the null sink
     --sink-no-sync        the null sink does not fdatasync before answering
     --keep-topics         do not delete the topics afterwards
+    --settle-seconds S    before each measured phase, sync and wait up to S
+                          seconds (default 60; 0: not at all) for the disks
+                          to go quiet: a previous run's deleted files are
+                          still being discarded for seconds after rm
   limits                measure the limits alone and print JSON
     --bootstrap H:P       also run the raw producer against this broker
     --batch-size N --message-size N --acks A --limit-seconds S --sink-no-sync
     --fetch-mib N         bytes the sendfile client reads (default 1024)
+    --settle-seconds S    as for run
   null-sink             serve as the null sink until killed
     --listen H:P (default 127.0.0.1:19193) --dir DIR --sink-no-sync
   sendfile-server       serve a prepared cold file with sendfile until killed
@@ -198,6 +203,8 @@ impl Limits {
 }
 
 struct LimitPlan<'a> {
+    /// How long to wait for the disks to settle before each phase.
+    settle: Duration,
     bootstrap: Option<&'a str>,
     topic: Option<&'a str>,
     partitions: u32,
@@ -244,6 +251,7 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
     // removed) disturbs the disk.
     let sink_latency = match &p.paced {
         Some(plan) => {
+            settle_disks(p.settle, "the paced null sink");
             eprintln!(
                 "[bench] paced raw producer -> null sink {}, {} x {} msg/s, {} s",
                 sink.addr, plan.producers, plan.rate, plan.seconds
@@ -265,11 +273,13 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
         None => None,
     };
     if let (Some(b), Some(t)) = (p.bootstrap, p.topic) {
+        settle_disks(p.settle, "the raw producer");
         eprintln!("[bench] raw producer -> broker {b}, {} s", p.seconds);
         let r = raw::run(&raw_cfg(b.to_string(), t))?;
         json.insert("raw_broker_mib_s".into(), json!(round3(r.mib_per_s())));
         json.insert("raw_broker".into(), raw_json(&r));
     }
+    settle_disks(p.settle, "the null sink");
     eprintln!(
         "[bench] raw producer -> null sink {}, {} s",
         sink.addr, p.seconds
@@ -282,6 +292,7 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
     let file = dir.path().join("sendfile.data");
     limits::prepare_file(&file, p.fetch_bytes)?;
     let server = SendfileServer::spawn("127.0.0.1:0", file.clone())?;
+    settle_disks(p.settle, "the sendfile fetch");
     let took = limits::sendfile_fetch(server.addr, p.fetch_bytes)?;
     let mib_s = p.fetch_bytes as f64 / (1u64 << 20) as f64 / took.as_secs_f64();
     json.insert("sendfile_mib_s".into(), json!(round3(mib_s)));
@@ -293,6 +304,7 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
             std::env::set_var(k, v);
         }
     }
+    settle_disks(p.settle, "fio");
     match run_disk_limit(
         &sluice_bench::meta::disk_limit_script(),
         dir.path(),
@@ -317,6 +329,27 @@ fn measure_limits(p: &LimitPlan<'_>) -> Result<Limits, String> {
     Ok(Limits { json, sink_latency })
 }
 
+/// `--settle-seconds`, 60 s by default.
+fn settle_limit(o: &Opts) -> Result<Duration, String> {
+    Ok(Duration::from_secs(
+        o.num::<u64>("--settle-seconds")?.unwrap_or(60),
+    ))
+}
+
+/// Waits up to `limit` for the disks to settle (`sluice_bench::settle`)
+/// before `phase`, and says so when that took a while or did not happen.
+fn settle_disks(limit: Duration, phase: &str) {
+    if limit.is_zero() {
+        return;
+    }
+    let (took, settled) = settle::settle(limit);
+    if !settled {
+        eprintln!("[bench] the disks were still busy after {took:.1?}: {phase} starts anyway");
+    } else if took >= Duration::from_secs(1) {
+        eprintln!("[bench] waited {took:.1?} for the disks to settle before {phase}");
+    }
+}
+
 fn limits_cmd(o: &Opts) -> Result<(), String> {
     let batch_size = o.num("--batch-size")?.unwrap_or(1usize << 20);
     let message_size = o.num("--message-size")?.unwrap_or(1024usize);
@@ -326,6 +359,7 @@ fn limits_cmd(o: &Opts) -> Result<(), String> {
         kafka::create_topic(b, &topic, 1, 1, &[])?;
     }
     let l = measure_limits(&LimitPlan {
+        settle: settle_limit(o)?,
         bootstrap,
         topic: Some(&topic),
         partitions: 1,
@@ -520,6 +554,7 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     eprintln!("[bench] {}: topics {topics:?} on {bootstrap}", w.name);
 
+    settle_disks(settle_limit(o)?, "the warm-up");
     let start = Instant::now();
     let total = w.warmup + w.test;
     let stats = Arc::new(Stats::new(start, total.as_secs() as usize + 3600));
@@ -655,6 +690,7 @@ fn run(o: &Opts) -> Result<(), String> {
             .as_u64()
             .unwrap_or(c1[3] - c0[3]);
         Some(measure_limits(&LimitPlan {
+            settle: settle_limit(o)?,
             bootstrap: Some(&bootstrap),
             topic: topics.first().map(String::as_str),
             partitions: w.partitions_per_topic,
