@@ -116,6 +116,7 @@ impl ProducerContext for ProducerCtx {
             Ok(m) => {
                 let now = Instant::now();
                 record(&mut lock(&self.stats.publish_latency), now - *sent);
+                self.stats.publish_series.note_latency(now, now - *sent);
                 let bytes = m.payload().map_or(0, <[u8]>::len) as u64;
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
                 self.stats

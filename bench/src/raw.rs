@@ -309,15 +309,19 @@ pub fn produce_paced(job: PacedJob, stats: Arc<Stats>) -> Result<(), String> {
             check_response(&body, sent.correlation)?;
             let now = Instant::now();
             let mut h = lock(&stats.publish_latency);
+            let mut longest = Duration::ZERO;
             for i in sent.first..sent.first + sent.count {
                 let due = if rate > 0.0 {
                     start + Duration::from_secs_f64(i as f64 / rate)
                 } else {
                     sent.at
                 };
-                record(&mut h, now.saturating_duration_since(due));
+                let took = now.saturating_duration_since(due);
+                longest = longest.max(took);
+                record(&mut h, took);
             }
             drop(h);
+            stats.publish_series.note_latency(now, longest);
             stats.published.fetch_add(sent.count, Ordering::Relaxed);
             stats
                 .published_bytes

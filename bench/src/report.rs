@@ -85,12 +85,15 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Messages and bytes per 1 s bucket since `start`; a fixed number of
-/// buckets (events after the last one are counted in it).
+/// Messages and bytes per 1 s bucket since `start`, and the longest
+/// latency noted in each (a stall of tens of milliseconds hides in a
+/// run's percentiles and its throughput per second, not in this); a fixed
+/// number of buckets (events after the last one are counted in it).
 pub struct Series {
     start: Instant,
     messages: Vec<AtomicU64>,
     bytes: Vec<AtomicU64>,
+    max_us: Vec<AtomicU64>,
 }
 
 impl Series {
@@ -100,14 +103,36 @@ impl Series {
             start,
             messages: (0..n).map(|_| AtomicU64::new(0)).collect(),
             bytes: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            max_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
+    fn bucket(&self, at: Instant) -> usize {
+        (at.saturating_duration_since(self.start).as_secs() as usize).min(self.messages.len() - 1)
+    }
+
     pub fn add(&self, at: Instant, messages: u64, bytes: u64) {
-        let i = (at.saturating_duration_since(self.start).as_secs() as usize)
-            .min(self.messages.len() - 1);
+        let i = self.bucket(at);
         self.messages[i].fetch_add(messages, Ordering::Relaxed);
         self.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Notes a latency `d` measured at `at`, kept if it is its second's longest.
+    pub fn note_latency(&self, at: Instant, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.max_us[self.bucket(at)].fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// (second, longest latency in ms) for the first `seconds` buckets.
+    pub fn max_latency_ms(&self, seconds: usize) -> Vec<(f64, f64)> {
+        (0..seconds.min(self.max_us.len()))
+            .map(|i| {
+                (
+                    i as f64,
+                    self.max_us[i].load(Ordering::Relaxed) as f64 / 1000.0,
+                )
+            })
+            .collect()
     }
 
     /// (second, msg/s, MiB/s) for the first `seconds` buckets.
@@ -134,6 +159,24 @@ pub fn rate_json(messages: u64, bytes: u64, secs: f64) -> Value {
         "msg_per_s": (messages as f64 / secs).round(),
         "mib_per_s": round3(bytes as f64 / (1u64 << 20) as f64 / secs),
     })
+}
+
+/// The test phase's longest publish latency per second, summarised: the
+/// median second's and the worst one's, with when it was (seconds from
+/// the start of the warm-up).
+pub fn longest_per_second(per_second: &[(f64, f64)], test_start_s: f64) -> Option<String> {
+    let mut test: Vec<(f64, f64)> = per_second
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= test_start_s.ceil())
+        .collect();
+    let (at, worst) = test.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    test.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let median = test[test.len() / 2].1;
+    Some(format!(
+        "publish latency, longest in each second of the test: median {median:.3} ms, \
+         worst {worst:.3} ms (second {at} of the run)"
+    ))
 }
 
 #[cfg(test)]
@@ -178,5 +221,40 @@ mod tests {
         assert_eq!(p[0], (0.0, 1.0, 1.0));
         assert_eq!(p[1].1, 2.0);
         assert_eq!(p[2].1, 4.0);
+    }
+
+    #[test]
+    fn series_keeps_each_seconds_longest_latency() {
+        let start = Instant::now();
+        let s = Series::new(start, 3);
+        s.note_latency(start, Duration::from_millis(2));
+        s.note_latency(
+            start + Duration::from_millis(500),
+            Duration::from_millis(70),
+        );
+        s.note_latency(start + Duration::from_millis(900), Duration::from_millis(3));
+        s.note_latency(start + Duration::from_secs(60), Duration::from_micros(1500));
+        assert_eq!(
+            s.max_latency_ms(3),
+            vec![(0.0, 70.0), (1.0, 0.0), (2.0, 1.5)]
+        );
+    }
+
+    #[test]
+    fn the_longest_second_of_the_test_is_named_and_the_warm_up_left_out() {
+        let per_second = [
+            (0.0, 900.0),
+            (1.0, 2.0),
+            (2.0, 3.0),
+            (3.0, 70.0),
+            (4.0, 1.0),
+        ];
+        let line = longest_per_second(&per_second, 0.5).unwrap();
+        assert!(line.contains("median 3.000 ms"), "{line}");
+        assert!(
+            line.contains("worst 70.000 ms (second 3 of the run)"),
+            "{line}"
+        );
+        assert_eq!(longest_per_second(&per_second, 5.0), None);
     }
 }

@@ -556,6 +556,7 @@ fn run(o: &Opts) -> Result<(), String> {
 
     settle_disks(settle_limit(o)?, "the warm-up");
     let start = Instant::now();
+    let started_at = utc_now();
     let total = w.warmup + w.test;
     let stats = Arc::new(Stats::new(start, total.as_secs() as usize + 3600));
     let stop_producers = Arc::new(AtomicBool::new(false));
@@ -753,6 +754,8 @@ fn run(o: &Opts) -> Result<(), String> {
             .collect()
     };
     let (pub_series, cons_series) = (series(&stats.publish_series), series(&stats.consume_series));
+    // The last, partial second too: a maximum is not lowered by it.
+    let longest = stats.publish_series.max_latency_ms(elapsed_s + 1);
     let doc = json!({
         "workload": w.name,
         "workload_file": path,
@@ -763,6 +766,7 @@ fn run(o: &Opts) -> Result<(), String> {
         "producer_properties": producer_props.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "warmup_seconds": w.warmup.as_secs_f64(),
         "test_seconds": round3(test_secs),
+        "started_at": started_at,
         "test_start_second": round3(test_start_s),
         "target_rate": w.producer_rate,
         "publish": publish,
@@ -779,6 +783,7 @@ fn run(o: &Opts) -> Result<(), String> {
         "limits": limits.as_ref().map(|l| Value::Object(l.json.clone())),
         "ratios": ratios,
         "series_mib_s": { "publish": pub_series, "consume": cons_series },
+        "series_publish_latency_max_ms": longest,
     });
     std::fs::write(out.join("result.json"), format!("{doc:#}\n")).map_err(|e| e.to_string())?;
 
@@ -800,6 +805,9 @@ fn run(o: &Opts) -> Result<(), String> {
     let sink_latency = limits.as_ref().and_then(|l| l.sink_latency.as_ref());
     if let Some(h) = sink_latency {
         println!("{}", latency_row("publish, null sink (limit)", h));
+    }
+    if let Some(line) = report::longest_per_second(&longest, test_start_s) {
+        println!("\n{line}");
     }
     if let Some(l) = &limits {
         println!(
