@@ -170,8 +170,8 @@ pub fn longest_per_second(per_second: &[(f64, f64)], test_start_s: f64) -> Optio
         .copied()
         .filter(|(t, _)| *t >= test_start_s.ceil())
         .collect();
-    let (at, worst) = test.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
     test.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (at, worst) = *test.last()?;
     let median = test[test.len() / 2].1;
     Some(format!(
         "publish latency, longest in each second of the test: median {median:.3} ms, \

@@ -554,7 +554,8 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     eprintln!("[bench] {}: topics {topics:?} on {bootstrap}", w.name);
 
-    settle_disks(settle_limit(o)?, "the warm-up");
+    let settle_for = settle_limit(o)?;
+    settle_disks(settle_for, "the warm-up");
     let start = Instant::now();
     let started_at = utc_now();
     let total = w.warmup + w.test;
@@ -691,7 +692,7 @@ fn run(o: &Opts) -> Result<(), String> {
             .as_u64()
             .unwrap_or(c1[3] - c0[3]);
         Some(measure_limits(&LimitPlan {
-            settle: settle_limit(o)?,
+            settle: settle_for,
             bootstrap: Some(&bootstrap),
             topic: topics.first().map(String::as_str),
             partitions: w.partitions_per_topic,
