@@ -1,7 +1,8 @@
 //! sluice-bench's raw clients (`sluice-bench run --client raw`) against the
 //! real `sluice` binary: what the raw producer reports as published is what
 //! the broker stored, and both the bench's librdkafka consumer and its raw
-//! consumer read all of it back.
+//! consumer read all of it back, and the raw consumer goes on from the log
+//! start when retention removed what it was to read next.
 
 mod support;
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sluice_bench::kafka::{self, Clients, Stats};
 use sluice_bench::raw::{self, PacedJob};
 
@@ -78,6 +80,73 @@ fn the_paced_raw_producer_stores_what_it_reports_and_the_consumer_reads_it_back(
             stats.first_error()
         );
     }
+}
+
+#[test]
+fn the_raw_consumer_behind_the_retention_goes_on_from_the_log_start_and_counts_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, coordinator) = (support::free_port(), support::free_port());
+    let broker = support::Broker::start_with(
+        dir.path(),
+        port,
+        coordinator,
+        &["--retention-check-interval-ms", "100"],
+    );
+    let small = [
+        ("segment.bytes", "16384".to_string()),
+        ("retention.bytes", "16384".to_string()),
+    ];
+    kafka::create_topic(&broker.bootstrap, "short", 1, 1, &small).unwrap();
+    let stats = Arc::new(Stats::new(Instant::now(), 600));
+    let stop = Arc::new(AtomicBool::new(false));
+    let job = PacedJob {
+        addr: broker.bootstrap.clone(),
+        topic: "short".into(),
+        partitions: 1,
+        acks: -1,
+        linger: Duration::from_millis(1),
+        batch_bytes: 8 << 10,
+        in_flight: 5,
+        rate: 4_000.0,
+        payloads: Arc::new(vec![vec![7u8; 1024]]),
+        stop: stop.clone(),
+    };
+    let producer = {
+        let stats = stats.clone();
+        std::thread::spawn(move || raw::produce_paced(job, stats))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap().unwrap();
+    let published = stats.counters()[0];
+
+    // Retention removes all but the last segments: offset 0 is gone.
+    let watermarks: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + support::TIMEOUT;
+    let start = loop {
+        let (low, high) = watermarks
+            .fetch_watermarks("short", 0, support::TIMEOUT)
+            .unwrap();
+        assert_eq!(high as u64, published);
+        if low > 0 || Instant::now() > deadline {
+            break low;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(start > 0, "retention removed nothing");
+
+    let addr = broker.bootstrap.clone();
+    let stats = read_back(
+        Box::new(move |stop, stats| raw::consume_raw(&addr, "short", &[0], stop, stats)),
+        published - start as u64,
+    );
+    assert!(stats.first_error().is_none(), "{:?}", stats.first_error());
+    assert_eq!(stats.consumer_resets.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), start as u64);
+    assert_eq!(stats.counters()[2], published - start as u64);
 }
 
 type Consumer = Box<dyn FnOnce(Arc<AtomicBool>, Arc<Stats>) -> Result<(), String> + Send>;

@@ -37,6 +37,11 @@ pub struct Stats {
     pub consumed: AtomicU64,
     pub consumed_bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// Times a consumer found its offset removed by retention and went on
+    /// from the log start.
+    pub consumer_resets: AtomicU64,
+    /// Messages those consumers skipped.
+    pub skipped: AtomicU64,
     pub first_error: Mutex<Option<String>>,
     pub publish_latency: Mutex<Histogram<u64>>,
     pub publish_delay: Mutex<Histogram<u64>>,
@@ -58,6 +63,8 @@ impl Stats {
             consumed: AtomicU64::new(0),
             consumed_bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            consumer_resets: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             first_error: Mutex::new(None),
             publish_latency: Mutex::new(latency_histogram()),
             publish_delay: Mutex::new(latency_histogram()),

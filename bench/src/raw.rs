@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    TopicName,
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
@@ -448,12 +449,43 @@ fn fetch_request(
 const FETCH_MAX_BYTES: i32 = 50 << 20;
 const FETCH_PARTITION_MAX_BYTES: i32 = 1 << 20;
 
+/// The ListOffsets version the raw consumer speaks (not flexible: header v1).
+const LIST_OFFSETS_VERSION: i16 = 5;
+
+/// Kafka's OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// A ListOffsets request for the earliest offset of `partitions` of `topic`,
+/// framed.
+fn earliest_request(topic: &str, partitions: &[i32], correlation: i32) -> Result<Vec<u8>, String> {
+    let body = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-2)
+                    })
+                    .collect(),
+            )]);
+    frame_request(2, LIST_OFFSETS_VERSION, correlation, &body)
+}
+
 /// The raw consumer: reads `partitions` of `topic` from offset 0 on one
 /// connection to `addr` (which must lead them all) until `stop`, one Fetch
 /// at a time, and records what the librdkafka consumer records: messages,
 /// value bytes, and end-to-end latency from the send time at the start of
 /// each value. It walks the records of each batch itself, without copying
 /// them; compressed batches are refused.
+///
+/// A consumer that falls behind by more than the topic's retention is
+/// answered OFFSET_OUT_OF_RANGE: it goes on from the log start, as a Kafka
+/// consumer with `auto.offset.reset=earliest`, and counts the reset and the
+/// messages it skipped ([`Stats::consumer_resets`], [`Stats::skipped`]).
 pub fn consume_raw(
     addr: &str,
     topic: &str,
@@ -468,6 +500,14 @@ pub fn consume_raw(
     result
 }
 
+/// One request and its response on `s`: the response body after the
+/// correlation id.
+fn exchange(s: &mut TcpStream, req: &[u8], correlation: i32) -> Result<Bytes, String> {
+    s.write_all(req)
+        .map_err(|e| format!("send a request: {e}"))?;
+    after_correlation(&read_frame(s)?, correlation)
+}
+
 fn consume_raw_inner(
     addr: &str,
     topic: &str,
@@ -479,16 +519,19 @@ fn consume_raw_inner(
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut offsets: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, 0)).collect();
     let mut correlation = 0i32;
+    let mut out_of_range = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         correlation = correlation.wrapping_add(1);
-        s.write_all(&fetch_request(topic, &offsets, correlation)?)
-            .map_err(|e| format!("send a fetch: {e}"))?;
-        let body = read_frame(&mut s)?;
-        let mut rest = after_correlation(&body, correlation)?;
+        let req = fetch_request(topic, &offsets, correlation)?;
+        let mut rest = exchange(&mut s, &req, correlation)?;
         let r = FetchResponse::decode(&mut rest, FETCH_VERSION)
             .map_err(|e| format!("decode a Fetch response: {e}"))?;
         for t in &r.responses {
             for p in &t.partitions {
+                if p.error_code == OFFSET_OUT_OF_RANGE {
+                    out_of_range.push(p.partition_index);
+                    continue;
+                }
                 if p.error_code != 0 {
                     return Err(format!(
                         "fetch partition {}: error code {}",
@@ -503,6 +546,53 @@ fn consume_raw_inner(
                 }
             }
         }
+        if !out_of_range.is_empty() {
+            correlation = correlation.wrapping_add(1);
+            let req = earliest_request(topic, &out_of_range, correlation)?;
+            let earliest = exchange(&mut s, &req, correlation)?;
+            reset_to_earliest(earliest, &mut offsets, stats)?;
+            out_of_range.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Moves each partition answered in the ListOffsets response `body` to its
+/// log start, counting the messages skipped. A log start not past the
+/// fetch offset means the fetch offset was past the log end: an error.
+fn reset_to_earliest(
+    mut body: Bytes,
+    offsets: &mut [(i32, i64)],
+    stats: &Stats,
+) -> Result<(), String> {
+    let r = ListOffsetsResponse::decode(&mut body, LIST_OFFSETS_VERSION)
+        .map_err(|e| format!("decode a ListOffsets response: {e}"))?;
+    for p in r.topics.iter().flat_map(|t| &t.partitions) {
+        if p.error_code != 0 {
+            return Err(format!(
+                "earliest offset of partition {}: error code {}",
+                p.partition_index, p.error_code
+            ));
+        }
+        let Some(slot) = offsets.iter_mut().find(|(i, _)| *i == p.partition_index) else {
+            continue;
+        };
+        if p.offset <= slot.1 {
+            return Err(format!(
+                "partition {}: offset {} out of range, but the log starts at {}",
+                p.partition_index, slot.1, p.offset
+            ));
+        }
+        eprintln!(
+            "[bench] raw consumer: partition {} offset {} was removed by retention; \
+             going on from the log start {}",
+            p.partition_index, slot.1, p.offset
+        );
+        stats.consumer_resets.fetch_add(1, Ordering::Relaxed);
+        stats
+            .skipped
+            .fetch_add((p.offset - slot.1) as u64, Ordering::Relaxed);
+        slot.1 = p.offset;
     }
     Ok(())
 }

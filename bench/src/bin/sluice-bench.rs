@@ -776,6 +776,8 @@ fn run(o: &Opts) -> Result<(), String> {
         "backlog_at_end_messages": (c1[0] * u64::from(w.subscriptions_per_topic)).saturating_sub(c1[2]),
         "errors": stats.errors.load(Ordering::Relaxed),
         "first_error": stats.first_error(),
+        "consumer_resets": stats.consumer_resets.load(Ordering::Relaxed),
+        "consumer_skipped_messages": stats.skipped.load(Ordering::Relaxed),
         "latency": {
             "publish": latency_json(&publish_latency),
             "publish_delay": latency_json(&publish_delay),
@@ -822,6 +824,12 @@ fn run(o: &Opts) -> Result<(), String> {
             )
         );
         println!("ratios: {}", doc["ratios"]);
+    }
+    if stats.consumer_resets.load(Ordering::Relaxed) > 0 {
+        println!(
+            "consumers fell behind the retention {} times and skipped {} messages",
+            doc["consumer_resets"], doc["consumer_skipped_messages"]
+        );
     }
     if stats.errors.load(Ordering::Relaxed) > 0 {
         println!("errors: {} (first: {})", doc["errors"], doc["first_error"]);
