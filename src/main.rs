@@ -182,6 +182,12 @@ struct BrokerArgs {
     /// (default 268435456).
     #[arg(long)]
     queued_max_request_bytes: Option<usize>,
+    /// `tail.cache.bytes` (Sluice's own): the most recently written batches
+    /// kept in memory for consumers near the end of the log, split evenly
+    /// among the shards (default 1073741824). Kafka leaves this to the page
+    /// cache; Sluice writes with O_DIRECT.
+    #[arg(long)]
+    tail_cache_bytes: Option<usize>,
     /// `connections.max.idle.ms` (default 600000).
     #[arg(long)]
     connections_max_idle_ms: Option<u64>,
@@ -259,6 +265,7 @@ fn broker_settings(
         fetch_max_bytes,
         socket_request_max_bytes,
         queued_max_request_bytes,
+        tail_cache_bytes,
         connections_max_idle_ms,
         offsets_topic_num_partitions,
         offsets_retention_minutes,
@@ -282,7 +289,7 @@ fn broker_settings(
         props.insert(k.trim().to_string(), v.trim().to_string());
     }
     let text = |v: Option<i64>| v.map(|v| v.to_string());
-    let flags: [(&str, Option<String>); 20] = [
+    let flags: [(&str, Option<String>); 21] = [
         (
             "offsets.topic.num.partitions",
             text(offsets_topic_num_partitions.map(i64::from)),
@@ -335,6 +342,7 @@ fn broker_settings(
             "queued.max.request.bytes",
             queued_max_request_bytes.map(|v| v.to_string()),
         ),
+        ("tail.cache.bytes", tail_cache_bytes.map(|v| v.to_string())),
         (
             "connections.max.idle.ms",
             connections_max_idle_ms.map(|v| v.to_string()),
@@ -374,6 +382,7 @@ fn broker_settings(
         log_dirs: s.log_dirs.unwrap_or_else(|| vec![data_dir.clone()]),
         shards,
         retention_check_interval_ms: s.retention_check_interval_ms,
+        tail_cache_bytes: s.tail_cache_bytes,
         ..EngineConfig::default()
     };
     Ok((engine, broker, data_dir))

@@ -60,6 +60,8 @@ pub struct Settings {
     pub fetch_max_bytes: usize,
     pub socket_request_max_bytes: usize,
     pub queued_max_request_bytes: usize,
+    /// `tail.cache.bytes` (Sluice's own key).
+    pub tail_cache_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_num_partitions: i32,
@@ -90,6 +92,7 @@ const KNOWN: &[&str] = &[
     "fetch.max.bytes",
     "socket.request.max.bytes",
     "queued.max.request.bytes",
+    "tail.cache.bytes",
     "connections.max.idle.ms",
     "log.retention.check.interval.ms",
     "offsets.topic.num.partitions",
@@ -197,6 +200,11 @@ impl Settings {
             fetch_max_bytes: num("fetch.max.bytes", 57_671_680, 1024)? as usize,
             socket_request_max_bytes: num("socket.request.max.bytes", 104_857_600, 1024)? as usize,
             queued_max_request_bytes: num("queued.max.request.bytes", 256 << 20, 1 << 20)? as usize,
+            tail_cache_bytes: num(
+                "tail.cache.bytes",
+                sluice_engine::shard::TAIL_CACHE_BYTES as i64,
+                0,
+            )? as usize,
             connections_max_idle_ms: num("connections.max.idle.ms", 600_000, 1)? as u64,
             retention_check_interval_ms: num("log.retention.check.interval.ms", 300_000, 1)? as u64,
             offsets_topic_num_partitions: num("offsets.topic.num.partitions", 50, 1)?
@@ -259,6 +267,12 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:9092".parse::<SocketAddr>().unwrap());
         assert_eq!(s.advertised, ("127.0.0.1".to_string(), 9092));
         assert!(s.auto_create_topics);
+        assert_eq!(s.tail_cache_bytes, 1 << 30);
+        let props = BTreeMap::from([("tail.cache.bytes".to_string(), "268435456".to_string())]);
+        assert_eq!(
+            Settings::resolve(&props).unwrap().tail_cache_bytes,
+            256 << 20
+        );
         for (k, v) in [
             ("listeners", "SSL://0.0.0.0:9093"),
             ("listeners", "localhost"),
@@ -266,6 +280,7 @@ mod tests {
             ("message.max.bytes", "big"),
             ("auto.create.topics.enable", "yes"),
             ("connections.max.idle.ms", "-5"),
+            ("tail.cache.bytes", "-1"),
         ] {
             let props = BTreeMap::from([(k.to_string(), v.to_string())]);
             assert!(Settings::resolve(&props).is_err(), "{k}={v}");

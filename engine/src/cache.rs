@@ -2,7 +2,7 @@
 //! partition on the shard, so that consumers keeping up with producers are
 //! served from memory without touching the disk.
 //!
-//! Bounded by one byte budget for the whole shard (`tail_cache_bytes_max`),
+//! Bounded by one byte budget for the whole shard (its share of `tail.cache.bytes`),
 //! evicting the oldest batch of the shard first. Each partition's entries
 //! are a contiguous run of its newest batches, so a read either starts
 //! inside that run or goes to the files.
