@@ -6,6 +6,10 @@
 //!   maybe followed by zeros or garbage (a torn write). Recovery must keep
 //!   every acknowledged batch, serve nothing half-written, and keep
 //!   appending after it.
+//! * Stale tail: the active segment's file goes on, past everything
+//!   written, with an older segment's batches, whole and intact (as a
+//!   file reused for a new segment would). Their offsets are below the
+//!   segment's: recovery must end the log where the written data ends.
 //! * Flip: random bits are flipped anywhere in the segment files and
 //!   indexes. Recovery and reads must never serve a batch that differs from
 //!   the one appended at its offset, and must keep serving every
@@ -185,6 +189,58 @@ proptest! {
                 _ => bytes.extend_from_slice(&noise),
             }
             std::fs::write(&log, &bytes).unwrap();
+            check(dir.path(), &appended, |_| true).await;
+        });
+    }
+
+    #[test]
+    fn given_an_older_segments_intact_batches_after_the_written_data_recovery_ends_the_log_there(
+        acked in 40usize..80,
+        at_batch in any::<bool>(),
+        from in any::<u32>(),
+    ) {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let appended = fill(dir.path(), acked, 0).await;
+            let logs: Vec<PathBuf> = segment_files(dir.path())
+                .into_iter()
+                .filter(|p| p.extension().unwrap() == "log")
+                .collect();
+            assert!(logs.len() >= 2, "one segment only");
+            let (oldest, active) = (&logs[0], &logs[logs.len() - 1]);
+            let base: i64 = active.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            let written: usize = appended.range(base..).map(|(_, (b, _))| b.len()).sum();
+            let stale = std::fs::read(oldest).unwrap();
+            // From a batch boundary of the old file (a whole stale batch
+            // right where the next one would start), or from any byte.
+            let start = if at_batch {
+                let starts: Vec<usize> = appended
+                    .range(..base)
+                    .scan(0usize, |pos, (_, (b, _))| {
+                        let at = *pos;
+                        *pos += b.len();
+                        Some(at)
+                    })
+                    .filter(|&at| at < stale.len())
+                    .collect();
+                starts[from as usize % starts.len()]
+            } else {
+                from as usize % stale.len()
+            };
+            let mut bytes = std::fs::read(active).unwrap();
+            bytes.truncate(written);
+            bytes.extend_from_slice(&stale[start..]);
+            std::fs::write(active, &bytes).unwrap();
+            let end = appended.keys().next_back().map(|&b| {
+                b + i64::from(batch::BatchHeader::parse(&appended[&b].0).unwrap().last_offset_delta) + 1
+            }).unwrap();
+            {
+                let ctx = shard();
+                let p = open(dir.path(), config(), &ctx).await;
+                assert_eq!(p.watermarks().log_end.0, end, "the log ends where the writes did");
+                p.close().await.unwrap();
+            }
+            assert_eq!(std::fs::metadata(active).unwrap().len(), written as u64, "the stale rest is cut off");
             check(dir.path(), &appended, |_| true).await;
         });
     }
