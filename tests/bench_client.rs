@@ -20,31 +20,17 @@ fn the_paced_raw_producer_stores_what_it_reports_and_the_consumer_reads_it_back(
     let broker = support::Broker::start(dir.path());
     support::create_topic(&broker.bootstrap, "paced", 3);
     let start = Instant::now();
-    let stats = Arc::new(Stats::new(start, 600));
-    let stop = Arc::new(AtomicBool::new(false));
-    let value_len = 1024;
-    let job = PacedJob {
-        addr: broker.bootstrap.clone(),
-        topic: "paced".into(),
-        partitions: 3,
-        acks: -1,
-        linger: Duration::from_millis(1),
-        batch_bytes: 64 << 10,
-        in_flight: 5,
-        rate: 20_000.0,
-        payloads: Arc::new(vec![vec![7u8; value_len]]),
-        stop: stop.clone(),
-    };
-    let producer = {
-        let stats = stats.clone();
-        std::thread::spawn(move || raw::produce_paced(job, stats))
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    producer.join().unwrap().unwrap();
+    let stats = produce_paced_for(
+        &broker.bootstrap,
+        "paced",
+        3,
+        64 << 10,
+        20_000.0,
+        Duration::from_millis(1500),
+    );
     let [published, published_bytes, _, _] = stats.counters();
     assert!(published > 1000, "published {published}");
-    assert_eq!(published_bytes, published * value_len as u64);
+    assert_eq!(published_bytes, published * VALUE_LEN as u64);
     // One latency per message; a delay per message sent (all answered).
     assert_eq!(stats.publish_latency.lock().unwrap().len(), published);
     assert_eq!(stats.publish_delay.lock().unwrap().len(), published);
@@ -97,27 +83,14 @@ fn the_raw_consumer_behind_the_retention_goes_on_from_the_log_start_and_counts_w
         ("retention.bytes", "16384".to_string()),
     ];
     kafka::create_topic(&broker.bootstrap, "short", 1, 1, &small).unwrap();
-    let stats = Arc::new(Stats::new(Instant::now(), 600));
-    let stop = Arc::new(AtomicBool::new(false));
-    let job = PacedJob {
-        addr: broker.bootstrap.clone(),
-        topic: "short".into(),
-        partitions: 1,
-        acks: -1,
-        linger: Duration::from_millis(1),
-        batch_bytes: 8 << 10,
-        in_flight: 5,
-        rate: 4_000.0,
-        payloads: Arc::new(vec![vec![7u8; 1024]]),
-        stop: stop.clone(),
-    };
-    let producer = {
-        let stats = stats.clone();
-        std::thread::spawn(move || raw::produce_paced(job, stats))
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    producer.join().unwrap().unwrap();
+    let stats = produce_paced_for(
+        &broker.bootstrap,
+        "short",
+        1,
+        8 << 10,
+        4_000.0,
+        Duration::from_millis(500),
+    );
     let published = stats.counters()[0];
 
     // Retention removes all but the last segments: offset 0 is gone.
@@ -147,6 +120,44 @@ fn the_raw_consumer_behind_the_retention_goes_on_from_the_log_start_and_counts_w
     assert_eq!(stats.consumer_resets.load(Ordering::Relaxed), 1);
     assert_eq!(stats.skipped.load(Ordering::Relaxed), start as u64);
     assert_eq!(stats.counters()[2], published - start as u64);
+}
+
+/// Bytes of each value the paced producer sends.
+const VALUE_LEN: usize = 1024;
+
+/// Runs the raw paced producer (acks=all, `linger.ms=1`, values of
+/// [`VALUE_LEN`] bytes)
+/// on `topic` for `run_for`, and returns what it recorded.
+fn produce_paced_for(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    batch_bytes: usize,
+    rate: f64,
+    run_for: Duration,
+) -> Arc<Stats> {
+    let stats = Arc::new(Stats::new(Instant::now(), 600));
+    let stop = Arc::new(AtomicBool::new(false));
+    let job = PacedJob {
+        addr: bootstrap.to_string(),
+        topic: topic.into(),
+        partitions,
+        acks: -1,
+        linger: Duration::from_millis(1),
+        batch_bytes,
+        in_flight: 5,
+        rate,
+        payloads: Arc::new(vec![vec![7u8; VALUE_LEN]]),
+        stop: stop.clone(),
+    };
+    let producer = {
+        let stats = stats.clone();
+        std::thread::spawn(move || raw::produce_paced(job, stats))
+    };
+    std::thread::sleep(run_for);
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap().unwrap();
+    stats
 }
 
 type Consumer = Box<dyn FnOnce(Arc<AtomicBool>, Arc<Stats>) -> Result<(), String> + Send>;
