@@ -437,6 +437,9 @@ pub mod net;
 mod shares;
 pub mod sync;
 pub mod timer;
+#[cfg(feature = "sluice-test-hooks")]
+#[doc(hidden)]
+pub mod sluice_test_hooks;
 
 use crate::reactor::Reactor;
 pub use crate::{

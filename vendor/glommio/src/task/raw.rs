@@ -251,9 +251,32 @@ where
     /// Wakes a waker.
     unsafe fn wake(ptr: *const ()) {
         dbg_context!(ptr, "wake", {
+            let raw = Self::from_ptr(ptr);
+            if Self::thread_id() != Some(raw.my_id()) {
+                // Sluice: this waker's reference goes home with the wake,
+                // where it is dropped (see `hand_home`).
+                Self::hand_home(ptr);
+                return;
+            }
             Self::do_wake(ptr);
             Self::drop_waker(ptr);
         });
+    }
+
+    /// Sends this waker's reference to the task's executor, which wakes the
+    /// task and drops the reference there (Sluice). Called on a foreign
+    /// thread, which must not touch the task afterwards: once queued, the
+    /// home thread may free it.
+    unsafe fn hand_home(ptr: *const ()) {
+        let raw = Self::from_ptr(ptr);
+        let notifier = (*raw.header).notifier.clone();
+        let latency_matters = (*raw.header).latency_matters;
+        #[cfg(feature = "sluice-test-hooks")]
+        crate::sluice_test_hooks::before_hand_home();
+        notifier.queue_waker(
+            Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+            latency_matters,
+        );
     }
 
     /// Wakes a waker by reference.
@@ -300,17 +323,32 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Sluice: a foreign thread never takes the count to
+                    // zero. Upstream decremented first and, on reaching
+                    // zero, cloned a waker to send home; in between, the
+                    // home thread could see no references and free the task
+                    // (a `JoinHandle` dropped after the task completed), and
+                    // the clone then revived freed memory: a use after free
+                    // and a double free. Now a reference that may be the
+                    // last one is handed home instead, where every decision
+                    // to free the task is taken.
+                    let header = &*(raw.header as *const Header);
+                    let mut refs = header.references.load(Ordering::Relaxed);
+                    loop {
+                        if refs <= 1 {
+                            Self::hand_home(ptr);
+                            return;
+                        }
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => refs = now,
+                        }
                     }
-                    return;
                 });
             }
 
