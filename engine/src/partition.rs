@@ -1697,8 +1697,8 @@ impl Partition {
         checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await
     }
 
-    /// Writes and fsyncs everything, persists the indexes and refuses
-    /// further operations.
+    /// Writes and fsyncs everything, persists the indexes, cuts the active
+    /// log to its data and refuses further operations.
     pub async fn close(&self) -> Result<()> {
         let flushed = self.flush().await;
         let _permit = self
@@ -1723,6 +1723,10 @@ impl Partition {
             w.persist_indexes(next, written).await?;
             w.index.sync().await?;
             w.time_index.sync().await?;
+            // The active log loses its block padding too, so that a
+            // partition closed cleanly is in Kafka's layout: every log
+            // exactly as long as its batches.
+            w.log.finish().await?;
         }
         let (end, snapshot) = {
             let st = self.inner.state.borrow();

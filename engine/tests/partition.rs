@@ -2,25 +2,39 @@ mod common;
 
 use common::*;
 use sluice_engine::config::LogConfig;
+use sluice_engine::partition::Partition;
 use sluice_engine::Offset;
+
+/// Segments of 20 000 bytes, which a few of `append_tagged`'s batches roll.
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 20_000,
+        ..LogConfig::default()
+    }
+}
+
+/// Appends one batch of 3 records of 300 bytes per tag; returns each
+/// batch's base and last offsets.
+async fn append_tagged(p: &Partition, tags: std::ops::Range<u64>) -> Vec<(i64, i64)> {
+    let mut offsets = Vec::new();
+    for i in tags {
+        let (base, last) = append(p, make_batch(i, 3, 300, 1_000 + i as i64), 2_000).await;
+        offsets.push((base.0, last.0));
+    }
+    offsets
+}
 
 #[test]
 fn given_appends_when_reopened_should_read_back_every_batch() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
         let ctx = shard();
-        let config = LogConfig {
-            segment_bytes: 20_000,
-            ..LogConfig::default()
-        };
+        let config = small_segments();
         let p = open(dir.path(), config.clone(), &ctx).await;
-        let mut expect = Vec::new();
-        for i in 0..100u64 {
-            let (base, last) = append(&p, make_batch(i, 3, 300, 1_000 + i as i64), 2_000).await;
-            assert_eq!(base, Offset(3 * i as i64));
-            assert_eq!(last, Offset(3 * i as i64 + 2));
-            expect.push(base.0);
-        }
+        let offsets = append_tagged(&p, 0..100).await;
+        let want: Vec<(i64, i64)> = (0..100).map(|i| (3 * i, 3 * i + 2)).collect();
+        assert_eq!(offsets, want);
+        let expect: Vec<i64> = offsets.iter().map(|o| o.0).collect();
         assert!(p.segment_bases().len() > 3, "segments rolled by size");
         let got: Vec<i64> = read_all(&p, Offset(0)).await.iter().map(|b| b.0).collect();
         assert_eq!(got, expect);
@@ -37,6 +51,57 @@ fn given_appends_when_reopened_should_read_back_every_batch() {
             .map(|b| b.0)
             .collect();
         assert_eq!(got[0], 150);
+    });
+}
+
+/// The lengths of a partition directory's `.log` files.
+fn log_file_lengths(dir: &std::path::Path) -> Vec<u64> {
+    let mut lens: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().len())
+        })
+        .collect();
+    lens.sort();
+    lens.into_iter().map(|(_, len)| len).collect()
+}
+
+#[test]
+fn given_a_clean_close_every_log_is_as_long_as_its_batches_and_appends_go_on_after_reopen() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = shard();
+        let config = small_segments();
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let part = p.dir().to_path_buf();
+        // 30 batches: two segments, the active one ending inside a block.
+        let mut expect: Vec<i64> = append_tagged(&p, 0..30).await.iter().map(|o| o.0).collect();
+        let size = p.size_bytes();
+        assert_ne!(size % 4096, 0, "the data must not end on a block");
+        let padded: u64 = log_file_lengths(&part).iter().sum();
+        assert!(padded > size, "the active log is padded while it is active");
+        p.close().await.unwrap();
+        let lens = log_file_lengths(&part);
+        assert!(lens.len() >= 2, "segments rolled by size");
+        assert_eq!(lens.iter().sum::<u64>(), size);
+
+        let ctx2 = shard();
+        let q = open(dir.path(), config.clone(), &ctx2).await;
+        assert_eq!(q.size_bytes(), size);
+        expect.extend(append_tagged(&q, 30..40).await.iter().map(|o| o.0));
+        let got: Vec<i64> = read_all(&q, Offset(0)).await.iter().map(|b| b.0).collect();
+        assert_eq!(got, expect);
+        let size = q.size_bytes();
+        q.close().await.unwrap();
+        assert_eq!(log_file_lengths(&part).iter().sum::<u64>(), size);
+
+        let ctx3 = shard();
+        let r = open(dir.path(), config, &ctx3).await;
+        let got: Vec<i64> = read_all(&r, Offset(0)).await.iter().map(|b| b.0).collect();
+        assert_eq!(got, expect);
     });
 }
 
