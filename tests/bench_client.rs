@@ -94,8 +94,8 @@ fn the_raw_consumer_behind_the_retention_goes_on_from_the_log_start_and_counts_w
     let published = stats.counters()[0];
 
     // Retention removes all but the last segments: offset 0 is gone. It
-    // may take more than one pass (every 100 ms): wait until the log start
-    // stays put for three of them.
+    // may take more than one pass (every 100 ms): wait until two reads of
+    // the log start, 300 ms apart, agree.
     let watermarks: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .create()
@@ -130,8 +130,8 @@ fn the_raw_consumer_behind_the_retention_goes_on_from_the_log_start_and_counts_w
 const VALUE_LEN: usize = 1024;
 
 /// Runs the raw paced producer (acks=all, `linger.ms=1`, values of
-/// [`VALUE_LEN`] bytes)
-/// on `topic` for `run_for`, and returns what it recorded.
+/// [`VALUE_LEN`] bytes) on `topic` for `run_for`, and returns what it
+/// recorded.
 fn produce_paced_for(
     bootstrap: &str,
     topic: &str,
