@@ -131,6 +131,9 @@ pub struct FlushStats {
     /// Of those, groups taken and copied into their write buffer while the
     /// group before was in flight.
     pub prepared_ahead: u64,
+    /// Segments rolled into the file of a segment retention removed (see
+    /// [`Partition::recycle`]) rather than into a new file.
+    pub segments_recycled: u64,
 }
 
 /// The result of a successful append.
@@ -303,6 +306,21 @@ struct State {
     producers: ProducerTable,
     /// Truncations so far: a snapshot taken before one is stale after it.
     truncations: u64,
+    /// A removed segment's log file, ready for the next roll to write into.
+    spare: Option<Spare>,
+    /// The clock of the latest append (or of the open): retention after a
+    /// roll judges time by it.
+    now_ms: i64,
+}
+
+/// A log file taken from a segment retention removed, kept for the next
+/// roll (see [`Partition::recycle`]).
+struct Spare {
+    path: PathBuf,
+    /// One past the last offset of the batches still in it: a segment
+    /// based below this may not use it, since recovery tells its own
+    /// batches from stale ones by offset.
+    stale_below: Offset,
 }
 
 struct Inner {
@@ -316,6 +334,9 @@ struct Inner {
     /// Held by the close of a rolled segment while it runs in the
     /// background ([`Partition::close_rolled`]).
     closing: Rc<Semaphore>,
+    /// Held while a spare is prepared in the background
+    /// ([`Partition::recycle`]).
+    preparing: Rc<Semaphore>,
     cache: Rc<RefCell<PartitionCache>>,
 }
 
@@ -500,9 +521,12 @@ impl Partition {
                     closed: false,
                     producers,
                     truncations: 0,
+                    spare: None,
+                    now_ms,
                 }),
                 io_lock: Semaphore::new(1),
                 closing: Rc::new(Semaphore::new(1)),
+                preparing: Rc::new(Semaphore::new(1)),
                 cache: Rc::new(RefCell::new(PartitionCache::default())),
             }),
         })
@@ -624,6 +648,7 @@ impl Partition {
         let bytes = batch.freeze();
         let last = Offset(base.0 + i64::from(header.last_offset_delta));
         let len = bytes.len() as u64;
+        st.now_ms = st.now_ms.max(now_ms);
         let mut active = st.segments.values().next_back().expect("a segment").clone();
         let roll = st.roll_requested
             || active
@@ -946,10 +971,8 @@ impl Partition {
             let j = work.run_end(i);
             let mut writer = work.writer.take().expect("writer present");
             if !Rc::ptr_eq(&writer.seg, &seg) {
-                let rolled = std::mem::replace(
-                    &mut writer,
-                    SegmentWriter::create_unnamed(seg.clone()).await?,
-                );
+                let rolled =
+                    std::mem::replace(&mut writer, self.create_segment(seg.clone()).await?);
                 self.close_rolled(rolled).await;
             }
             // Only the group's first run is ever prepared ahead, in the
@@ -1048,6 +1071,108 @@ impl Partition {
             drop(permit);
         })
         .detach();
+    }
+
+    /// The files of `seg`, the segment the log rolls to: in the spare's log
+    /// file when there is one it may use ([`SegmentWriter::create_from`]),
+    /// else new ones. Then the next spare is chosen ([`Self::recycle`]).
+    async fn create_segment(&self, seg: Rc<Segment>) -> Result<SegmentWriter> {
+        let spare = self.inner.state.borrow_mut().spare.take();
+        let writer = match spare {
+            Some(spare) if seg.base >= spare.stale_below => {
+                let w = SegmentWriter::create_from(seg, &spare.path).await?;
+                self.inner.state.borrow_mut().flush_stats.segments_recycled += 1;
+                w
+            }
+            unusable => {
+                if let Some(spare) = unusable {
+                    delete_later(vec![spare.path], Duration::ZERO, &self.inner.shard.deleting);
+                }
+                SegmentWriter::create_unnamed(seg).await?
+            }
+        };
+        self.recycle();
+        Ok(writer)
+    }
+
+    /// Recycles a segment file, as databases recycle their log files: at a
+    /// roll, if retention would remove the oldest segment now and no read
+    /// holds it or its file, takes it out of the log (as retention does) and
+    /// keeps its log file as the spare the next roll writes into.
+    ///
+    /// The file is prepared in the background ([`Self::prepare_spare`]);
+    /// a close waits for that.
+    fn recycle(&self) {
+        let Ok(permit) = self.inner.preparing.try_acquire_static_permit(1) else {
+            return;
+        };
+        let seg = {
+            let mut st = self.inner.state.borrow_mut();
+            let mut bases = st.segments.keys();
+            let (Some(&base), Some(&next_base)) = (bases.next(), bases.next()) else {
+                return;
+            };
+            let seg = st.segments[&base].clone();
+            let total = st.segments.values().map(|s| s.meta.borrow().size).sum();
+            // Held by the map and here only: no read is under way in it,
+            // and no response still has its file to send from.
+            let unread = Rc::strong_count(&seg) == 2
+                && seg.files().is_some_and(|f| Arc::strong_count(&f.read) == 1);
+            if st.spare.is_some() || !unread || !removable(&st, &seg, next_base, total, st.now_ms) {
+                return;
+            }
+            take_out(&mut st, std::slice::from_ref(&seg));
+            seg
+        };
+        let start = self.watermarks().log_start;
+        self.inner.shard.cache.drop_below(&self.inner.cache, start);
+        let p = self.clone();
+        glommio::spawn_local(async move {
+            let prepared = p.prepare_spare(&seg).await;
+            let mut st = p.inner.state.borrow_mut();
+            match prepared {
+                Ok(spare) => st.spare = Some(spare),
+                Err(e) => p.fail(&mut st, &e),
+            }
+            drop(permit);
+        })
+        .detach();
+    }
+
+    /// Turns the log file of `seg`, just taken out of the log, into a spare:
+    /// renamed `<name>.spare` (a restart that finds it removes it), its
+    /// length rounded up to whole blocks and made durable before it is
+    /// used, so that a rolled segment whose close a crash cut short is still
+    /// a whole number of blocks long, which is how recovery tells it
+    /// ([`close_unfinished`]). Its index files are retired as retention's
+    /// are. A file no read holds is reused at once: the
+    /// `file.delete.delay.ms` of the files retention deletes is a grace
+    /// period for reads, which here are known to be done.
+    async fn prepare_spare(&self, seg: &Rc<Segment>) -> Result<Spare> {
+        let mut path = seg.log_path.clone().into_os_string();
+        path.push(".");
+        path.push(SPARE_EXT);
+        let path = PathBuf::from(path);
+        let (from, to) = (seg.log_path.clone(), path.clone());
+        checkpoint::blocking(move || -> Result<()> {
+            let io_err = |e| EngineError::io(&to, e);
+            std::fs::rename(&from, &to).map_err(|e| EngineError::io(&from, e))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&to)
+                .map_err(io_err)?;
+            let len = f.metadata().map_err(io_err)?.len();
+            f.set_len(len.next_multiple_of(io::BLOCK)).map_err(io_err)?;
+            f.sync_data().map_err(io_err)
+        })
+        .await?;
+        // The log file is gone from its place: this retires the index
+        // files and makes both renames durable.
+        self.remove_files(std::slice::from_ref(seg)).await?;
+        Ok(Spare {
+            path,
+            stale_below: seg.meta.borrow().next_offset,
+        })
     }
 
     /// Resolves once no rolled segment is being closed; `Err` if a close
@@ -1433,19 +1558,15 @@ impl Partition {
             self.check_usable(&st)?;
             let expiration = st.config.producer_id_expiration_ms;
             st.producers.expire(now_ms, expiration);
-            let deletes = matches!(
-                st.config.cleanup_policy,
-                CleanupPolicy::Delete | CleanupPolicy::CompactDelete
-            );
             let mut total: u64 = st.segments.values().map(|s| s.meta.borrow().size).sum();
             let bases: Vec<Offset> = st.segments.keys().copied().collect();
             let mut doomed = Vec::new();
             for (i, base) in bases.iter().enumerate() {
-                let Some(next_base) = bases.get(i + 1) else {
+                let seg = st.segments[base].clone();
+                let Some(&next_base) = bases.get(i + 1) else {
                     // The active segment: roll it if it has expired whole.
-                    let seg = &st.segments[base];
                     let m = seg.meta.borrow();
-                    let expired = deletes
+                    let expired = deletes(&st.config)
                         && st.config.retention_ms >= 0
                         && m.size > 0
                         && now_ms - m.max_timestamp > st.config.retention_ms;
@@ -1455,35 +1576,13 @@ impl Partition {
                     }
                     break;
                 };
-                let seg = st.segments[base].clone();
-                let (size, max_ts, closed) = {
-                    let m = seg.meta.borrow();
-                    (m.size, m.max_timestamp, m.closed)
-                };
-                if !closed || *next_base > st.hw.offset {
+                if !removable(&st, &seg, next_base, total, now_ms) {
                     break;
                 }
-                let below_start = *next_base <= st.log_start;
-                let by_time = deletes
-                    && st.config.retention_ms >= 0
-                    && now_ms - max_ts > st.config.retention_ms;
-                let by_size = deletes
-                    && st.config.retention_bytes >= 0
-                    && total - size >= st.config.retention_bytes as u64;
-                if !(below_start || by_time || by_size) {
-                    break;
-                }
-                total -= size;
+                total -= seg.meta.borrow().size;
                 doomed.push(seg);
             }
-            for seg in &doomed {
-                st.segments.remove(&seg.base);
-            }
-            if let Some(first) = st.segments.keys().next().copied() {
-                st.log_start = st.log_start.max(first);
-            }
-            let start = st.log_start.0;
-            st.producers.evict_below(start);
+            take_out(&mut st, &doomed);
             doomed
         };
         if doomed.is_empty() {
@@ -1708,6 +1807,8 @@ impl Partition {
             .await
             .map_err(|_| EngineError::Closed)?;
         let settled = self.settled().await;
+        // A spare being prepared is in the directory before it closes.
+        drop(self.inner.preparing.acquire_permit(1).await);
         let writer = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
@@ -1736,12 +1837,55 @@ impl Partition {
     }
 }
 
+/// Whether the log deletes by retention (`cleanup.policy` has `delete`).
+fn deletes(config: &LogConfig) -> bool {
+    matches!(
+        config.cleanup_policy,
+        CleanupPolicy::Delete | CleanupPolicy::CompactDelete
+    )
+}
+
+/// Whether retention removes `seg`, the oldest segment, followed by the one
+/// based at `next_base`, from a log of `total` bytes: it must be closed and
+/// below the high watermark, and below the log start or past
+/// `retention.ms` or `retention.bytes` (the log keeps at least
+/// `retention.bytes` without it, as in Kafka).
+fn removable(st: &State, seg: &Segment, next_base: Offset, total: u64, now_ms: i64) -> bool {
+    let (size, max_ts, closed) = {
+        let m = seg.meta.borrow();
+        (m.size, m.max_timestamp, m.closed)
+    };
+    if !closed || next_base > st.hw.offset {
+        return false;
+    }
+    let c = &st.config;
+    let below_start = next_base <= st.log_start;
+    let by_time = deletes(c) && c.retention_ms >= 0 && now_ms - max_ts > c.retention_ms;
+    let by_size = deletes(c) && c.retention_bytes >= 0 && total - size >= c.retention_bytes as u64;
+    below_start || by_time || by_size
+}
+
+/// Takes `doomed`, the oldest segments, out of the log: the log start moves
+/// past them and producers last seen below it are forgotten.
+fn take_out(st: &mut State, doomed: &[Rc<Segment>]) {
+    for seg in doomed {
+        st.segments.remove(&seg.base);
+    }
+    if let Some(first) = st.segments.keys().next().copied() {
+        st.log_start = st.log_start.max(first);
+    }
+    let start = st.log_start.0;
+    st.producers.evict_below(start);
+}
+
 /// Whether the close of the segment at `base`, rolled away from, may not
 /// have completed: its log is still a whole number of blocks long. A close
 /// cuts the log to its data after its index files are complete and
 /// durable ([`SegmentWriter::close`]), and data rarely ends on a block
 /// boundary; a closed segment that does is recovered and closed again,
-/// which changes nothing.
+/// which changes nothing. Before its close, a segment's log is a whole
+/// number of blocks long whether it is a new file (grown by block-aligned
+/// writes) or a spare (rounded up before use, [`Partition::recycle`]).
 fn close_unfinished(dir: &Path, base: Offset) -> Result<bool> {
     let path = dir.join(segment::file_name(base, segment::LOG_EXT));
     let len = std::fs::metadata(&path)
@@ -1797,6 +1941,8 @@ const SUBMIT_WAIT: Duration = Duration::from_micros(10);
 
 /// Suffix of segment files removed from the log and waiting to be deleted.
 const DELETED_EXT: &str = "deleted";
+/// Suffix of the log file kept for the next roll ([`Partition::recycle`]).
+const SPARE_EXT: &str = "spare";
 /// A removed log file is shrunk by this much at a time before it is unlinked.
 pub const DELETE_STEP: u64 = 8 << 20;
 /// The pause between two shrinking steps.
@@ -1850,24 +1996,31 @@ async fn remove_segment_files(
         Ok(retired)
     })
     .await?;
-    if !retired.is_empty() {
-        let deleting = deleting.clone();
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(delay).await;
-            for p in retired {
-                // The semaphore is never closed.
-                let Ok(_turn) = deleting.acquire_permit(1).await else {
-                    return;
-                };
-                if let Err(e) = delete_gradually(&p).await {
-                    tracing::warn!(path = %p.display(), error = %e,
-                        "could not delete a removed segment file; it is removed at the next open");
-                }
-            }
-        })
-        .detach();
-    }
+    delete_later(retired, delay, deleting);
     Ok(())
+}
+
+/// Deletes the files at `paths` ([`delete_gradually`]) `delay` from now, in
+/// the background, one at a time per shard (`deleting`).
+fn delete_later(paths: Vec<PathBuf>, delay: Duration, deleting: &Rc<Semaphore>) {
+    if paths.is_empty() {
+        return;
+    }
+    let deleting = deleting.clone();
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(delay).await;
+        for p in paths {
+            // The semaphore is never closed.
+            let Ok(_turn) = deleting.acquire_permit(1).await else {
+                return;
+            };
+            if let Err(e) = delete_gradually(&p).await {
+                tracing::warn!(path = %p.display(), error = %e,
+                    "could not delete a removed segment file; it is removed at the next open");
+            }
+        }
+    })
+    .detach();
 }
 
 /// Shrinks `path` step by step, then unlinks it. A file already gone is
@@ -2005,8 +2158,8 @@ async fn load_producers(
 }
 
 /// Base offsets of the segments in a partition directory, ascending.
-/// Removes leftovers of interrupted operations (`*.tmp`, `*.deleted`) and
-/// index files whose log is gone.
+/// Removes leftovers of interrupted operations (`*.tmp`, `*.deleted`), a
+/// spare log file (`*.spare`) and index files whose log is gone.
 fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
     let mut bases = Vec::new();
     let mut orphans = Vec::new();
@@ -2031,7 +2184,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
             {
                 orphans.push(entry.path());
             }
-            "tmp" | DELETED_EXT => orphans.push(entry.path()),
+            "tmp" | DELETED_EXT | SPARE_EXT => orphans.push(entry.path()),
             _ => {}
         }
     }

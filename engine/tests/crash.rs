@@ -79,6 +79,19 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The `.log` files of the partition, oldest first.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    segment_files(dir)
+        .into_iter()
+        .filter(|p| p.extension().unwrap() == "log")
+        .collect()
+}
+
+/// The base offset a segment file is named after.
+fn base_of(path: &Path) -> i64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
 /// Reads the first whole batch at or after `from`, or the error.
 async fn first_batch(p: &Partition, from: i64) -> Result<Option<Vec<u8>>, EngineError> {
     let r = p
@@ -178,7 +191,7 @@ proptest! {
             let appended = fill(dir.path(), acked, inflight).await;
             // Acknowledged bytes of the active segment stay; the rest may go.
             let log = segment_files(dir.path()).into_iter().rfind(|p| p.extension().unwrap() == "log").unwrap();
-            let base: i64 = log.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            let base = base_of(&log);
             let acked_in_log: usize = appended.range(base..).filter(|(_, (_, a))| *a).map(|(_, (b, _))| b.len()).sum();
             let mut bytes = std::fs::read(&log).unwrap();
             let keep = acked_in_log + (cut as usize) % (bytes.len() - acked_in_log + 1);
@@ -202,13 +215,10 @@ proptest! {
         run(move || async move {
             let dir = tempfile::tempdir().unwrap();
             let appended = fill(dir.path(), acked, 0).await;
-            let logs: Vec<PathBuf> = segment_files(dir.path())
-                .into_iter()
-                .filter(|p| p.extension().unwrap() == "log")
-                .collect();
+            let logs = log_files(dir.path());
             assert!(logs.len() >= 2, "one segment only");
             let (oldest, active) = (&logs[0], &logs[logs.len() - 1]);
-            let base: i64 = active.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            let base = base_of(active);
             let written: usize = appended.range(base..).map(|(_, (b, _))| b.len()).sum();
             let stale = std::fs::read(oldest).unwrap();
             // From a batch boundary of the old file (a whole stale batch
@@ -246,6 +256,49 @@ proptest! {
     }
 
     #[test]
+    fn given_a_rolled_segment_in_a_reused_file_whose_close_was_cut_short_recovery_ends_it_at_its_batches(
+        acked in 60usize..100,
+        from in any::<u32>(),
+        stale_len in 0usize..40_000,
+        keep_indexes in any::<bool>(),
+    ) {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let appended = fill(dir.path(), acked, 0).await;
+            let logs = log_files(dir.path());
+            assert!(logs.len() >= 3, "{} segments", logs.len());
+            let rolled = &logs[logs.len() - 2];
+            let base = base_of(rolled);
+            let own = std::fs::read(rolled).unwrap();
+            // A spare holds an older segment's batches, all below `base`;
+            // the writes covered its start, the close never cut the rest.
+            let older: Vec<u8> = appended.range(..base).flat_map(|(_, (b, _))| b.clone()).collect();
+            let start = from as usize % older.len();
+            let mut bytes = own.clone();
+            bytes.extend(older[start..].iter().chain(std::iter::repeat(&0u8)).take(stale_len));
+            bytes.resize(bytes.len().next_multiple_of(4096), 0);
+            std::fs::write(rolled, &bytes).unwrap();
+            if !keep_indexes {
+                // Index files are written whole at the close, fsync'ed before the cut.
+                for ext in ["index", "timeindex"] {
+                    std::fs::write(rolled.with_extension(ext), b"").unwrap();
+                }
+            }
+            {
+                let ctx = shard();
+                let p = open(dir.path(), config(), &ctx).await;
+                let end = appended.keys().next_back().map(|&b| {
+                    b + i64::from(batch::BatchHeader::parse(&appended[&b].0).unwrap().last_offset_delta) + 1
+                }).unwrap();
+                assert_eq!(p.watermarks().log_end.0, end);
+                p.close().await.unwrap();
+            }
+            assert!(std::fs::read(rolled).unwrap() == own, "the stale rest is cut off");
+            check(dir.path(), &appended, |_| true).await;
+        });
+    }
+
+    #[test]
     fn given_random_bit_flips_recovery_never_serves_damaged_data(
         acked in 5usize..60,
         flips in proptest::collection::vec((any::<u32>(), any::<u32>(), 0u8..8), 1..6),
@@ -266,7 +319,7 @@ proptest! {
                 bytes[at] ^= 1 << bit;
                 std::fs::write(path, &bytes).unwrap();
                 if path.extension().unwrap() == "log" {
-                    let base: i64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+                    let base = base_of(path);
                     let mut pos = 0usize;
                     for (&b, (stored, _)) in appended.range(base..) {
                         if at >= pos && at < pos + stored.len() && !(12..16).contains(&(at - pos)) {

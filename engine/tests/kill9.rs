@@ -6,7 +6,9 @@
 //! The child is this same test binary, started with `SLUICE_KILL9_DIR` set.
 //! With `SLUICE_KILL9_LARGE` set it appends large batches with megabytes in
 //! flight, so that the flusher prepares groups while the group before is
-//! written.
+//! written. With `SLUICE_KILL9_RECYCLE` set the log keeps `retention.bytes`,
+//! so that rolls write into the files of segments retention removed; then
+//! every acknowledged batch from the log start on must be there.
 
 mod common;
 
@@ -20,45 +22,85 @@ use sluice_engine::{LeaderEpoch, Offset};
 
 const DIR_ENV: &str = "SLUICE_KILL9_DIR";
 const LARGE_ENV: &str = "SLUICE_KILL9_LARGE";
+const RECYCLE_ENV: &str = "SLUICE_KILL9_RECYCLE";
 
-fn config(large: bool) -> LogConfig {
-    LogConfig {
-        segment_bytes: if large { 16 << 20 } else { 64 << 10 },
-        ..LogConfig::default()
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Small,
+    Large,
+    Recycle,
+}
+
+impl Mode {
+    fn from_env() -> Mode {
+        if std::env::var(LARGE_ENV).is_ok() {
+            Mode::Large
+        } else if std::env::var(RECYCLE_ENV).is_ok() {
+            Mode::Recycle
+        } else {
+            Mode::Small
+        }
     }
 }
 
-/// The batch with tag `i`, as the child appends it: up to 15 KB, or with
-/// `large` 128–270 KB.
-fn batch_for(i: u64, large: bool) -> bytes::BytesMut {
-    let (count, value) = if large {
-        (16, 8_000 + (i as usize * 37) % 9_000)
-    } else {
-        (1 + (i % 5) as usize, 200 + (i as usize * 37) % 3000)
+fn config(mode: Mode) -> LogConfig {
+    match mode {
+        Mode::Small => LogConfig {
+            segment_bytes: 64 << 10,
+            ..LogConfig::default()
+        },
+        Mode::Large => LogConfig {
+            segment_bytes: 16 << 20,
+            ..LogConfig::default()
+        },
+        Mode::Recycle => LogConfig {
+            segment_bytes: 64 << 10,
+            retention_bytes: 192 << 10,
+            ..LogConfig::default()
+        },
+    }
+}
+
+/// Records in the batch with tag `i`.
+fn count_for(i: u64, mode: Mode) -> usize {
+    match mode {
+        Mode::Large => 16,
+        _ => 1 + (i % 5) as usize,
+    }
+}
+
+/// The batch with tag `i`, as the child appends it: up to 15 KB, or in
+/// `Mode::Large` 128–270 KB.
+fn batch_for(i: u64, mode: Mode) -> bytes::BytesMut {
+    let value = match mode {
+        Mode::Large => 8_000 + (i as usize * 37) % 9_000,
+        _ => 200 + (i as usize * 37) % 3000,
     };
-    make_batch(i, count, value, i as i64)
+    make_batch(i, count_for(i, mode), value, i as i64)
 }
 
 /// Child mode: append with up to 16 batches (200 large ones) in flight,
-/// print "acked <tag> <base> <groups prepared ahead so far>" as each is
-/// acknowledged, until killed.
+/// print "acked <tag> <base> <count>" as each is acknowledged, until
+/// killed; the count is of groups prepared ahead so far, or in
+/// `Mode::Recycle` of segments written into reused files.
 #[test]
 fn child_appends_until_killed() {
     let Ok(dir) = std::env::var(DIR_ENV) else {
         return; // only meaningful as the child of the test below
     };
-    let large = std::env::var(LARGE_ENV).is_ok();
+    let mode = Mode::from_env();
+    let large = mode == Mode::Large;
     // Large batches keep tens of megabytes in flight, so that appends go on
     // while groups are written.
     let window = if large { 200 } else { 16 };
     run(move || async move {
         let ctx = shard();
-        let p = open(std::path::Path::new(&dir), config(large), &ctx).await;
+        let p = open(std::path::Path::new(&dir), config(mode), &ctx).await;
         let mut inflight = std::collections::VecDeque::new();
         let mut out = std::io::stdout();
         for i in 0u64.. {
             let info = p
-                .append(batch_for(i, large), LeaderEpoch(0), 2_000)
+                .append(batch_for(i, mode), LeaderEpoch(0), 2_000)
                 .await
                 .unwrap();
             inflight.push_back((i, info));
@@ -68,8 +110,12 @@ fn child_appends_until_killed() {
             if inflight.len() >= window {
                 let (tag, info) = inflight.pop_front().unwrap();
                 p.wait_acked(info.last_offset).await.unwrap();
-                let ahead = p.flush_stats().prepared_ahead;
-                writeln!(out, "acked {tag} {} {ahead}", info.base_offset.0).unwrap();
+                let stats = p.flush_stats();
+                let count = match mode {
+                    Mode::Recycle => stats.segments_recycled,
+                    _ => stats.prepared_ahead,
+                };
+                writeln!(out, "acked {tag} {} {count}", info.base_offset.0).unwrap();
                 out.flush().unwrap();
             }
         }
@@ -78,16 +124,22 @@ fn child_appends_until_killed() {
 
 #[test]
 fn given_kill_9_mid_stream_every_acknowledged_batch_survives() {
-    kill_rounds(false);
+    kill_rounds(Mode::Small);
 }
 
 #[test]
 fn given_kill_9_while_large_groups_are_written_every_acknowledged_batch_survives() {
-    kill_rounds(true);
+    kill_rounds(Mode::Large);
+}
+
+#[test]
+fn given_kill_9_while_rolls_reuse_removed_segments_files_every_acknowledged_batch_survives() {
+    kill_rounds(Mode::Recycle);
 }
 
 /// Three rounds of: start a child, let it get some way, kill -9 it, check.
-fn kill_rounds(large: bool) {
+fn kill_rounds(mode: Mode) {
+    let large = mode == Mode::Large;
     if std::env::var(DIR_ENV).is_ok() {
         return;
     }
@@ -104,12 +156,18 @@ fn kill_rounds(large: bool) {
             .env(DIR_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if large {
-            command.env(LARGE_ENV, "1");
+        match mode {
+            Mode::Small => {}
+            Mode::Large => {
+                command.env(LARGE_ENV, "1");
+            }
+            Mode::Recycle => {
+                command.env(RECYCLE_ENV, "1");
+            }
         }
         let mut child = command.spawn().unwrap();
         let mut acked = Vec::new();
-        let mut prepared_ahead = 0;
+        let mut counted = 0;
         let stop_after = if large {
             100 + round * 150
         } else {
@@ -121,9 +179,9 @@ fn kill_rounds(large: bool) {
             let Some(rest) = line.strip_prefix("acked ") else {
                 continue;
             };
-            let (tag, base, ahead) = parse_acked(rest);
+            let (tag, base, count) = parse_acked(rest);
             acked.push((tag, base));
-            prepared_ahead = prepared_ahead.max(ahead);
+            counted = counted.max(count);
             if acked.len() as u64 >= stop_after {
                 break;
             }
@@ -138,31 +196,53 @@ fn kill_rounds(large: bool) {
             }
         }
         assert!(acked.len() as u64 >= stop_after);
-        if large {
-            assert!(prepared_ahead > 0, "no group was prepared ahead");
+        match mode {
+            Mode::Small => {}
+            Mode::Large => assert!(counted > 0, "no group was prepared ahead"),
+            Mode::Recycle => assert!(counted > 0, "no segment went into a reused file"),
         }
         let path = dir.path().to_path_buf();
         run(move || async move {
             let ctx = shard();
-            let p = open(&path, config(large), &ctx).await;
-            let served = read_all(&p, Offset(0)).await;
+            let p = open(&path, config(mode), &ctx).await;
+            let start = p.watermarks().log_start.0;
+            if mode != Mode::Recycle {
+                assert_eq!(start, 0, "nothing is removed without retention");
+            }
+            // Tag i's base offset is the records of tags before it.
+            let mut tag_at = std::collections::HashMap::new();
+            let mut next = 0i64;
+            for tag in 0..=acked.len() as u64 + 10_000 {
+                tag_at.insert(next, tag);
+                next += count_for(tag, mode) as i64;
+            }
+            let served = read_all(&p, Offset(start)).await;
             // Everything served is exactly what was appended at its offset,
-            // in order: tag i at the i-th position.
+            // in order: consecutive tags from the one at the log start.
+            let first = *tag_at.get(&start).expect("the log starts at a batch");
             for (i, (base, bytes)) in served.iter().enumerate() {
-                let mut want = batch_for(i as u64, large).to_vec();
+                let tag = first + i as u64;
+                let mut want = batch_for(tag, mode).to_vec();
                 batch::assign(&mut want, *base, 0);
-                assert_eq!(bytes, &want, "batch {i} at offset {base}");
+                assert_eq!(bytes, &want, "batch {tag} at offset {base}");
             }
             for (tag, base) in &acked {
-                let got = served.get(*tag as usize).map(|b| b.0);
-                assert_eq!(got, Some(*base), "acknowledged batch {tag} lost");
+                if *base < start {
+                    continue;
+                }
+                let got = tag.checked_sub(first).and_then(|k| served.get(k as usize));
+                assert_eq!(
+                    got.map(|b| b.0),
+                    Some(*base),
+                    "acknowledged batch {tag} lost"
+                );
             }
             p.close().await.unwrap();
         });
     }
 }
 
-/// "<tag> <base> <prepared ahead>" of an "acked" line.
+/// "<tag> <base> <count>" of an "acked" line.
 fn parse_acked(rest: &str) -> (u64, i64, u64) {
     let mut f = rest.split(' ').map(|f| f.parse::<i64>().unwrap());
     let mut next = || f.next().expect("three fields");

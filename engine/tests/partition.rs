@@ -553,3 +553,138 @@ fn a_rolled_segment_whose_close_was_cut_short_is_recovered_and_closed() {
         q.close().await.unwrap();
     });
 }
+
+/// A shard without a tail cache, so that every read comes from the segment
+/// files, and small segments of which the log keeps three (`retention.bytes`):
+/// every roll after the fourth takes a removed segment's file.
+fn recycling() -> (
+    std::rc::Rc<sluice_engine::partition::ShardContext>,
+    LogConfig,
+) {
+    let ctx = sluice_engine::partition::ShardContext::new(0, 64 << 20);
+    let config = LogConfig {
+        retention_bytes: 60_000,
+        ..small_segments()
+    };
+    (std::rc::Rc::new(ctx), config)
+}
+
+/// The `.log` and `.spare` files of a partition directory.
+fn log_files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log") || n.ends_with(".spare"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn given_retention_by_size_rolls_write_into_removed_segments_files_and_serve_only_their_own_batches(
+) {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, config) = recycling();
+        let p = open(dir.path(), config.clone(), &ctx).await;
+        let part = p.dir().to_path_buf();
+        let offsets = append_tagged(&p, 0..300).await;
+        let recycled = p.flush_stats().segments_recycled;
+        assert!(recycled >= 5, "rolls wrote into spare files: {recycled}");
+        let start = p.watermarks().log_start.0;
+        assert!(start > 0, "retention removed the oldest segments");
+        assert!(
+            p.size_bytes() >= config.retention_bytes as u64,
+            "the log keeps retention.bytes"
+        );
+        let check = |got: Vec<(i64, Vec<u8>)>| {
+            let want: Vec<(i64, Vec<u8>)> = offsets
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.0 >= start)
+                .map(|(i, o)| {
+                    let mut b = make_batch(i as u64, 3, 300, 1_000 + i as i64).to_vec();
+                    sluice_engine::batch::assign(&mut b, o.0, 0);
+                    (o.0, b)
+                })
+                .collect();
+            assert!(
+                got == want,
+                "served {} batches, {} kept",
+                got.len(),
+                want.len()
+            );
+        };
+        check(read_all(&p, Offset(start)).await);
+        let size = p.size_bytes();
+        p.close().await.unwrap();
+        // A clean close cuts the stale rest of the active segment's file.
+        let logs: u64 = log_files(&part)
+            .iter()
+            .filter(|n| n.ends_with(".log"))
+            .map(|n| std::fs::metadata(part.join(n)).unwrap().len())
+            .sum();
+        assert_eq!(logs, size, "every log exactly as long as its batches");
+
+        let q = open(dir.path(), config, &shard()).await;
+        assert_eq!(q.watermarks().log_start.0, start);
+        check(read_all(&q, Offset(start)).await);
+        let want: Vec<String> = q
+            .segment_bases()
+            .iter()
+            .map(|b| format!("{:020}.log", b.0))
+            .collect();
+        assert_eq!(log_files(&part), want, "the spare is removed at open");
+        q.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_a_read_holding_the_oldest_segments_file_retention_never_writes_into_it() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, config) = recycling();
+        let p = open(dir.path(), config, &ctx).await;
+        append_tagged(&p, 0..20).await;
+        // A fetch response not yet sent: it holds the first segment's file.
+        let held = p
+            .read(
+                Offset(0),
+                sluice_engine::partition::ReadOptions {
+                    max_bytes: 1 << 20,
+                    min_one: true,
+                    upper: sluice_engine::partition::ReadUpper::HighWatermark,
+                },
+            )
+            .await
+            .unwrap();
+        let [sluice_engine::partition::Chunk::File(region)] = &held.chunks[..] else {
+            panic!("a read from the file");
+        };
+        let read_region = || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; region.len as usize];
+            region
+                .file
+                .read_exact_at(&mut buf, region.position)
+                .unwrap();
+            buf
+        };
+        let before = read_region();
+        append_tagged(&p, 20..300).await;
+        assert!(
+            before == read_region(),
+            "the held file still has its batches"
+        );
+        assert_eq!(p.flush_stats().segments_recycled, 0);
+        // Once the response is gone, rolls take removed segments' files.
+        drop(held);
+        append_tagged(&p, 300..360).await;
+        assert!(p.watermarks().log_start.0 > 0, "retention went on");
+        assert!(
+            p.flush_stats().segments_recycled > 0,
+            "files are reused again"
+        );
+        p.close().await.unwrap();
+    });
+}
