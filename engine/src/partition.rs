@@ -1004,6 +1004,7 @@ impl Partition {
             let text = text.clone();
             checkpoint::blocking(move || checkpoint::write_atomic(&path, text.as_bytes())).await?;
         }
+        self.recycle();
         Ok(position)
     }
 
@@ -1075,7 +1076,7 @@ impl Partition {
 
     /// The files of `seg`, the segment the log rolls to: in the spare's log
     /// file when there is one it may use ([`SegmentWriter::create_from`]),
-    /// else new ones. Then the next spare is chosen ([`Self::recycle`]).
+    /// else new ones.
     async fn create_segment(&self, seg: Rc<Segment>) -> Result<SegmentWriter> {
         let spare = self.inner.state.borrow_mut().spare.take();
         let writer = match spare {
@@ -1091,18 +1092,24 @@ impl Partition {
                 SegmentWriter::create_unnamed(seg).await?
             }
         };
-        self.recycle();
         Ok(writer)
     }
 
-    /// Recycles a segment file, as databases recycle their log files: at a
-    /// roll, if retention would remove the oldest segment now and no read
-    /// holds it or its file, takes it out of the log (as retention does) and
-    /// keeps its log file as the spare the next roll writes into.
+    /// Recycles a segment file, as databases recycle their log files: while
+    /// the partition has no spare, after each group the flusher writes, if
+    /// retention would remove the oldest segment now and no read holds it or
+    /// its file, takes it out of the log (as retention does) and keeps its
+    /// log file as the spare the next roll writes into. Retention's rules
+    /// are the periodic check's, applied to the oldest segment as soon as
+    /// they hold; each group costs a sum over the segments only when
+    /// `retention.bytes` is set.
     ///
     /// The file is prepared in the background ([`Self::prepare_spare`]);
     /// a close waits for that.
     fn recycle(&self) {
+        if self.inner.state.borrow().spare.is_some() {
+            return;
+        }
         let Ok(permit) = self.inner.preparing.try_acquire_static_permit(1) else {
             return;
         };
@@ -1113,12 +1120,19 @@ impl Partition {
                 return;
             };
             let seg = st.segments[&base].clone();
-            let total = st.segments.values().map(|s| s.meta.borrow().size).sum();
             // Held by the map and here only: no read is under way in it,
             // and no response still has its file to send from.
             let unread = Rc::strong_count(&seg) == 2
                 && seg.files().is_some_and(|f| Arc::strong_count(&f.read) == 1);
-            if st.spare.is_some() || !unread || !removable(&st, &seg, next_base, total, st.now_ms) {
+            if st.closed || st.failure.is_some() || !unread {
+                return;
+            }
+            let total = if st.config.retention_bytes >= 0 {
+                st.segments.values().map(|s| s.meta.borrow().size).sum()
+            } else {
+                0
+            };
+            if !removable(&st, &seg, next_base, total, st.now_ms) {
                 return;
             }
             take_out(&mut st, std::slice::from_ref(&seg));
