@@ -308,8 +308,9 @@ struct State {
     truncations: u64,
     /// A removed segment's log file, ready for the next roll to write into.
     spare: Option<Spare>,
-    /// The clock of the latest append (or of the open): retention after a
-    /// roll judges time by it.
+    /// The clock of the latest append (or of the open): the flusher's
+    /// retention of the oldest segment ([`Partition::recycle`]) judges time
+    /// by it.
     now_ms: i64,
 }
 
