@@ -1164,10 +1164,7 @@ impl Partition {
     /// `file.delete.delay.ms` of the files retention deletes is a grace
     /// period for reads, which here are known to be done.
     async fn prepare_spare(&self, seg: &Rc<Segment>) -> Result<Spare> {
-        let mut path = seg.log_path.clone().into_os_string();
-        path.push(".");
-        path.push(SPARE_EXT);
-        let path = PathBuf::from(path);
+        let path = suffixed(&seg.log_path, SPARE_EXT);
         let (from, to) = (seg.log_path.clone(), path.clone());
         checkpoint::blocking(move || -> Result<()> {
             let io_err = |e| EngineError::io(&to, e);
@@ -1997,10 +1994,7 @@ async fn remove_segment_files(
     let retired = checkpoint::blocking(move || -> Result<Vec<PathBuf>> {
         let mut retired = Vec::new();
         for p in paths {
-            let mut to = p.clone().into_os_string();
-            to.push(".");
-            to.push(DELETED_EXT);
-            let to = PathBuf::from(to);
+            let to = suffixed(&p, DELETED_EXT);
             match std::fs::rename(&p, &to) {
                 Ok(()) => retired.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -2036,6 +2030,14 @@ fn delete_later(paths: Vec<PathBuf>, delay: Duration, deleting: &Rc<Semaphore>) 
         }
     })
     .detach();
+}
+
+/// `path` with `.<ext>` appended to its name.
+fn suffixed(path: &Path, ext: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
 }
 
 /// Shrinks `path` step by step, then unlinks it. A file already gone is

@@ -588,9 +588,7 @@ impl SegmentWriter {
     /// Creates the files of a new segment; their names are durable only
     /// once the caller fsyncs the directory.
     pub async fn create_unnamed(seg: Rc<Segment>) -> Result<Self> {
-        let dma = Rc::new(io::open(&seg.log_path, true).await?);
-        seg.set_files(dma.clone())?;
-        Self::attach(seg, dma, 0).await
+        Self::start(seg, true).await
     }
 
     /// Creates the files of a new segment with its log in `spare`: an older
@@ -607,7 +605,13 @@ impl SegmentWriter {
             std::fs::rename(&from, &to).map_err(|e| EngineError::io(&from, e))
         })
         .await?;
-        let dma = Rc::new(io::open(&seg.log_path, false).await?);
+        Self::start(seg, false).await
+    }
+
+    /// Opens the log of a segment to be written from its start (creating
+    /// it with `create`) and its index files.
+    async fn start(seg: Rc<Segment>, create: bool) -> Result<Self> {
+        let dma = Rc::new(io::open(&seg.log_path, create).await?);
         seg.set_files(dma.clone())?;
         Self::attach(seg, dma, 0).await
     }
