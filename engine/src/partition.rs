@@ -1077,9 +1077,22 @@ impl Partition {
 
     /// The files of `seg`, the segment the log rolls to: in the spare's log
     /// file when there is one it may use ([`SegmentWriter::create_from`]),
-    /// else new ones.
+    /// else new ones. A spare still being prepared is waited for. It is
+    /// taken out of the log as soon as the log outgrows retention by its
+    /// oldest segment, so the wait is long only when a segment fills faster
+    /// than a rename and two fsyncs complete (tiny segments); then it keeps
+    /// every roll on a reused file and the log within retention, where a
+    /// new file would leave the next removable segment waiting for the
+    /// spare to be used.
     async fn create_segment(&self, seg: Rc<Segment>) -> Result<SegmentWriter> {
-        let spare = self.inner.state.borrow_mut().spare.take();
+        drop(self.inner.preparing.acquire_permit(1).await);
+        let spare = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.failure.is_some() {
+                return Err(EngineError::Poisoned(self.inner.dir.clone()));
+            }
+            st.spare.take()
+        };
         let writer = match spare {
             Some(spare) if seg.base >= spare.stale_below => {
                 let w = SegmentWriter::create_from(seg, &spare.path).await?;
