@@ -1119,11 +1119,8 @@ impl Partition {
     /// `retention.bytes` is set.
     ///
     /// The file is prepared in the background ([`Self::prepare_spare`]);
-    /// a close waits for that.
+    /// a close, and a roll, wait for that.
     fn recycle(&self) {
-        if self.inner.state.borrow().spare.is_some() {
-            return;
-        }
         let Ok(permit) = self.inner.preparing.try_acquire_static_permit(1) else {
             return;
         };
@@ -1138,7 +1135,7 @@ impl Partition {
             // and no response still has its file to send from.
             let unread = Rc::strong_count(&seg) == 2
                 && seg.files().is_some_and(|f| Arc::strong_count(&f.read) == 1);
-            if st.closed || st.failure.is_some() || !unread {
+            if st.spare.is_some() || st.closed || st.failure.is_some() || !unread {
                 return;
             }
             let total = if st.config.retention_bytes >= 0 {

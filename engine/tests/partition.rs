@@ -590,15 +590,15 @@ fn given_retention_by_size_rolls_write_into_removed_segments_files_and_serve_onl
         let part = p.dir().to_path_buf();
         let mut offsets = Vec::new();
         let mut bases = std::collections::BTreeSet::new();
+        // Retention applies as soon as its rule holds, not only at rolls:
+        // segments end short of `segment.bytes`, so at a roll the log is
+        // often just short of `retention.bytes` plus its oldest segment,
+        // and then over it for a whole segment.
+        let batch = make_batch(0, 3, 300, 0).len() as u64;
+        let most = config.retention_bytes as u64 + config.segment_bytes + batch;
         for tags in (0..300).step_by(7) {
             offsets.extend(append_tagged(&p, tags..(tags + 7).min(300)).await);
             bases.extend(p.segment_bases());
-            // Retention applies as soon as its rule holds, not only at
-            // rolls: segments end short of `segment.bytes`, so at a roll
-            // the log is often just short of `retention.bytes` plus its
-            // oldest segment, and then over it for a whole segment.
-            let batch = make_batch(0, 3, 300, 0).len() as u64;
-            let most = config.retention_bytes as u64 + config.segment_bytes + batch;
             assert!(p.size_bytes() <= most, "{} bytes kept", p.size_bytes());
         }
         // Every roll from the fifth on (the log keeps three segments and
