@@ -18,14 +18,14 @@
 //! | n | 0 | close session n; full fetch, new session |
 //! | n | e>0 | incremental fetch in session n, which expects epoch e |
 //!
-//! An unknown `n` gets FETCH_SESSION_ID_NOT_FOUND and an unexpected `e`
-//! INVALID_FETCH_SESSION_EPOCH; either way the client starts over with a
+//! An unknown `n` gets ResponseError::FetchSessionIdNotFound.code() and an unexpected `e`
+//! ResponseError::InvalidFetchSessionEpoch.code(); either way the client starts over with a
 //! full fetch. Epochs go 1, 2, … and wrap to 1 after `i32::MAX`.
 //!
 //! ## Shards
 //! Sessions live in the shard that serves the connection. A client that
 //! reconnects may land on another shard (SO_REUSEPORT): there its session
-//! id is unknown, it gets FETCH_SESSION_ID_NOT_FOUND and starts a new
+//! id is unknown, it gets ResponseError::FetchSessionIdNotFound.code() and starts a new
 //! session. The low 8 bits of a session id are the shard's number, so an
 //! id made by one shard never names a session of another.
 //!
@@ -35,7 +35,7 @@
 //! most [`partitions_max`] partitions: the partitions the cluster has, plus
 //! [`PARTITIONS_SLACK`] for topics being created. A full request naming
 //! more is served without a session; an incremental one that would grow a
-//! session past it closes the session with FETCH_SESSION_ID_NOT_FOUND, and
+//! session past it closes the session with ResponseError::FetchSessionIdNotFound.code(), and
 //! the client starts over with a full request. So the cache's memory
 //! follows from the slots and the cluster's size, not from what clients
 //! send. When a shard's cache is full, a new session takes the slot of (as
@@ -53,6 +53,7 @@
 //! so that when `max_bytes` cuts a response short, the partitions left out
 //! come first next time.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -66,9 +67,6 @@ pub const PARTITIONS_SLACK: usize = 1000;
 pub fn partitions_max(partitions: usize) -> usize {
     partitions + PARTITIONS_SLACK
 }
-
-pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 
 /// A partition of a session: what the client asked, what it was told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,15 +265,24 @@ impl SessionCache {
             return (ctx, parts);
         }
         let Some(session) = self.sessions.get_mut(&id) else {
-            return (FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND), Vec::new());
+            return (
+                FetchContext::Error(ResponseError::FetchSessionIdNotFound.code()),
+                Vec::new(),
+            );
         };
         if session.epoch != epoch {
-            return (FetchContext::Error(INVALID_FETCH_SESSION_EPOCH), Vec::new());
+            return (
+                FetchContext::Error(ResponseError::InvalidFetchSessionEpoch.code()),
+                Vec::new(),
+            );
         }
         session.update(parts, forget);
         if session.len() > partitions_max {
             self.sessions.remove(&id);
-            return (FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND), Vec::new());
+            return (
+                FetchContext::Error(ResponseError::FetchSessionIdNotFound.code()),
+                Vec::new(),
+            );
         }
         if session.is_empty() {
             // Kafka closes a session left with nothing to fetch.
@@ -400,9 +407,15 @@ mod tests {
         assert_eq!(ps.len(), 2);
         // Epoch 1 again: now 2 is expected.
         let (ctx, _) = c.context(id, 1, Vec::new(), &[], 100, now);
-        assert_eq!(ctx, FetchContext::Error(INVALID_FETCH_SESSION_EPOCH));
+        assert_eq!(
+            ctx,
+            FetchContext::Error(ResponseError::InvalidFetchSessionEpoch.code())
+        );
         let (ctx, _) = c.context(id + 256, 2, Vec::new(), &[], 100, now);
-        assert_eq!(ctx, FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND));
+        assert_eq!(
+            ctx,
+            FetchContext::Error(ResponseError::FetchSessionIdNotFound.code())
+        );
         // Forgetting one partition, updating the other's offset.
         let mut moved = SessionPartition::new("t".into(), 1, 42, 1000);
         moved.high_watermark = 99;
@@ -459,7 +472,10 @@ mod tests {
         assert_ne!(id, 0);
         let more = vec![SessionPartition::new("u".into(), 0, 0, 10)];
         let (ctx, _) = c.context(id, 1, more, &[], 5, now);
-        assert_eq!(ctx, FetchContext::Error(FETCH_SESSION_ID_NOT_FOUND));
+        assert_eq!(
+            ctx,
+            FetchContext::Error(ResponseError::FetchSessionIdNotFound.code())
+        );
         assert!(c.get_mut(id).is_none());
     }
 

@@ -11,7 +11,7 @@
 //!   connection before anything is allocated for it.
 //! * An unknown API key, or a version this broker does not serve, closes the
 //!   connection, except for ApiVersions, which is answered in version 0
-//!   with UNSUPPORTED_VERSION and the served versions (KIP-511), as Kafka
+//!   with ResponseError::UnsupportedVersion.code() and the served versions (KIP-511), as Kafka
 //!   does.
 //! * A body that does not decode closes the connection. Element counts are
 //!   bounded by the frame before decoding allocates (see
@@ -58,6 +58,7 @@ pub mod handlers;
 pub mod response;
 pub mod router;
 
+use kafka_protocol::error::ResponseError;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -529,7 +530,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             } => (key, version, header, body),
             Decoded::ApiVersionsUnsupported { correlation } => {
                 let slot = slots.acquire_static_permit(1).await.map_err(closed)?;
-                let body = handlers::api_versions::handle(handlers::UNSUPPORTED_VERSION);
+                let body = handlers::api_versions::handle(ResponseError::UnsupportedVersion.code());
                 let resp = response::encode(
                     ApiKey::ApiVersions,
                     0,

@@ -25,6 +25,7 @@
 //! registers with its partitions' high watermarks (no polling) and answers
 //! when one passes the offset the fetch is waiting at.
 
+use kafka_protocol::error::ResponseError;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -40,11 +41,6 @@ use sluice_engine::shard::{shard_of, ShardEnv};
 use sluice_engine::{EngineError, LeaderEpoch, Offset, TopicPartition};
 
 use crate::groups::Coordinator;
-
-/// Kafka error codes used here.
-pub const NONE: i16 = 0;
-pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-pub const CORRUPT_MESSAGE: i16 = 2;
 
 /// One partition's work.
 pub enum PartOp {
@@ -167,15 +163,17 @@ impl Submitted {
             };
             let mut replies = replies.into_iter();
             for i in order {
-                out[i] = Some(
-                    replies
-                        .next()
-                        .unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))),
-                );
+                out[i] = Some(replies.next().unwrap_or(PartReply::Done(Err(
+                    ResponseError::UnknownServerError.code(),
+                ))));
             }
         }
         out.into_iter()
-            .map(|r| r.unwrap_or(PartReply::Done(Err(UNKNOWN_SERVER_ERROR))))
+            .map(|r| {
+                r.unwrap_or(PartReply::Done(Err(
+                    ResponseError::UnknownServerError.code()
+                )))
+            })
             .collect()
     }
 }
@@ -489,14 +487,14 @@ fn split_batches(mut records: Bytes) -> Result<Vec<Bytes>, i16> {
     let mut out = Vec::new();
     while !records.is_empty() {
         if records.len() < sluice_engine::batch::LOG_OVERHEAD {
-            return Err(CORRUPT_MESSAGE);
+            return Err(ResponseError::CorruptMessage.code());
         }
         let len = i32::from_be_bytes(records[8..12].try_into().expect("4 bytes"));
         let total = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_add(sluice_engine::batch::LOG_OVERHEAD))
             .filter(|t| *t <= records.len())
-            .ok_or(CORRUPT_MESSAGE)?;
+            .ok_or(ResponseError::CorruptMessage.code())?;
         if total == records.len() {
             out.push(records);
             break;
@@ -504,7 +502,7 @@ fn split_batches(mut records: Bytes) -> Result<Vec<Bytes>, i16> {
         out.push(records.split_to(total));
     }
     if out.is_empty() {
-        return Err(CORRUPT_MESSAGE);
+        return Err(ResponseError::CorruptMessage.code());
     }
     Ok(out)
 }
@@ -667,16 +665,22 @@ mod tests {
         let both = [a.clone(), b.clone()].concat();
         let got = split_batches(Bytes::from(both.clone())).unwrap();
         assert_eq!(got, vec![Bytes::from(a), Bytes::from(b)]);
-        assert_eq!(split_batches(Bytes::new()), Err(CORRUPT_MESSAGE));
+        assert_eq!(
+            split_batches(Bytes::new()),
+            Err(ResponseError::CorruptMessage.code())
+        );
         for cut in [1, 11, both.len() - 1] {
             assert_eq!(
                 split_batches(Bytes::copy_from_slice(&both[..cut])),
-                Err(CORRUPT_MESSAGE),
+                Err(ResponseError::CorruptMessage.code()),
                 "{cut}"
             );
         }
         let mut negative = both;
         negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
-        assert_eq!(split_batches(Bytes::from(negative)), Err(CORRUPT_MESSAGE));
+        assert_eq!(
+            split_batches(Bytes::from(negative)),
+            Err(ResponseError::CorruptMessage.code())
+        );
     }
 }

@@ -38,18 +38,18 @@
 //! The first request for a partition, or the timer once the topic exists,
 //! loads it: the log is streamed from its start to its high watermark in
 //! reads of at most `LOAD_READ_BYTES_MAX`, each record applied in order.
-//! Meanwhile the partition's groups answer COORDINATOR_LOAD_IN_PROGRESS;
-//! groups of a partition this broker does not lead answer NOT_COORDINATOR.
+//! Meanwhile the partition's groups answer ResponseError::CoordinatorLoadInProgress.code();
+//! groups of a partition this broker does not lead answer ResponseError::NotCoordinator.code().
 //! A loaded group with members is Stable; members that do not heartbeat
 //! within their session timeout are dropped and the group rebalances.
 //!
 //! ## Bounds
 //! * Members per group: `group.max.size` (Kafka: unlimited; here 1000 by
-//!   default, GROUP_MAX_SIZE_REACHED beyond it).
+//!   default, ResponseError::GroupMaxSizeReached.code() beyond it).
 //! * Groups per shard: `groups_per_shard_max`; a new group beyond it is
-//!   refused with COORDINATOR_NOT_AVAILABLE (Kafka has no such bound).
+//!   refused with ResponseError::CoordinatorNotAvailable.code() (Kafka has no such bound).
 //! * Committed offsets per group: `group_offsets_max`; a commit of a new
-//!   partition beyond it gets INVALID_COMMIT_OFFSET_SIZE.
+//!   partition beyond it gets ResponseError::InvalidCommitOffsetSize.code().
 //! * Waiting JoinGroup and SyncGroup requests: one per member.
 //!
 //! ## Expiry
@@ -62,6 +62,7 @@ pub mod records;
 pub mod route;
 pub mod state;
 
+use kafka_protocol::error::ResponseError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -89,36 +90,6 @@ const LOAD_READ_BYTES_MAX: usize = 1 << 20;
 const WRITE_BATCH_BYTES_MAX: usize = 512 << 10;
 /// How often the timers run.
 const TICK_MS: u64 = 50;
-
-/// Kafka error codes of the group APIs.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_FETCH_SIZE: i16 = 4;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-}
-use codes::*;
 
 /// Java's `String.hashCode` over UTF-16 code units.
 pub fn java_hash(s: &str) -> i32 {
@@ -239,7 +210,7 @@ pub type Listed = (String, String, &'static str);
 /// The answer to an [`Op`].
 #[derive(Debug)]
 pub enum Reply {
-    /// The whole operation failed (NOT_COORDINATOR, loading, ...).
+    /// The whole operation failed (ResponseError::NotCoordinator.code(), loading, ...).
     Error(i16),
     Join(JoinResult),
     Sync(SyncResult),
@@ -454,17 +425,16 @@ impl Coordinator {
                     )
                 });
                 let Some(effects) = effects else {
-                    return Reply::Sync(SyncResult::error(UNKNOWN_MEMBER_ID));
+                    return Reply::Sync(SyncResult::error(ResponseError::UnknownMemberId.code()));
                 };
                 let (tx, rx) = oneshot::channel();
                 self.syncs
                     .borrow_mut()
                     .insert((group.clone(), member_id), tx);
                 self.deliver(p, &group, effects).await;
-                Reply::Sync(
-                    rx.await
-                        .unwrap_or_else(|_| SyncResult::error(REBALANCE_IN_PROGRESS)),
-                )
+                Reply::Sync(rx.await.unwrap_or_else(|_| {
+                    SyncResult::error(ResponseError::RebalanceInProgress.code())
+                }))
             }
             Op::Heartbeat {
                 group,
@@ -475,7 +445,7 @@ impl Coordinator {
                 self.with_group(p, &group, |g| {
                     g.heartbeat(&member_id, instance_id.as_deref(), generation, now)
                 })
-                .unwrap_or(UNKNOWN_MEMBER_ID),
+                .unwrap_or(ResponseError::UnknownMemberId.code()),
             ),
             Op::Leave { group, members } => {
                 let mut codes = Vec::with_capacity(members.len());
@@ -487,7 +457,7 @@ impl Coordinator {
                             codes.push(code);
                             self.deliver(p, &group, effects).await;
                         }
-                        None => codes.push(UNKNOWN_MEMBER_ID),
+                        None => codes.push(ResponseError::UnknownMemberId.code()),
                     }
                 }
                 Reply::Leave(codes)
@@ -550,26 +520,26 @@ impl Coordinator {
     fn ready(self: &Rc<Self>, p: i32) -> Result<(), i16> {
         let state = self.image.load();
         let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
-            return Err(COORDINATOR_NOT_AVAILABLE);
+            return Err(ResponseError::CoordinatorNotAvailable.code());
         };
         let Some(part) = usize::try_from(p)
             .ok()
             .and_then(|i| topic.partitions.get(i))
         else {
-            return Err(NOT_COORDINATOR);
+            return Err(ResponseError::NotCoordinator.code());
         };
         if part.leader != self.config.broker_id {
             self.parts.borrow_mut().remove(&p);
-            return Err(NOT_COORDINATOR);
+            return Err(ResponseError::NotCoordinator.code());
         }
         match self.parts.borrow().get(&p) {
             Some(Part::Loaded(_)) => return Ok(()),
-            Some(Part::Loading) => return Err(COORDINATOR_LOAD_IN_PROGRESS),
+            Some(Part::Loading) => return Err(ResponseError::CoordinatorLoadInProgress.code()),
             None => {}
         }
         self.parts.borrow_mut().insert(p, Part::Loading);
         glommio::spawn_local(self.clone().load(p)).detach();
-        Err(COORDINATOR_LOAD_IN_PROGRESS)
+        Err(ResponseError::CoordinatorLoadInProgress.code())
     }
 
     fn groups_count(&self) -> usize {
@@ -603,7 +573,7 @@ impl Coordinator {
             Some(Part::Loaded(groups)) => {
                 if !groups.contains_key(group) {
                     if full {
-                        return Err(COORDINATOR_NOT_AVAILABLE);
+                        return Err(ResponseError::CoordinatorNotAvailable.code());
                     }
                     groups.insert(
                         group.to_string(),
@@ -612,7 +582,7 @@ impl Coordinator {
                 }
                 Ok(f(groups.get_mut(group).expect("inserted")))
             }
-            _ => Err(COORDINATOR_LOAD_IN_PROGRESS),
+            _ => Err(ResponseError::CoordinatorLoadInProgress.code()),
         }
     }
 
@@ -640,7 +610,7 @@ impl Coordinator {
             .insert((group.clone(), id.clone()), tx);
         self.deliver(p, &group, effects).await;
         rx.await
-            .unwrap_or_else(|_| JoinResult::error(REBALANCE_IN_PROGRESS, &id))
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::RebalanceInProgress.code(), &id))
     }
 
     /// Stores what needs storing, then answers the waiting requests.
@@ -666,7 +636,7 @@ impl Coordinator {
                     }
                 }
                 Effect::Sync(member, mut result) => {
-                    if let (Some(code), NONE) = (failed, result.error) {
+                    if let (Some(code), 0) = (failed, result.error) {
                         result = SyncResult::error(code);
                     }
                     if let Some(tx) = self.syncs.borrow_mut().remove(&(group.to_string(), member)) {
@@ -689,12 +659,14 @@ impl Coordinator {
         }
         written.map_err(|e| {
             tracing::warn!(partition = p, error = %e, "could not write to __consumer_offsets");
-            match e.kafka_code() as i16 {
-                NOT_LEADER_OR_FOLLOWER => NOT_COORDINATOR,
-                MESSAGE_TOO_LARGE | RECORD_LIST_TOO_LARGE | INVALID_FETCH_SIZE => {
-                    INVALID_COMMIT_OFFSET_SIZE
-                }
-                _ => COORDINATOR_NOT_AVAILABLE,
+            match ResponseError::try_from_code(e.kafka_code() as i16) {
+                Some(ResponseError::NotLeaderOrFollower) => ResponseError::NotCoordinator.code(),
+                Some(
+                    ResponseError::MessageTooLarge
+                    | ResponseError::RecordListTooLarge
+                    | ResponseError::InvalidFetchSize,
+                ) => ResponseError::InvalidCommitOffsetSize.code(),
+                _ => ResponseError::CoordinatorNotAvailable.code(),
             }
         })
     }
@@ -758,7 +730,7 @@ impl Coordinator {
         // consumer's (generation -1) creates it; anyone else's is from a
         // generation that is gone.
         let checked = if !exists && generation >= 0 {
-            Err(ILLEGAL_GENERATION)
+            Err(ResponseError::IllegalGeneration.code())
         } else {
             self.with_new_group(p, &group, |g| {
                 g.check_commit(&member_id, instance_id.as_deref(), generation)
@@ -780,19 +752,19 @@ impl Coordinator {
             Err(code) => return vec![code; n],
         };
         let now = now_ms();
-        let mut codes = vec![NONE; n];
+        let mut codes = vec![0; n];
         let mut room = self.limits.offsets_max.saturating_sub(held);
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         for (i, o) in offsets.iter().enumerate() {
             let metadata = o.metadata.clone().unwrap_or_default();
             if metadata.len() > self.limits.metadata_bytes_max {
-                codes[i] = OFFSET_METADATA_TOO_LARGE;
+                codes[i] = ResponseError::OffsetMetadataTooLarge.code();
                 continue;
             }
             if !known[i] {
                 if room == 0 {
-                    codes[i] = INVALID_COMMIT_OFFSET_SIZE;
+                    codes[i] = ResponseError::InvalidCommitOffsetSize.code();
                     continue;
                 }
                 room -= 1;
@@ -817,7 +789,7 @@ impl Coordinator {
             for (i, c) in accepted {
                 let o = &offsets[i];
                 if !g.commit(&o.topic, o.partition, c, &limits) {
-                    codes[i] = INVALID_COMMIT_OFFSET_SIZE;
+                    codes[i] = ResponseError::InvalidCommitOffsetSize.code();
                 }
             }
         });
@@ -831,12 +803,12 @@ impl Coordinator {
         let gate = self.gate(p);
         let _open = gate.read().await;
         let found = self.with_group(p, group, |g| match g.state {
-            GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
+            GroupState::Dead => Err(ResponseError::GroupIdNotFound.code()),
             GroupState::Empty => Ok(g.offsets.keys().cloned().collect::<Vec<_>>()),
-            _ => Err(NON_EMPTY_GROUP),
+            _ => Err(ResponseError::NonEmptyGroup.code()),
         });
         let keys = match found {
-            None => return GROUP_ID_NOT_FOUND,
+            None => return ResponseError::GroupIdNotFound.code(),
             Some(Err(code)) => return code,
             Some(Ok(keys)) => keys,
         };
@@ -857,7 +829,7 @@ impl Coordinator {
                 groups.remove(group);
             }
         }
-        NONE
+        0
     }
 
     async fn delete_offsets(
@@ -871,27 +843,27 @@ impl Coordinator {
         let n = partitions.len();
         let checked = self.with_group(p, group, |g| {
             if g.state == GroupState::Dead {
-                return Err(GROUP_ID_NOT_FOUND);
+                return Err(ResponseError::GroupIdNotFound.code());
             }
             if g.state == GroupState::Empty {
                 return Ok(None);
             }
             match g.subscribed_topics() {
                 Some(s) => Ok(Some(s)),
-                None => Err(NON_EMPTY_GROUP),
+                None => Err(ResponseError::NonEmptyGroup.code()),
             }
         });
         let subscribed = match checked {
-            None => return (GROUP_ID_NOT_FOUND, Vec::new()),
+            None => return (ResponseError::GroupIdNotFound.code(), Vec::new()),
             Some(Err(code)) => return (code, Vec::new()),
             Some(Ok(s)) => s,
         };
-        let mut codes = vec![NONE; n];
+        let mut codes = vec![0; n];
         let mut records = Vec::new();
         let mut gone = Vec::new();
         for (i, (topic, partition)) in partitions.iter().enumerate() {
             if subscribed.as_ref().is_some_and(|s| s.contains(topic)) {
-                codes[i] = GROUP_SUBSCRIBED_TO_TOPIC;
+                codes[i] = ResponseError::GroupSubscribedToTopic.code();
                 continue;
             }
             records.push(offset_record(group, topic, *partition, None));
@@ -905,7 +877,7 @@ impl Coordinator {
                 g.offsets.remove(k);
             }
         });
-        (NONE, codes)
+        (0, codes)
     }
 
     /// Loads partition `p`'s groups from the log.

@@ -2,16 +2,14 @@
 //! creating the topic on first need, and runs group operations on the
 //! shards that own them.
 
+use kafka_protocol::error::ResponseError;
 use sluice_engine::TopicPartition;
 use sluice_replication::metadata::MetadataState;
 
-use super::codes::*;
 use super::records::STORED_STRING_LEN_MAX;
 use super::{partition_for, Op, Reply, OFFSETS_TOPIC};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
-
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// The partition count of `__consumer_offsets`, created as an internal,
 /// compacted topic with `offsets.topic.num.partitions` partitions if it
@@ -39,16 +37,17 @@ pub async fn offsets_partitions(ctx: &Ctx) -> Result<i32, i16> {
     .await;
     match created {
         // Created meanwhile by another request: as good.
-        Ok(_) | Err((TOPIC_ALREADY_EXISTS, _)) => {}
+        Ok(_) => {}
+        Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {}
         Err((code, message)) => {
             tracing::warn!(code, message, "could not create __consumer_offsets");
-            return Err(COORDINATOR_NOT_AVAILABLE);
+            return Err(ResponseError::CoordinatorNotAvailable.code());
         }
     }
     let ready = crate::handlers::until_image(ctx, |s| s.topics.contains_key(OFFSETS_TOPIC)).await;
     match ctx.image.load().topics.get(OFFSETS_TOPIC) {
         Some(t) if ready => Ok(t.partitions.len() as i32),
-        _ => Err(COORDINATOR_NOT_AVAILABLE),
+        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 
@@ -69,14 +68,14 @@ async fn run_parts(ctx: &Ctx, parts: Vec<(TopicPartition, Result<PartOp, i16>)>)
         .map(|r| match r {
             Ok(PartReply::Group(reply)) => reply,
             Err(code) => Reply::Error(code),
-            Ok(_) => Reply::Error(UNKNOWN_SERVER_ERROR),
+            Ok(_) => Reply::Error(ResponseError::UnknownServerError.code()),
         })
         .collect()
 }
 
 /// Runs operations for groups, each on its group's partition, the topic
 /// created if needed; answers in order. A group id too long for the
-/// records of `__consumer_offsets` is refused with INVALID_GROUP_ID.
+/// records of `__consumer_offsets` is refused with ResponseError::InvalidGroupId.code().
 pub async fn run_groups(ctx: &Ctx, ops: Vec<Op>) -> Vec<Reply> {
     let count = match offsets_partitions(ctx).await {
         Ok(n) => n,
@@ -88,7 +87,7 @@ pub async fn run_groups(ctx: &Ctx, ops: Vec<Op>) -> Vec<Reply> {
             let group = op.group().unwrap_or_default();
             let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, count));
             if group.len() > STORED_STRING_LEN_MAX {
-                (tp, Err(INVALID_GROUP_ID))
+                (tp, Err(ResponseError::InvalidGroupId.code()))
             } else {
                 (tp, Ok(PartOp::Group(op)))
             }
@@ -102,7 +101,7 @@ pub async fn run_one(ctx: &Ctx, op: Op) -> Reply {
     run_groups(ctx, vec![op])
         .await
         .pop()
-        .unwrap_or(Reply::Error(UNKNOWN_SERVER_ERROR))
+        .unwrap_or(Reply::Error(ResponseError::UnknownServerError.code()))
 }
 
 /// Whether a topic partition exists, for commits of unknown partitions.

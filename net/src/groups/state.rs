@@ -33,11 +33,10 @@
 //! SyncGroup within their rebalance timeout after a join completes are
 //! dropped and the group rebalances again.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-
-use super::codes::*;
 
 /// Kafka's group states, named as DescribeGroups and ListGroups show them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +227,7 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// group.instance.id → member id.
     pub static_members: HashMap<String, String>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, and until when they
+    /// Member ids handed out with ResponseError::MemberIdRequired.code(), and until when they
     /// may join with them.
     pub pending: HashMap<String, i64>,
     pub offsets: BTreeMap<(String, i32), Committed>,
@@ -349,19 +348,21 @@ impl Group {
             .map(|(_, c)| c.clone())
     }
 
-    /// Checks a request's member and instance ids: FENCED_INSTANCE_ID if
-    /// the instance id is held by another member, UNKNOWN_MEMBER_ID if
+    /// Checks a request's member and instance ids: ResponseError::FencedInstanceId.code() if
+    /// the instance id is held by another member, ResponseError::UnknownMemberId.code() if
     /// the member is not in the group.
     fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
-                Some(holder) if holder != member_id => return Err(FENCED_INSTANCE_ID),
-                None => return Err(UNKNOWN_MEMBER_ID),
+                Some(holder) if holder != member_id => {
+                    return Err(ResponseError::FencedInstanceId.code())
+                }
+                None => return Err(ResponseError::UnknownMemberId.code()),
                 _ => {}
             }
         }
         if !self.members.contains_key(member_id) {
-            return Err(UNKNOWN_MEMBER_ID);
+            return Err(ResponseError::UnknownMemberId.code());
         }
         Ok(())
     }
@@ -387,13 +388,19 @@ impl Group {
         if req.spec.session_timeout_ms < limits.session_timeout_ms_min
             || req.spec.session_timeout_ms > limits.session_timeout_ms_max
         {
-            return reply(&req.member_id, INVALID_SESSION_TIMEOUT);
+            return reply(&req.member_id, ResponseError::InvalidSessionTimeout.code());
         }
         if self.state == GroupState::Dead {
-            return reply(&req.member_id, COORDINATOR_NOT_AVAILABLE);
+            return reply(
+                &req.member_id,
+                ResponseError::CoordinatorNotAvailable.code(),
+            );
         }
         if !self.compatible(&req.spec.protocol_type, &req.spec.protocols) {
-            return reply(&req.member_id, INCONSISTENT_GROUP_PROTOCOL);
+            return reply(
+                &req.member_id,
+                ResponseError::InconsistentGroupProtocol.code(),
+            );
         }
         if req.member_id.is_empty() {
             return self.join_new(req, limits, now_ms);
@@ -436,7 +443,9 @@ impl Group {
                 effects.extend(self.member_joined(&id, now_ms));
                 (id, effects)
             }
-            GroupState::Empty | GroupState::Dead => reply(&id, UNKNOWN_MEMBER_ID),
+            GroupState::Empty | GroupState::Dead => {
+                reply(&id, ResponseError::UnknownMemberId.code())
+            }
         }
     }
 
@@ -456,7 +465,7 @@ impl Group {
                 String::new(),
                 vec![Effect::Join(
                     String::new(),
-                    JoinResult::error(GROUP_MAX_SIZE_REACHED, ""),
+                    JoinResult::error(ResponseError::GroupMaxSizeReached.code(), ""),
                 )],
             );
         }
@@ -468,7 +477,7 @@ impl Group {
                 id.clone(),
                 vec![Effect::Join(
                     id.clone(),
-                    JoinResult::error(MEMBER_ID_REQUIRED, &id),
+                    JoinResult::error(ResponseError::MemberIdRequired.code(), &id),
                 )],
             );
         }
@@ -493,11 +502,11 @@ impl Group {
                 id.clone(),
                 vec![Effect::Join(
                     id.clone(),
-                    JoinResult::error(UNKNOWN_MEMBER_ID, &id),
+                    JoinResult::error(ResponseError::UnknownMemberId.code(), &id),
                 )],
             );
         };
-        effects.extend(m.answer_waits(FENCED_INSTANCE_ID));
+        effects.extend(m.answer_waits(ResponseError::FencedInstanceId.code()));
         let same = m.spec.protocols == req.spec.protocols;
         m.id = id.clone();
         m.awaiting_join = false;
@@ -599,7 +608,7 @@ impl Group {
     }
 
     /// Starts a rebalance: members awaiting SyncGroup are told
-    /// REBALANCE_IN_PROGRESS and assignments are dropped.
+    /// ResponseError::RebalanceInProgress.code() and assignments are dropped.
     fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.state == GroupState::CompletingRebalance {
@@ -609,7 +618,7 @@ impl Group {
                     m.awaiting_sync = false;
                     effects.push(Effect::Sync(
                         m.id.clone(),
-                        SyncResult::error(REBALANCE_IN_PROGRESS),
+                        SyncResult::error(ResponseError::RebalanceInProgress.code()),
                     ));
                 }
             }
@@ -678,7 +687,7 @@ impl Group {
     fn join_result(&self, id: &str) -> JoinResult {
         let protocol = self.protocol.clone().unwrap_or_default();
         JoinResult {
-            error: NONE,
+            error: 0,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
@@ -718,7 +727,7 @@ impl Group {
         let Some(m) = self.remove_member(id) else {
             return Vec::new();
         };
-        let mut effects = m.answer_waits(UNKNOWN_MEMBER_ID);
+        let mut effects = m.answer_waits(ResponseError::UnknownMemberId.code());
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 effects.extend(self.prepare_rebalance(now_ms));
@@ -751,22 +760,22 @@ impl Group {
     ) -> Vec<Effect> {
         let reply = |e: i16| vec![Effect::Sync(member_id.to_string(), SyncResult::error(e))];
         if self.state == GroupState::Dead {
-            return reply(COORDINATOR_NOT_AVAILABLE);
+            return reply(ResponseError::CoordinatorNotAvailable.code());
         }
         if let Err(e) = self.check_member(member_id, instance_id) {
             return reply(e);
         }
         if generation != self.generation {
-            return reply(ILLEGAL_GENERATION);
+            return reply(ResponseError::IllegalGeneration.code());
         }
         if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
             || protocol.is_some_and(|p| Some(p) != self.protocol.as_deref())
         {
-            return reply(INCONSISTENT_GROUP_PROTOCOL);
+            return reply(ResponseError::InconsistentGroupProtocol.code());
         }
         match self.state {
-            GroupState::Empty => reply(UNKNOWN_MEMBER_ID),
-            GroupState::PreparingRebalance => reply(REBALANCE_IN_PROGRESS),
+            GroupState::Empty => reply(ResponseError::UnknownMemberId.code()),
+            GroupState::PreparingRebalance => reply(ResponseError::RebalanceInProgress.code()),
             GroupState::Stable => {
                 let m = self.members.get_mut(member_id).expect("checked");
                 m.last_heartbeat_ms = now_ms;
@@ -803,13 +812,13 @@ impl Group {
                 }
                 effects
             }
-            GroupState::Dead => reply(COORDINATOR_NOT_AVAILABLE),
+            GroupState::Dead => reply(ResponseError::CoordinatorNotAvailable.code()),
         }
     }
 
     fn sync_result(&self, id: &str) -> SyncResult {
         SyncResult {
-            error: NONE,
+            error: 0,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
             assignment: self
@@ -820,7 +829,7 @@ impl Group {
         }
     }
 
-    /// Heartbeat: NONE, or the error telling the member to rejoin.
+    /// Heartbeat: 0, or the error telling the member to rejoin.
     pub fn heartbeat(
         &mut self,
         member_id: &str,
@@ -829,24 +838,24 @@ impl Group {
         now_ms: i64,
     ) -> i16 {
         match self.state {
-            GroupState::Dead => return COORDINATOR_NOT_AVAILABLE,
-            GroupState::Empty => return UNKNOWN_MEMBER_ID,
+            GroupState::Dead => return ResponseError::CoordinatorNotAvailable.code(),
+            GroupState::Empty => return ResponseError::UnknownMemberId.code(),
             _ => {}
         }
         if let Err(e) = self.check_member(member_id, instance_id) {
             return e;
         }
         if generation != self.generation {
-            return ILLEGAL_GENERATION;
+            return ResponseError::IllegalGeneration.code();
         }
         self.members
             .get_mut(member_id)
             .expect("checked")
             .last_heartbeat_ms = now_ms;
         if self.state == GroupState::PreparingRebalance {
-            return REBALANCE_IN_PROGRESS;
+            return ResponseError::RebalanceInProgress.code();
         }
-        NONE
+        0
     }
 
     /// LeaveGroup for one member identity (v3+ batches them). An empty
@@ -858,23 +867,23 @@ impl Group {
         now_ms: i64,
     ) -> (i16, Vec<Effect>) {
         if self.state == GroupState::Dead {
-            return (COORDINATOR_NOT_AVAILABLE, Vec::new());
+            return (ResponseError::CoordinatorNotAvailable.code(), Vec::new());
         }
         let id = match instance_id {
             Some(instance) => match self.static_members.get(instance) {
                 Some(holder) if member_id.is_empty() || holder == member_id => holder.clone(),
-                Some(_) => return (FENCED_INSTANCE_ID, Vec::new()),
-                None => return (UNKNOWN_MEMBER_ID, Vec::new()),
+                Some(_) => return (ResponseError::FencedInstanceId.code(), Vec::new()),
+                None => return (ResponseError::UnknownMemberId.code(), Vec::new()),
             },
             None => member_id.to_string(),
         };
         if self.pending.remove(&id).is_some() {
-            return (NONE, Vec::new());
+            return (0, Vec::new());
         }
         if !self.members.contains_key(&id) {
-            return (UNKNOWN_MEMBER_ID, Vec::new());
+            return (ResponseError::UnknownMemberId.code(), Vec::new());
         }
-        (NONE, self.member_gone(&id, now_ms))
+        (0, self.member_gone(&id, now_ms))
     }
 
     /// Checks an OffsetCommit's member and generation (Kafka's
@@ -888,17 +897,17 @@ impl Group {
         generation: i32,
     ) -> Result<(), i16> {
         if self.state == GroupState::Dead {
-            return Err(COORDINATOR_NOT_AVAILABLE);
+            return Err(ResponseError::CoordinatorNotAvailable.code());
         }
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
         self.check_member(member_id, instance_id)?;
         if generation != self.generation {
-            return Err(ILLEGAL_GENERATION);
+            return Err(ResponseError::IllegalGeneration.code());
         }
         if self.state == GroupState::CompletingRebalance {
-            return Err(REBALANCE_IN_PROGRESS);
+            return Err(ResponseError::RebalanceInProgress.code());
         }
         Ok(())
     }
@@ -1079,7 +1088,7 @@ mod tests {
     fn join_new(g: &mut Group, now: i64) -> String {
         let (id, effects) = g.join(request("", None), &limits(), now);
         let r = join_result(&effects, &id).expect("answered");
-        assert_eq!(r.error, MEMBER_ID_REQUIRED);
+        assert_eq!(r.error, ResponseError::MemberIdRequired.code());
         assert_eq!(r.member_id, id);
         let (same, effects) = g.join(request(&id, None), &limits(), now);
         assert_eq!(same, id);
@@ -1097,7 +1106,7 @@ mod tests {
         let effects = g.tick(1);
         let ra = join_result(&effects, &a).expect("a answered");
         let rb = join_result(&effects, &b).expect("b answered");
-        assert_eq!((ra.error, rb.error), (NONE, NONE));
+        assert_eq!((ra.error, rb.error), (0, 0));
         assert_eq!(ra.generation, 1);
         assert_eq!(ra.protocol.as_deref(), Some("range"));
         let leader = ra.leader.clone();
@@ -1134,8 +1143,8 @@ mod tests {
     fn given_two_members_when_both_join_and_the_leader_syncs_then_each_gets_its_assignment() {
         let mut g = Group::new("g", 0, 0);
         let (lead, follow) = stable_pair(&mut g);
-        assert_eq!(g.heartbeat(&lead, None, 1, 3), NONE);
-        assert_eq!(g.heartbeat(&follow, None, 1, 3), NONE);
+        assert_eq!(g.heartbeat(&lead, None, 1, 3), 0);
+        assert_eq!(g.heartbeat(&follow, None, 1, 3), 0);
         // A follower's late SyncGroup is answered from the stored assignment.
         let effects = g.sync(&follow, None, 1, None, None, Vec::new(), 4);
         assert_eq!(sync_result(&effects, &follow).unwrap().assignment, "p3-5");
@@ -1145,12 +1154,18 @@ mod tests {
     fn given_a_stable_group_wrong_ids_get_kafkas_errors() {
         let mut g = Group::new("g", 0, 0);
         let (lead, _) = stable_pair(&mut g);
-        assert_eq!(g.heartbeat("nobody", None, 1, 3), UNKNOWN_MEMBER_ID);
-        assert_eq!(g.heartbeat(&lead, None, 7, 3), ILLEGAL_GENERATION);
+        assert_eq!(
+            g.heartbeat("nobody", None, 1, 3),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            g.heartbeat(&lead, None, 7, 3),
+            ResponseError::IllegalGeneration.code()
+        );
         let effects = g.sync(&lead, None, 0, None, None, Vec::new(), 3);
         assert_eq!(
             sync_result(&effects, &lead).unwrap().error,
-            ILLEGAL_GENERATION
+            ResponseError::IllegalGeneration.code()
         );
         let effects = g.sync(
             &lead,
@@ -1163,13 +1178,22 @@ mod tests {
         );
         assert_eq!(
             sync_result(&effects, &lead).unwrap().error,
-            INCONSISTENT_GROUP_PROTOCOL
+            ResponseError::InconsistentGroupProtocol.code()
         );
-        assert_eq!(g.check_commit("nobody", None, 1), Err(UNKNOWN_MEMBER_ID));
-        assert_eq!(g.check_commit(&lead, None, 2), Err(ILLEGAL_GENERATION));
+        assert_eq!(
+            g.check_commit("nobody", None, 1),
+            Err(ResponseError::UnknownMemberId.code())
+        );
+        assert_eq!(
+            g.check_commit(&lead, None, 2),
+            Err(ResponseError::IllegalGeneration.code())
+        );
         assert_eq!(g.check_commit(&lead, None, 1), Ok(()));
         // An admin's commit (generation -1) is refused while members are in.
-        assert_eq!(g.check_commit("", None, -1), Err(UNKNOWN_MEMBER_ID));
+        assert_eq!(
+            g.check_commit("", None, -1),
+            Err(ResponseError::UnknownMemberId.code())
+        );
     }
 
     #[test]
@@ -1180,14 +1204,14 @@ mod tests {
         let (id, effects) = g.join(r, &limits(), 0);
         assert_eq!(
             join_result(&effects, &id).unwrap().error,
-            INVALID_SESSION_TIMEOUT
+            ResponseError::InvalidSessionTimeout.code()
         );
         let mut r = request("", None);
         r.spec.protocols.clear();
         let (id, effects) = g.join(r, &limits(), 0);
         assert_eq!(
             join_result(&effects, &id).unwrap().error,
-            INCONSISTENT_GROUP_PROTOCOL
+            ResponseError::InconsistentGroupProtocol.code()
         );
         stable_pair(&mut g);
         let mut r = request("", None);
@@ -1195,10 +1219,13 @@ mod tests {
         let (id, effects) = g.join(r, &limits(), 5);
         assert_eq!(
             join_result(&effects, &id).unwrap().error,
-            INCONSISTENT_GROUP_PROTOCOL
+            ResponseError::InconsistentGroupProtocol.code()
         );
         let (id, effects) = g.join(request("made-up", None), &limits(), 5);
-        assert_eq!(join_result(&effects, &id).unwrap().error, UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            join_result(&effects, &id).unwrap().error,
+            ResponseError::UnknownMemberId.code()
+        );
     }
 
     #[test]
@@ -1209,11 +1236,13 @@ mod tests {
             ..limits()
         };
         let (_, effects) = g.join(request("", None), &small, 0);
-        assert!(matches!(&effects[0], Effect::Join(_, r) if r.error == MEMBER_ID_REQUIRED));
+        assert!(
+            matches!(&effects[0], Effect::Join(_, r) if r.error == ResponseError::MemberIdRequired.code())
+        );
         let (id, effects) = g.join(request("", None), &small, 0);
         assert_eq!(
             join_result(&effects, &id).unwrap().error,
-            GROUP_MAX_SIZE_REACHED
+            ResponseError::GroupMaxSizeReached.code()
         );
     }
 
@@ -1222,18 +1251,24 @@ mod tests {
         let mut g = Group::new("g", 0, 0);
         let (lead, follow) = stable_pair(&mut g);
         let (code, effects) = g.leave(&follow, None, 10);
-        assert_eq!(code, NONE);
+        assert_eq!(code, 0);
         assert!(effects.iter().all(|e| !matches!(e, Effect::Join(..))));
         assert_eq!(g.state, GroupState::PreparingRebalance);
-        assert_eq!(g.heartbeat(&lead, None, 1, 11), REBALANCE_IN_PROGRESS);
+        assert_eq!(
+            g.heartbeat(&lead, None, 1, 11),
+            ResponseError::RebalanceInProgress.code()
+        );
         let (_, effects) = g.join(request(&lead, None), &limits(), 12);
         let r = join_result(&effects, &lead).expect("the only member completes the join");
         assert_eq!(
             (r.error, r.generation, r.leader.as_str()),
-            (NONE, 2, lead.as_str())
+            (0, 2, lead.as_str())
         );
         assert_eq!(r.members.len(), 1);
-        assert_eq!(g.leave(&follow, None, 13).0, UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            g.leave(&follow, None, 13).0,
+            ResponseError::UnknownMemberId.code()
+        );
     }
 
     #[test]
@@ -1241,7 +1276,7 @@ mod tests {
         let mut g = Group::new("g", 0, 0);
         let (lead, follow) = stable_pair(&mut g);
         let now = i64::from(SESSION_MS) - 1;
-        assert_eq!(g.heartbeat(&lead, None, 1, now), NONE);
+        assert_eq!(g.heartbeat(&lead, None, 1, now), 0);
         assert!(g.tick(now).is_empty());
         let effects = g.tick(i64::from(SESSION_MS) + 2);
         assert!(!g.members.contains_key(&follow));
@@ -1250,7 +1285,10 @@ mod tests {
         // The survivor rejoins; the expired member is gone for good.
         let (_, effects) = g.join(request(&lead, None), &limits(), 20_000);
         assert_eq!(join_result(&effects, &lead).unwrap().generation, 2);
-        assert_eq!(g.heartbeat(&follow, None, 2, 20_001), UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            g.heartbeat(&follow, None, 2, 20_001),
+            ResponseError::UnknownMemberId.code()
+        );
     }
 
     #[test]
@@ -1264,7 +1302,10 @@ mod tests {
         assert!(join_result(&effects, &lead).is_none());
         // The follower keeps heartbeating but never rejoins.
         for t in (1_000..30_000).step_by(1_000) {
-            assert_eq!(g.heartbeat(&follow, None, 1, t), REBALANCE_IN_PROGRESS);
+            assert_eq!(
+                g.heartbeat(&follow, None, 1, t),
+                ResponseError::RebalanceInProgress.code()
+            );
             assert!(g.tick(t).is_empty());
         }
         let effects = g.tick(100 + i64::from(REBALANCE_MS));
@@ -1279,7 +1320,7 @@ mod tests {
         let (a, effects) = g.join(request("", Some("host-1")), &limits(), 0);
         assert!(
             effects.is_empty(),
-            "a static member joins without MEMBER_ID_REQUIRED"
+            "a static member joins without ResponseError::MemberIdRequired.code()"
         );
         let b = join_new(&mut g, 0);
         let effects = g.tick(1);
@@ -1294,20 +1335,26 @@ mod tests {
         let (a2, effects) = g.join(request("", Some("host-1")), &limits(), 3);
         assert_ne!(a2, a);
         let r = join_result(&effects, &a2).expect("answered at once");
-        assert_eq!((r.error, r.generation), (NONE, 1), "no rebalance");
+        assert_eq!((r.error, r.generation), (0, 1), "no rebalance");
         // host-1 joined first and leads: it must not reassign (KIP-814).
         assert_eq!(r.leader, a2);
         assert!(r.skip_assignment);
         assert_eq!(g.state, GroupState::Stable);
         let effects = g.sync(&a2, Some("host-1"), 1, None, None, Vec::new(), 4);
         assert_eq!(sync_result(&effects, &a2).unwrap().assignment, "A");
-        assert_eq!(g.heartbeat(&a, Some("host-1"), 1, 5), FENCED_INSTANCE_ID);
+        assert_eq!(
+            g.heartbeat(&a, Some("host-1"), 1, 5),
+            ResponseError::FencedInstanceId.code()
+        );
         assert_eq!(
             g.check_commit(&a, Some("host-1"), 1),
-            Err(FENCED_INSTANCE_ID)
+            Err(ResponseError::FencedInstanceId.code())
         );
-        assert_eq!(g.leave(&a, Some("host-1"), 6).0, FENCED_INSTANCE_ID);
-        assert_eq!(g.leave("", Some("host-1"), 6).0, NONE);
+        assert_eq!(
+            g.leave(&a, Some("host-1"), 6).0,
+            ResponseError::FencedInstanceId.code()
+        );
+        assert_eq!(g.leave("", Some("host-1"), 6).0, 0);
         assert!(!g.static_members.contains_key("host-1"));
     }
 
@@ -1331,13 +1378,16 @@ mod tests {
         assert!(g
             .sync(&follow, None, 1, None, None, Vec::new(), 2)
             .is_empty());
-        assert_eq!(g.check_commit(&follow, None, 1), Err(REBALANCE_IN_PROGRESS));
+        assert_eq!(
+            g.check_commit(&follow, None, 1),
+            Err(ResponseError::RebalanceInProgress.code())
+        );
         // The leader leaves before sending its assignments.
         let (code, effects) = g.leave(&leader, None, 4);
-        assert_eq!(code, NONE);
+        assert_eq!(code, 0);
         assert_eq!(
             sync_result(&effects, &follow).unwrap().error,
-            REBALANCE_IN_PROGRESS
+            ResponseError::RebalanceInProgress.code()
         );
         assert_eq!(g.state, GroupState::PreparingRebalance);
     }
@@ -1348,7 +1398,7 @@ mod tests {
         let (leader, follow) = joined_pair(&mut g);
         let (_, effects) = g.join(request(&follow, None), &limits(), 2);
         let r = join_result(&effects, &follow).expect("answered at once");
-        assert_eq!((r.error, r.generation), (NONE, 1));
+        assert_eq!((r.error, r.generation), (0, 1));
         assert!(r.members.is_empty(), "only the leader gets the member list");
         let (_, effects) = g.join(request(&leader, None), &limits(), 3);
         assert_eq!(join_result(&effects, &leader).unwrap().members.len(), 2);

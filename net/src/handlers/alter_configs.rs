@@ -2,6 +2,7 @@
 //! IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT), both through
 //! the coordinator, which validates the values.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{
@@ -12,7 +13,6 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::{Command, ConfigOp, ConfigResource, MetadataState};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::Ctx;
 
 const OP_SET: i8 = 0;
@@ -31,13 +31,13 @@ fn resource(
             .get(name)
             .map(|t| (ConfigResource::Topic(name.to_string()), t.configs.clone()))
             .ok_or((
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ResponseError::UnknownTopicOrPartition.code(),
                 format!("topic {name} does not exist"),
             )),
         // Per-broker dynamic configs are kept cluster-wide for now.
         RESOURCE_BROKER => Ok((ConfigResource::Cluster, state.cluster_configs.clone())),
         other => Err((
-            INVALID_REQUEST,
+            ResponseError::InvalidRequest.code(),
             format!("resource type {other} is not supported"),
         )),
     }
@@ -142,7 +142,7 @@ pub async fn handle_incremental(
                     }
                     other => {
                         return Err((
-                            INVALID_REQUEST,
+                            ResponseError::InvalidRequest.code(),
                             format!("config operation {other} is not known"),
                         ))
                     }

@@ -1,5 +1,6 @@
 //! CreateTopics, through the metadata coordinator.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -7,9 +8,6 @@ use sluice_replication::metadata::{Command, Outcome};
 
 use super::topic_name;
 use crate::Ctx;
-
-/// Kafka's REQUEST_TIMED_OUT / UNKNOWN_SERVER_ERROR for coordinator trouble.
-const REQUEST_TIMED_OUT: i16 = super::REQUEST_TIMED_OUT;
 
 /// A fresh topic id (not zero).
 fn topic_id() -> [u8; 16] {
@@ -73,7 +71,7 @@ pub async fn create(
     };
     if !super::until_image(ctx, |s| s.topics.contains_key(name)).await {
         return Err((
-            REQUEST_TIMED_OUT,
+            ResponseError::RequestTimedOut.code(),
             "created, but not yet in this broker's metadata".into(),
         ));
     }

@@ -1,9 +1,9 @@
 //! DeleteGroups: an empty group's offsets and metadata are tombstoned.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
-use crate::groups::codes::UNKNOWN_SERVER_ERROR;
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
@@ -22,7 +22,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
         r.group_id = id.clone();
         r.error_code = match reply {
             Reply::Delete(code) | Reply::Error(code) => code,
-            _ => UNKNOWN_SERVER_ERROR,
+            _ => ResponseError::UnknownServerError.code(),
         };
         resp.results.push(r);
     }

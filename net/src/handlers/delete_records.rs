@@ -1,6 +1,7 @@
 //! DeleteRecords: moves each partition's log start offset forward (-1: to
 //! the high watermark); whole segments below it are deleted.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -44,7 +45,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             match replies.next() {
                 Some(Ok(PartReply::Offsets(Ok((_, low))))) => pr.low_watermark = low,
                 Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+                _ => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

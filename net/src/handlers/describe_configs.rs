@@ -1,6 +1,7 @@
 //! DescribeConfigs: a topic's effective configuration, or the cluster-wide
 //! broker defaults, with where each value comes from.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -9,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_engine::config::LogConfig;
 use sluice_replication::metadata::MetadataState;
 
-use super::{log_config, UNKNOWN_TOPIC_OR_PARTITION};
+use super::log_config;
 use crate::Ctx;
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -95,7 +96,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRe
                 Some(topic_configs(&state, &name))
             }
             RESOURCE_TOPIC => {
-                out.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                out.error_code = ResponseError::UnknownTopicOrPartition.code();
                 out.error_message = Some(StrBytes::from_string(format!(
                     "topic {name} does not exist"
                 )));
@@ -103,7 +104,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRe
             }
             RESOURCE_BROKER => Some(broker_configs(&state)),
             other => {
-                out.error_code = super::INVALID_REQUEST;
+                out.error_code = ResponseError::InvalidRequest.code();
                 out.error_message = Some(StrBytes::from_string(format!(
                     "resource type {other} is not supported"
                 )));

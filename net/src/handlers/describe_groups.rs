@@ -1,11 +1,11 @@
 //! DescribeGroups: state, protocol and members; member metadata and
 //! assignments while the group is stable, as Kafka shows them.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{GROUP_ID_NOT_FOUND, UNKNOWN_SERVER_ERROR};
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
                 // v6 reports unknown groups as such (KIP-1043); earlier
                 // versions show them as Dead without an error.
                 if version >= 6 {
-                    g.error_code = GROUP_ID_NOT_FOUND;
+                    g.error_code = ResponseError::GroupIdNotFound.code();
                     g.error_message = Some(StrBytes::from_string(format!(
                         "group {} not found",
                         id.as_str()
@@ -60,7 +60,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
                 }
             }
             Reply::Error(code) => g.error_code = code,
-            _ => g.error_code = UNKNOWN_SERVER_ERROR,
+            _ => g.error_code = ResponseError::UnknownServerError.code(),
         }
         resp.groups.push(g);
     }

@@ -1,6 +1,7 @@
 //! DescribeLogDirs: each log directory of this broker with the size of the
 //! partitions in it.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -12,8 +13,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::{log_config, topic_name};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
-
-const KAFKA_STORAGE_ERROR: i16 = 56;
 
 pub async fn handle(
     ctx: &Ctx,
@@ -77,7 +76,7 @@ pub async fn handle(
             .iter()
             .any(|d| d.path.display().to_string() == dir && d.is_offline());
         if offline {
-            r.error_code = KAFKA_STORAGE_ERROR;
+            r.error_code = ResponseError::KafkaStorageError.code();
         }
         if version >= 4 {
             r.total_bytes = -1;

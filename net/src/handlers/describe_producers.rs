@@ -7,6 +7,7 @@
 //! build a response far larger than the broker's memory. Clients key the
 //! answers by topic and partition, so the repetitions carry nothing.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::describe_producers_response::{
@@ -68,7 +69,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProduce
                         .collect();
                 }
                 Some(Ok(PartReply::Producers(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+                _ => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

@@ -17,6 +17,7 @@
 //! consumer costs no CPU, and a produce wakes it once the data is
 //! acknowledged.
 
+use kafka_protocol::error::ResponseError;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -30,9 +31,6 @@ use super::{log_config, partition_error, topic_name};
 use crate::fetch_session::{FetchContext, SessionPartition};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
-
-/// A topic id this broker does not know (Fetch v13+).
-pub const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// The longest a fetch waits for data, whatever the client asks.
 const WAIT_MS_MAX: i32 = 30_000;
@@ -84,10 +82,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         (req.max_bytes as usize).min(cap)
     };
     // From version 13 topics are named by id (KIP-516); an id the image
-    // does not know is answered with UNKNOWN_TOPIC_ID and left out of
+    // does not know is answered with ResponseError::UnknownTopicId.code() and left out of
     // the session.
     // Likewise a topic name the image does not know, or a partition it
-    // does not have, is answered with UNKNOWN_TOPIC_OR_PARTITION and left
+    // does not have, is answered with ResponseError::UnknownTopicOrPartition.code() and left
     // out: what is copied per partition and kept in sessions is bounded
     // by the cluster's partitions, whatever a request carries.
     let state = ctx.image.load_full();
@@ -237,10 +235,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         let mut tr = FetchableTopicResponse::default();
         let code = if version >= 13 {
             tr.topic_id = id;
-            UNKNOWN_TOPIC_ID
+            ResponseError::UnknownTopicId.code()
         } else {
             tr.topic = name.clone();
-            super::UNKNOWN_TOPIC_OR_PARTITION
+            ResponseError::UnknownTopicOrPartition.code()
         };
         tr.partitions = partitions
             .into_iter()
@@ -336,7 +334,7 @@ async fn fetch_once(
                 records.push(chunks);
             }
             PartReply::Fetch(Err(code)) | PartReply::Done(Err(code)) => pd.error_code = code,
-            _ => pd.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+            _ => pd.error_code = ResponseError::UnknownServerError.code(),
         }
     }
     let answer = FetchAnswer {

@@ -2,11 +2,11 @@
 //! partition (created on first need, as Kafka does). v4+ batches keys
 //! (KIP-699). Transaction coordinators are not served yet.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{COORDINATOR_NOT_AVAILABLE, INVALID_REQUEST, NONE};
 use crate::groups::{partition_for, route, OFFSETS_TOPIC};
 use crate::Ctx;
 
@@ -20,8 +20,8 @@ async fn find(ctx: &Ctx, key: &str, key_type: i8) -> (i16, i32, String, i32) {
     let none = |code| (code, -1, String::new(), -1);
     match key_type {
         GROUP if !key.is_empty() => {}
-        TRANSACTION => return none(COORDINATOR_NOT_AVAILABLE),
-        _ => return none(INVALID_REQUEST),
+        TRANSACTION => return none(ResponseError::CoordinatorNotAvailable.code()),
+        _ => return none(ResponseError::InvalidRequest.code()),
     }
     let count = match route::offsets_partitions(ctx).await {
         Ok(n) => n,
@@ -35,15 +35,15 @@ async fn find(ctx: &Ctx, key: &str, key_type: i8) -> (i16, i32, String, i32) {
         .and_then(|t| t.partitions.get(p as usize))
         .map(|part| part.leader)
     else {
-        return none(COORDINATOR_NOT_AVAILABLE);
+        return none(ResponseError::CoordinatorNotAvailable.code());
     };
     if leader == ctx.config.broker_id {
         let (host, port) = &ctx.config.advertised;
-        return (NONE, leader, host.clone(), i32::from(*port));
+        return (0, leader, host.clone(), i32::from(*port));
     }
     match state.brokers.get(&leader).and_then(|b| b.endpoints.first()) {
-        Some(e) => (NONE, leader, e.host.clone(), i32::from(e.port)),
-        None => none(COORDINATOR_NOT_AVAILABLE),
+        Some(e) => (0, leader, e.host.clone(), i32::from(e.port)),
+        None => none(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Heartbeat: keeps a member's session and tells it when to rejoin.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use crate::groups::codes::{INVALID_GROUP_ID, UNKNOWN_SERVER_ERROR};
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
@@ -10,7 +10,7 @@ pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let mut resp = HeartbeatResponse::default();
     resp.error_code = if group.is_empty() {
-        INVALID_GROUP_ID
+        ResponseError::InvalidGroupId.code()
     } else {
         let op = Op::Heartbeat {
             group: group.clone(),
@@ -20,7 +20,7 @@ pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
         };
         match route::run_one(ctx, op).await {
             Reply::Heartbeat(code) | Reply::Error(code) => code,
-            _ => UNKNOWN_SERVER_ERROR,
+            _ => ResponseError::UnknownServerError.code(),
         }
     };
     resp

@@ -14,20 +14,20 @@
 //! producer.)
 //!
 //! Transactions are not built yet: a transactional id is answered with
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, an error clients treat as fatal
+//! ResponseError::TransactionalIdAuthorizationFailed.code(), an error clients treat as fatal
 //! and report, rather than one they would retry forever.
 
+use kafka_protocol::error::ResponseError;
 use std::cell::Cell;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use sluice_replication::metadata::{Command, Outcome};
 
-use super::{propose, COORDINATOR_NOT_AVAILABLE};
+use super::propose;
 use crate::Ctx;
 
 /// Ids a shard takes from the coordinator at a time (Kafka's block size).
 pub const BLOCK: i32 = 1000;
-pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 /// A shard's block of producer ids.
 pub struct ProducerIds {
@@ -54,7 +54,7 @@ impl ProducerIds {
             .lock
             .acquire_permit(1)
             .await
-            .map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+            .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
         let (mut next, mut end) = self.block.get();
         if next >= end {
             let epoch = ctx
@@ -63,7 +63,7 @@ impl ProducerIds {
                 .brokers
                 .get(&ctx.config.broker_id)
                 .map(|b| b.epoch)
-                .ok_or(COORDINATOR_NOT_AVAILABLE)?;
+                .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
             let command = Command::AllocateProducerIds {
                 broker: ctx.config.broker_id,
                 broker_epoch: epoch,
@@ -75,11 +75,11 @@ impl ProducerIds {
                 }
                 Ok(other) => {
                     tracing::warn!(?other, "unexpected answer to AllocateProducerIds");
-                    return Err(COORDINATOR_NOT_AVAILABLE);
+                    return Err(ResponseError::CoordinatorNotAvailable.code());
                 }
                 Err((code, message)) => {
                     tracing::warn!(code, %message, "cannot allocate producer ids");
-                    return Err(COORDINATOR_NOT_AVAILABLE);
+                    return Err(ResponseError::CoordinatorNotAvailable.code());
                 }
             }
         }
@@ -93,7 +93,7 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
-        resp.error_code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return resp;
     }
     let allocated = ctx.image.load().next_producer_id;

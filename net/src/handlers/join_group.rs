@@ -2,11 +2,11 @@
 //! the rebalance's join phase completes (Kafka holds the answer the same
 //! way; clients give it the rebalance timeout).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, NONE};
 use crate::groups::records::STORED_STRING_LEN_MAX;
 use crate::groups::state::{JoinRequest, JoinResult, MemberSpec};
 use crate::groups::{route, Op, Reply};
@@ -24,9 +24,12 @@ pub async fn handle(
     // have i16 lengths; flexible versions allow longer ones).
     let too_long = |s: &str| s.len() > STORED_STRING_LEN_MAX;
     let mut result = if group.is_empty() || req.group_instance_id.as_deref().is_some_and(too_long) {
-        JoinResult::error(INVALID_GROUP_ID, &req.member_id)
+        JoinResult::error(ResponseError::InvalidGroupId.code(), &req.member_id)
     } else if too_long(&req.protocol_type) || req.protocols.iter().any(|p| too_long(&p.name)) {
-        JoinResult::error(INCONSISTENT_GROUP_PROTOCOL, &req.member_id)
+        JoinResult::error(
+            ResponseError::InconsistentGroupProtocol.code(),
+            &req.member_id,
+        )
     } else {
         let spec = MemberSpec {
             instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
@@ -57,7 +60,7 @@ pub async fn handle(
         match route::run_one(ctx, Op::Join { group, request }).await {
             Reply::Join(r) => r,
             Reply::Error(code) => JoinResult::error(code, &req.member_id),
-            _ => JoinResult::error(crate::groups::codes::UNKNOWN_SERVER_ERROR, &req.member_id),
+            _ => JoinResult::error(ResponseError::UnknownServerError.code(), &req.member_id),
         }
     };
     let mut resp = JoinGroupResponse::default();
@@ -78,7 +81,7 @@ pub async fn handle(
             result.members.clear();
         }
     }
-    if result.error == NONE {
+    if result.error == 0 {
         resp.members = result
             .members
             .into_iter()

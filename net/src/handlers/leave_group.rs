@@ -1,10 +1,10 @@
 //! LeaveGroup: one member (v0-2) or a batch of member identities (v3+,
 //! KIP-345), each answered with its own code.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::groups::codes::{INVALID_GROUP_ID, NONE, UNKNOWN_SERVER_ERROR};
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
@@ -25,7 +25,7 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
     };
     let mut resp = LeaveGroupResponse::default();
     let codes = if group.is_empty() {
-        Err(INVALID_GROUP_ID)
+        Err(ResponseError::InvalidGroupId.code())
     } else {
         let op = Op::Leave {
             group: group.clone(),
@@ -34,7 +34,7 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
         match route::run_one(ctx, op).await {
             Reply::Leave(codes) => Ok(codes),
             Reply::Error(code) => Err(code),
-            _ => Err(UNKNOWN_SERVER_ERROR),
+            _ => Err(ResponseError::UnknownServerError.code()),
         }
     };
     match codes {
@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
                 })
                 .collect();
         }
-        Ok(codes) => resp.error_code = codes.first().copied().unwrap_or(NONE),
+        Ok(codes) => resp.error_code = codes.first().copied().unwrap_or(0),
     }
     resp
 }

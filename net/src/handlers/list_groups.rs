@@ -1,11 +1,11 @@
 //! ListGroups: the groups of every `__consumer_offsets` partition this
 //! broker coordinates, filtered by state (v4+) and type (v5+).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{COORDINATOR_LOAD_IN_PROGRESS, NONE, NOT_COORDINATOR};
 use crate::groups::{route, Op, Reply, OFFSETS_TOPIC};
 use crate::Ctx;
 
@@ -28,7 +28,7 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGrou
         Vec::new()
     };
     let ops = (0..count).map(|p| (p, Op::List)).collect();
-    let mut error = NONE;
+    let mut error = 0;
     for reply in route::run(ctx, ops).await {
         match reply {
             Reply::List(groups) => {
@@ -52,9 +52,11 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGrou
                 }
             }
             // Partitions other brokers lead hold other brokers' groups.
-            Reply::Error(NOT_COORDINATOR) => {}
-            Reply::Error(COORDINATOR_LOAD_IN_PROGRESS) => error = COORDINATOR_LOAD_IN_PROGRESS,
-            Reply::Error(code) if error == NONE => error = code,
+            Reply::Error(code) if code == ResponseError::NotCoordinator.code() => {}
+            Reply::Error(code) if code == ResponseError::CoordinatorLoadInProgress.code() => {
+                error = code
+            }
+            Reply::Error(code) if error == 0 => error = code,
             _ => {}
         }
     }

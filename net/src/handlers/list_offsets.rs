@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734) or
 //! the first offset at or after a timestamp.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -13,7 +14,7 @@ use crate::Ctx;
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let state = ctx.image.load_full();
     let mut parts = Vec::new();
-    // Kafka answers a partition asked twice with INVALID_REQUEST.
+    // Kafka answers a partition asked twice with ResponseError::InvalidRequest.code().
     let mut seen = std::collections::HashSet::new();
     for t in &req.topics {
         let name = t.name.0.as_str();
@@ -22,7 +23,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
         let known = state.topics.contains_key(name);
         for p in &t.partitions {
             let op = if !seen.insert((name, p.partition_index)) {
-                Err(super::INVALID_REQUEST)
+                Err(ResponseError::InvalidRequest.code())
             } else {
                 match partition_error(&state, ctx.config.broker_id, name, p.partition_index) {
                     Some(code) => Err(code),
@@ -64,7 +65,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
                     }
                 }
                 Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+                _ => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

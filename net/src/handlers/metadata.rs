@@ -2,6 +2,7 @@
 //! unknown topics are created when `auto.create.topics.enable` is on and
 //! the client allows it.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -9,14 +10,14 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::{validate_topic_name, MetadataState};
 
-use super::{topic_name, INVALID_TOPIC, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION};
+use super::topic_name;
 use crate::Ctx;
 
 fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic_name(name));
     let Some(topic) = state.topics.get(name) else {
-        t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+        t.error_code = ResponseError::UnknownTopicOrPartition.code();
         return t;
     };
     if version >= 10 {
@@ -37,7 +38,7 @@ fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponse
             mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
             mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
             if p.leader < 0 {
-                mp.error_code = LEADER_NOT_AVAILABLE;
+                mp.error_code = ResponseError::LeaderNotAvailable.code();
             }
             mp
         })
@@ -67,7 +68,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 continue;
             }
             // A concurrent creation by another client answers
-            // TOPIC_ALREADY_EXISTS, which is as good.
+            // ResponseError::TopicAlreadyExists.code(), which is as good.
             let _ = super::create_topics::create(ctx, name, -1, -1, Vec::new(), Vec::new(), false)
                 .await;
         }
@@ -110,7 +111,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
         .map(|n| {
             let mut t = describe(&state, n, version);
             if invalid.contains(n) {
-                t.error_code = INVALID_TOPIC;
+                t.error_code = ResponseError::InvalidTopicException.code();
             }
             t
         })

@@ -28,24 +28,13 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::config::LogConfig;
 use sluice_replication::metadata::MetadataState;
 use sluice_replication::metadata::{Command, MetaError, Outcome};
 use sluice_replication::raft::client::Client;
-
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-pub const LEADER_NOT_AVAILABLE: i16 = 5;
-pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-pub const REQUEST_TIMED_OUT: i16 = 7;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const INVALID_TOPIC: i16 = 17;
-pub const INVALID_REQUIRED_ACKS: i16 = 21;
-pub const UNSUPPORTED_VERSION: i16 = 35;
-pub const INVALID_REQUEST: i16 = 42;
-pub const FENCED_LEADER_EPOCH: i16 = 74;
-pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 /// Refuses an administrative change to an internal topic (Kafka's
 /// `Topic.isInternal`). Kafka refuses DeleteRecords on them with
@@ -56,7 +45,7 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub fn internal_topic_refusal(name: &str, what: &str) -> Option<(i16, String)> {
     is_internal(name).then(|| {
         (
-            INVALID_TOPIC,
+            ResponseError::InvalidTopicException.code(),
             format!("cannot {what} internal topic {name}"),
         )
     })
@@ -74,7 +63,7 @@ pub async fn propose(ctx: &crate::Ctx, command: Command) -> Result<Outcome, (i16
     let outcome = glommio::executor()
         .spawn_blocking(move || Client::new(coordinators).propose(command))
         .await
-        .map_err(|e| (REQUEST_TIMED_OUT, e.to_string()))?;
+        .map_err(|e| (ResponseError::RequestTimedOut.code(), e.to_string()))?;
     match outcome {
         Outcome::Refused(MetaError { code, message }) => Err((code as i16, message)),
         other => Ok(other),
@@ -112,7 +101,7 @@ pub async fn run_partitions(
         });
     }
     out.into_iter()
-        .map(|r| r.unwrap_or(Err(crate::router::UNKNOWN_SERVER_ERROR)))
+        .map(|r| r.unwrap_or(Err(ResponseError::UnknownServerError.code())))
         .collect()
 }
 
@@ -156,19 +145,19 @@ pub fn partition_error(
     partition: i32,
 ) -> Option<i16> {
     let Some(t) = state.topics.get(topic) else {
-        return Some(UNKNOWN_TOPIC_OR_PARTITION);
+        return Some(ResponseError::UnknownTopicOrPartition.code());
     };
     let Some(p) = usize::try_from(partition)
         .ok()
         .and_then(|i| t.partitions.get(i))
     else {
-        return Some(UNKNOWN_TOPIC_OR_PARTITION);
+        return Some(ResponseError::UnknownTopicOrPartition.code());
     };
     if p.leader < 0 {
-        return Some(LEADER_NOT_AVAILABLE);
+        return Some(ResponseError::LeaderNotAvailable.code());
     }
     if p.leader != broker {
-        return Some(NOT_LEADER_OR_FOLLOWER);
+        return Some(ResponseError::NotLeaderOrFollower.code());
     }
     None
 }

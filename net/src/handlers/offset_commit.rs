@@ -3,12 +3,12 @@
 //! a standalone consumer's commit, taken while the group is empty (how
 //! offsets are reset, as kafka-consumer-groups.sh does).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use crate::groups::codes::{UNKNOWN_SERVER_ERROR, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::groups::{route, CommitOffset, Op, Reply};
 use crate::Ctx;
 
@@ -31,7 +31,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                 });
             } else {
-                s.push(Err(UNKNOWN_TOPIC_OR_PARTITION));
+                s.push(Err(ResponseError::UnknownTopicOrPartition.code()));
             }
         }
         slots.push(s);
@@ -50,7 +50,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
         match route::run_one(ctx, op).await {
             Reply::Commit(codes) => codes,
             Reply::Error(code) => vec![code; n],
-            _ => vec![UNKNOWN_SERVER_ERROR; n],
+            _ => vec![ResponseError::UnknownServerError.code(); n],
         }
     };
     let mut resp = OffsetCommitResponse::default();
@@ -61,7 +61,10 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             let mut rp = OffsetCommitResponsePartition::default();
             rp.partition_index = p.partition_index;
             rp.error_code = match slot {
-                Ok(i) => codes.get(i).copied().unwrap_or(UNKNOWN_SERVER_ERROR),
+                Ok(i) => codes
+                    .get(i)
+                    .copied()
+                    .unwrap_or(ResponseError::UnknownServerError.code()),
                 Err(code) => code,
             };
             rt.partitions.push(rp);

@@ -1,12 +1,12 @@
 //! OffsetDelete: drops committed offsets of topics the group's members
-//! do not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC for the others).
+//! do not subscribe to (ResponseError::GroupSubscribedToTopic.code() for the others).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
-use crate::groups::codes::{INVALID_GROUP_ID, NONE, UNKNOWN_SERVER_ERROR};
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
 
@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
         .collect();
     let mut resp = OffsetDeleteResponse::default();
     let (error, codes) = if group.is_empty() {
-        (INVALID_GROUP_ID, Vec::new())
+        (ResponseError::InvalidGroupId.code(), Vec::new())
     } else {
         let op = Op::DeleteOffsets {
             group: group.clone(),
@@ -32,11 +32,11 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
         match route::run_one(ctx, op).await {
             Reply::DeleteOffsets(code, codes) => (code, codes),
             Reply::Error(code) => (code, Vec::new()),
-            _ => (UNKNOWN_SERVER_ERROR, Vec::new()),
+            _ => (ResponseError::UnknownServerError.code(), Vec::new()),
         }
     };
     resp.error_code = error;
-    if error != NONE {
+    if error != 0 {
         return resp;
     }
     let mut codes = codes.into_iter();
@@ -46,7 +46,9 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
         for p in &t.partitions {
             let mut rp = OffsetDeleteResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = codes.next().unwrap_or(UNKNOWN_SERVER_ERROR);
+            rp.error_code = codes
+                .next()
+                .unwrap_or(ResponseError::UnknownServerError.code());
             rt.partitions.push(rp);
         }
         resp.topics.push(rt);

@@ -1,6 +1,7 @@
 //! OffsetFetch: a group's committed offsets; v8+ batches groups. An
 //! offset never committed is -1 with no error, as in Kafka.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -9,7 +10,6 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::topic_name;
-use crate::groups::codes::{NONE, UNKNOWN_SERVER_ERROR};
 use crate::groups::state::Committed;
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
@@ -57,7 +57,7 @@ async fn fetch(ctx: &Ctx, groups: Vec<Asked>) -> Vec<Fetched> {
         .map(|r| match r {
             Reply::Fetch(offsets) => Ok(offsets),
             Reply::Error(code) => Err(code),
-            _ => Err(UNKNOWN_SERVER_ERROR),
+            _ => Err(ResponseError::UnknownServerError.code()),
         })
         .collect()
 }
@@ -111,9 +111,9 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetF
     let fetched = fetch(ctx, vec![(req.group_id.to_string(), partitions)])
         .await
         .pop()
-        .unwrap_or(Err(UNKNOWN_SERVER_ERROR));
+        .unwrap_or(Err(ResponseError::UnknownServerError.code()));
     let (error, offsets) = match fetched {
-        Ok(o) => (NONE, o),
+        Ok(o) => (0, o),
         // v1 has no top-level error: each partition carries it.
         Err(code) => (code, asked.into_iter().map(|(t, p)| (t, p, None)).collect()),
     };

@@ -2,15 +2,13 @@
 //! epoch, from the partition's leader epoch cache, so that a client or
 //! follower can find where its copy diverged.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{
-    log_config, partition_error, run_partitions, topic_name, FENCED_LEADER_EPOCH,
-    UNKNOWN_LEADER_EPOCH,
-};
+use super::{log_config, partition_error, run_partitions, topic_name};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
@@ -24,8 +22,8 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                 partition_error(&state, ctx.config.broker_id, &name, p.partition).or_else(|| {
                     let current = state.topics[&name].partitions[p.partition as usize].leader_epoch;
                     match p.current_leader_epoch {
-                        e if e >= 0 && e < current => Some(FENCED_LEADER_EPOCH),
-                        e if e > current => Some(UNKNOWN_LEADER_EPOCH),
+                        e if e >= 0 && e < current => Some(ResponseError::FencedLeaderEpoch.code()),
+                        e if e > current => Some(ResponseError::UnknownLeaderEpoch.code()),
                         _ => None,
                     }
                 });
@@ -58,7 +56,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                     pr.end_offset = end;
                 }
                 Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+                _ => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

@@ -9,14 +9,13 @@
 //! waits for the acknowledgements and may overlap later requests. See
 //! `router` for the ordering this guarantees.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use std::collections::HashSet;
 
-use super::{
-    log_config, partition_error, topic_name, INVALID_REQUEST, INVALID_REQUIRED_ACKS, INVALID_TOPIC,
-};
+use super::{log_config, partition_error, topic_name};
 use crate::router::{PartOp, PartReply};
 use crate::Ctx;
 
@@ -40,7 +39,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
     let mut slots = Vec::new();
     let mut resp = ProduceResponse::default();
     // Partitions already in this request. A partition named again is
-    // refused with INVALID_REQUEST: its data would otherwise be appended
+    // refused with ResponseError::InvalidRequest.code(): its data would otherwise be appended
     // twice in one request, and appends (each with its own copy of the
     // topic's config) stay bounded by the partitions that exist, not by
     // how often a request repeats one.
@@ -64,17 +63,19 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
             let error = if !(-1..=1).contains(&acks) {
-                Some(INVALID_REQUIRED_ACKS)
+                Some(ResponseError::InvalidRequiredAcks.code())
             } else if super::is_internal(&name) {
                 // Only the broker writes there, as in Kafka.
-                Some(INVALID_TOPIC)
+                Some(ResponseError::InvalidTopicException.code())
             } else {
-                partition_error(&state, ctx.config.broker_id, &name, p.index)
-                    .or_else(|| (!seen.insert((name.clone(), p.index))).then_some(INVALID_REQUEST))
+                partition_error(&state, ctx.config.broker_id, &name, p.index).or_else(|| {
+                    (!seen.insert((name.clone(), p.index)))
+                        .then_some(ResponseError::InvalidRequest.code())
+                })
             };
             match (error, p.records) {
                 (Some(code), _) => pr.error_code = code,
-                (None, None) => pr.error_code = crate::router::CORRUPT_MESSAGE,
+                (None, None) => pr.error_code = ResponseError::CorruptMessage.code(),
                 (None, Some(records)) => {
                     ops.push((
                         sluice_engine::TopicPartition::new(name.clone(), p.index),
@@ -121,7 +122,7 @@ impl Submitted {
                     }
                 }
                 PartReply::Produce(Err(code)) | PartReply::Done(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = crate::router::UNKNOWN_SERVER_ERROR,
+                _ => pr.error_code = ResponseError::UnknownServerError.code(),
             }
         }
         resp

@@ -1,10 +1,10 @@
 //! SyncGroup: the leader's assignments are stored, then every member gets
 //! its own; followers wait on the coordinator shard for the leader.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::codes::{INVALID_GROUP_ID, UNKNOWN_SERVER_ERROR};
 use crate::groups::state::SyncResult;
 use crate::groups::{route, Op, Reply};
 use crate::Ctx;
@@ -12,7 +12,7 @@ use crate::Ctx;
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let result = if group.is_empty() {
-        SyncResult::error(INVALID_GROUP_ID)
+        SyncResult::error(ResponseError::InvalidGroupId.code())
     } else {
         let op = Op::Sync {
             group: group.clone(),
@@ -30,7 +30,7 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroup
         match route::run_one(ctx, op).await {
             Reply::Sync(r) => r,
             Reply::Error(code) => SyncResult::error(code),
-            _ => SyncResult::error(UNKNOWN_SERVER_ERROR),
+            _ => SyncResult::error(ResponseError::UnknownServerError.code()),
         }
     };
     let mut resp = SyncGroupResponse::default();
