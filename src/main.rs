@@ -9,10 +9,8 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod settings;
 use sluice_engine::shard::{Engine, EngineConfig};
-use sluice_replication::metadata::{Command as MetaCommand, Endpoint, ErrorCode, Outcome};
 use sluice_replication::raft::client::Client;
 use sluice_replication::raft::node::{self, NodeConfig};
-use sluice_replication::raft::subscriber::Subscriber;
 
 #[derive(Parser)]
 #[command(
@@ -404,7 +402,7 @@ fn run_broker(
             return std::process::ExitCode::FAILURE;
         }
     };
-    let membership = Membership {
+    let membership = sluice_broker::membership::Membership {
         broker_id: broker.broker_id,
         advertised: broker.advertised.clone(),
         coordinators: broker.coordinators.clone(),
@@ -600,172 +598,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// How this broker joins the cluster: registered with a coordinator quorum
-/// (embedded in this process for `sluice start`, remote for `sluice
-/// broker`), heartbeating and following its metadata.
-struct Membership {
-    broker_id: i32,
-    advertised: (String, u16),
-    /// The quorum's addresses (the embedded node's own for `start`).
-    coordinators: Vec<String>,
-    /// `start`: run a one-member quorum here, listening there with its log
-    /// in that directory.
-    embedded: Option<(std::net::SocketAddr, PathBuf)>,
-    /// `broker.session.timeout.ms`: heartbeats go out three times per session.
-    session: std::time::Duration,
-}
-
-struct Running {
-    subscriber: Subscriber,
-    heartbeats: std::thread::JoinHandle<()>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    node: Option<node::NodeHandle>,
-    /// This broker's id and epoch, and the quorum it registered with.
-    broker: (i32, u64),
-    coordinators: Vec<String>,
-}
-
-fn incarnation() -> [u8; 16] {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut id = [0u8; 16];
-    id[..12].copy_from_slice(&nanos.to_le_bytes()[..12]);
-    id[12..].copy_from_slice(&std::process::id().to_le_bytes());
-    id
-}
-
-impl Membership {
-    fn start(&self) -> Result<Running, String> {
-        let session = self.session;
-        let node = match &self.embedded {
-            Some((listen, dir)) => {
-                let peers = BTreeMap::from([(1u64, listen.to_string())]);
-                let mut config = NodeConfig::new(1, *listen, peers, dir.clone());
-                config.session_timeout = session;
-                let node = node::start(config)
-                    .map_err(|e| format!("cannot start the embedded coordinator: {e}"))?;
-                println!(
-                    "sluice: embedded coordinator (one-member quorum) on {listen}, data in {}",
-                    dir.display()
-                );
-                Some(node)
-            }
-            None => None,
-        };
-        let mut client = Client::new(self.coordinators.clone());
-        let register = MetaCommand::RegisterBroker {
-            id: self.broker_id,
-            incarnation: incarnation(),
-            endpoints: vec![Endpoint {
-                listener: "PLAINTEXT".into(),
-                host: self.advertised.0.clone(),
-                port: self.advertised.1,
-                security_protocol: "PLAINTEXT".into(),
-            }],
-            rack: None,
-        };
-        // After a crash the previous incarnation counts as live until its
-        // session expires and the leader fences it; registration waits.
-        let deadline = std::time::Instant::now() + session * 3;
-        let mut told = false;
-        let epoch = loop {
-            let outcome = client
-                .propose(register.clone())
-                .map_err(|e| format!("cannot register with the coordinator: {e}"))?;
-            match outcome {
-                Outcome::BrokerRegistered { epoch } => break epoch,
-                Outcome::Refused(e)
-                    if e.code == ErrorCode::DuplicateBrokerRegistration
-                        && std::time::Instant::now() < deadline =>
-                {
-                    if !told {
-                        println!(
-                            "sluice: broker {} is still registered by a previous process; waiting for its session ({} ms) to expire",
-                            self.broker_id,
-                            session.as_millis()
-                        );
-                        told = true;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                other => {
-                    return Err(format!(
-                        "the coordinator refused the registration: {other:?}"
-                    ))
-                }
-            }
-        };
-        println!(
-            "sluice: broker {} registered with the coordinators at {}, epoch {epoch}",
-            self.broker_id,
-            self.coordinators.join(",")
-        );
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (id, st) = (self.broker_id, stop.clone());
-        let heartbeats = std::thread::spawn(move || {
-            while !st.load(std::sync::atomic::Ordering::Acquire) {
-                if let Err(e) = client.heartbeat(id, epoch) {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-                std::thread::sleep(session / 3);
-            }
-        });
-        let subscriber = Subscriber::start(self.coordinators.clone())
-            .map_err(|e| format!("cannot follow metadata: {e}"))?;
-        // Serve only once this broker's image shows it registered and
-        // unfenced, which also means it holds everything applied before the
-        // registration (whose log index is the epoch): a client's first
-        // Metadata must already list it and every topic.
-        let deadline = std::time::Instant::now() + session * 2;
-        loop {
-            let image = subscriber.current();
-            let ready = image.last_applied >= epoch
-                && image
-                    .brokers
-                    .get(&self.broker_id)
-                    .is_some_and(|b| b.epoch == epoch && !b.fenced);
-            if ready {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                return Err("this broker's metadata did not catch up with the coordinator".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Ok(Running {
-            subscriber,
-            heartbeats,
-            stop,
-            node,
-            broker: (self.broker_id, epoch),
-            coordinators: self.coordinators.clone(),
-        })
-    }
-}
-
-impl Running {
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        let _ = self.heartbeats.join();
-        // Controlled shutdown: fence this incarnation now, so that the next
-        // process registers at once instead of waiting for the session.
-        let mut client = Client::new(self.coordinators.clone());
-        client.timeout = std::time::Duration::from_secs(5);
-        let (id, epoch) = self.broker;
-        if let Err(e) = client.propose(MetaCommand::FenceBroker { id, epoch }) {
-            tracing::warn!(error = %e, "could not fence this broker on shutdown");
-        }
-        drop(self.subscriber);
-        if let Some(node) = self.node {
-            node.stop();
-        }
-    }
-}
-
 fn start(
     mut config: EngineConfig,
-    membership: Membership,
+    membership: sluice_broker::membership::Membership,
     broker: sluice_net::BrokerConfig,
 ) -> std::process::ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
@@ -778,7 +613,7 @@ fn start(
             return std::process::ExitCode::FAILURE;
         }
     };
-    let coordinator = match membership.start() {
+    let coordinator = match membership.join(&|line| println!("sluice: {line}")) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -789,8 +624,7 @@ fn start(
         config.shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
     let listen = broker.listen;
-    let (server, listening) =
-        sluice_net::shard_main(broker, coordinator.subscriber.image.clone(), config.shards);
+    let (server, listening) = sluice_net::shard_main(broker, coordinator.image(), config.shards);
     let engine = match Engine::start_with(config.clone(), Some(server)) {
         Ok(e) => e,
         Err(e) => {
@@ -805,7 +639,7 @@ fn start(
     if !listening.wait(config.shards, std::time::Duration::from_secs(30)) {
         eprintln!("sluice: cannot listen for Kafka clients on {listen} (see the log)");
         engine.stop();
-        coordinator.stop();
+        coordinator.leave();
         return std::process::ExitCode::FAILURE;
     }
     let mut failed = 0;
@@ -832,7 +666,7 @@ fn start(
         println!("sluice: signal {sig}: syncing and stopping");
     }
     engine.stop();
-    coordinator.stop();
+    coordinator.leave();
     println!("sluice: stopped cleanly");
     std::process::ExitCode::SUCCESS
 }
