@@ -1142,8 +1142,9 @@ fn given_every_served_version_of_the_group_apis_the_broker_answers_it() {
     let mut s = std::net::TcpStream::connect(&broker.bootstrap).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut answered = 0;
-    for &(key, low, high, _) in sluice_net::api::SERVED {
-        for version in low..=high {
+    for api in sluice_net::dispatch::TABLE {
+        let key = api.key;
+        for version in api.min..=api.max {
             // A group of its own per request: no rebalance waits on another.
             let group = format!("sweep-{key:?}-{version}");
             let Some(body) = sweep_request(key, version, &group) else {

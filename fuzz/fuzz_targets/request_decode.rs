@@ -8,14 +8,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_net::api::SERVED;
+use sluice_net::dispatch::TABLE;
 
 fuzz_target!(|data: &[u8]| {
     let mut frame = data.to_vec();
     if frame.len() >= 5 && frame[0] & 1 == 1 {
-        let (key, lo, hi, _) = SERVED[frame[1] as usize % SERVED.len()];
-        let version = lo + (frame[2] as i16 % (hi - lo + 1));
-        frame[0..2].copy_from_slice(&(key as i16).to_be_bytes());
+        let api = &TABLE[frame[1] as usize % TABLE.len()];
+        let version = api.min + (frame[2] as i16 % (api.max - api.min + 1));
+        frame[0..2].copy_from_slice(&(api.key as i16).to_be_bytes());
         frame[2..4].copy_from_slice(&version.to_be_bytes());
     }
     let _ = sluice_net::decode_request(bytes::Bytes::from(frame));

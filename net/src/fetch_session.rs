@@ -18,14 +18,14 @@
 //! | n | 0 | close session n; full fetch, new session |
 //! | n | e>0 | incremental fetch in session n, which expects epoch e |
 //!
-//! An unknown `n` gets ResponseError::FetchSessionIdNotFound.code() and an unexpected `e`
-//! ResponseError::InvalidFetchSessionEpoch.code(); either way the client starts over with a
+//! An unknown `n` gets FETCH_SESSION_ID_NOT_FOUND and an unexpected `e`
+//! INVALID_FETCH_SESSION_EPOCH; either way the client starts over with a
 //! full fetch. Epochs go 1, 2, … and wrap to 1 after `i32::MAX`.
 //!
 //! ## Shards
 //! Sessions live in the shard that serves the connection. A client that
 //! reconnects may land on another shard (SO_REUSEPORT): there its session
-//! id is unknown, it gets ResponseError::FetchSessionIdNotFound.code() and starts a new
+//! id is unknown, it gets FETCH_SESSION_ID_NOT_FOUND and starts a new
 //! session. The low 8 bits of a session id are the shard's number, so an
 //! id made by one shard never names a session of another.
 //!
@@ -35,7 +35,7 @@
 //! most [`partitions_max`] partitions: the partitions the cluster has, plus
 //! [`PARTITIONS_SLACK`] for topics being created. A full request naming
 //! more is served without a session; an incremental one that would grow a
-//! session past it closes the session with ResponseError::FetchSessionIdNotFound.code(), and
+//! session past it closes the session with FETCH_SESSION_ID_NOT_FOUND, and
 //! the client starts over with a full request. So the cache's memory
 //! follows from the slots and the cluster's size, not from what clients
 //! send. When a shard's cache is full, a new session takes the slot of (as
@@ -53,9 +53,10 @@
 //! so that when `max_bytes` cuts a response short, the partitions left out
 //! come first next time.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
 
 /// `min.incremental.fetch.session.eviction.ms`.
 pub const EVICTION_IDLE: Duration = Duration::from_millis(120_000);
@@ -233,10 +234,12 @@ impl SessionCache {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }

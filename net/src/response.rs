@@ -83,11 +83,13 @@ pub struct Response {
 
 impl Response {
     /// The frame's bytes after its size prefix.
+    #[cfg(test)]
     pub fn body_len(&self) -> usize {
         self.pieces.iter().map(Piece::len).sum::<usize>() - 4
     }
 
     /// The whole frame in memory (tests, and tools that need it).
+    #[cfg(test)]
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         for p in &self.pieces {
@@ -456,7 +458,8 @@ mod tests {
 
     #[test]
     fn given_every_served_fetch_version_the_frame_is_byte_identical_to_kafka_protocols() {
-        let (lo, hi) = crate::api::served(ApiKey::Fetch).expect("fetch is served");
+        let api = crate::dispatch::api(ApiKey::Fetch).expect("fetch is served");
+        let (lo, hi) = (api.min, api.max);
         for version in lo..=hi {
             for n in [0, 1, 7] {
                 let (resp, records) = sample(version, n);

@@ -5,10 +5,9 @@
 //! A group belongs to partition `abs(javaHashCode(group)) % N` of the
 //! internal topic `__consumer_offsets` (N = `offsets.topic.num.partitions`,
 //! fixed when the topic is created, as in Kafka), and lives on the shard
-//! that owns that partition. Requests reaching another shard go to the
-//! owner through the router as [`Op`]s, batched per shard like all
-//! partition work. Only the owner touches a group: no lock, nothing shared
-//! between shards.
+//! that owns that partition. The group handlers send [`Op`]s to the owner
+//! (`handlers::group_service`), batched per shard like all partition work. Only the owner touches a group: no lock,
+//! nothing shared between shards.
 //!
 //! ## Durability
 //! Commits and group metadata are records of `__consumer_offsets` in
@@ -18,38 +17,18 @@
 //! in-memory state; a SyncGroup that completes a rebalance is answered
 //! after the group's metadata is stored. Deletions write tombstones.
 //!
-//! ## Keeping the log short
-//! The topic is `cleanup.policy=compact`, but the engine does not compact
-//! yet. So that a partition's log (and the time to load it) follows its
-//! live state rather than its history, the coordinator rewrites it: once
-//! more than `max(offsets.topic.segment.bytes, live state)` bytes were
-//! appended since the last rewrite, it appends every live record (each
-//! group's metadata and committed offsets) and moves the log start to the
-//! first of them; segments wholly below it are deleted. Every record below
-//! the new start is superseded by one above it, so a load from the log
-//! start finds the same state. Every write holds its partition's gate
-//! open, from reading the state it writes until that state is in memory;
-//! a rewrite closes the gate, so the state it copies includes every record
-//! written before it, and records written after it come after its own.
-//! (Group metadata is applied to memory before it is stored, so a rewrite
-//! may copy a newer state than the log holds, never an older one.)
-//!
-//! ## Loading
-//! The first request for a partition, or the timer once the topic exists,
-//! loads it: the log is streamed from its start to its high watermark in
-//! reads of at most `LOAD_READ_BYTES_MAX`, each record applied in order.
-//! Meanwhile the partition's groups answer ResponseError::CoordinatorLoadInProgress.code();
-//! groups of a partition this broker does not lead answer ResponseError::NotCoordinator.code().
-//! A loaded group with members is Stable; members that do not heartbeat
-//! within their session timeout are dropped and the group rebalances.
+//! ## Keeping the log short, and loading
+//! `upkeep` rewrites a partition's live state so that its log follows its
+//! live state rather than its history, until compaction exists; `load`
+//! reads a partition's groups back when this broker becomes its leader.
 //!
 //! ## Bounds
 //! * Members per group: `group.max.size` (Kafka: unlimited; here 1000 by
-//!   default, ResponseError::GroupMaxSizeReached.code() beyond it).
+//!   default, GROUP_MAX_SIZE_REACHED beyond it).
 //! * Groups per shard: `groups_per_shard_max`; a new group beyond it is
-//!   refused with ResponseError::CoordinatorNotAvailable.code() (Kafka has no such bound).
+//!   refused with COORDINATOR_NOT_AVAILABLE (Kafka has no such bound).
 //! * Committed offsets per group: `group_offsets_max`; a commit of a new
-//!   partition beyond it gets ResponseError::InvalidCommitOffsetSize.code().
+//!   partition beyond it gets INVALID_COMMIT_OFFSET_SIZE.
 //! * Waiting JoinGroup and SyncGroup requests: one per member.
 //!
 //! ## Expiry
@@ -58,11 +37,11 @@
 //! ([`state::Group::expire_offsets`]) with tombstones, and empty groups
 //! without offsets are forgotten.
 
-pub mod records;
-pub mod route;
-pub mod state;
+mod load;
+pub(crate) mod records;
+pub(crate) mod state;
+mod upkeep;
 
-use kafka_protocol::error::ResponseError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -71,21 +50,21 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use sluice_engine::batch::build::{batch, Record};
-use sluice_engine::partition::{ReadOptions, ReadUpper};
-use sluice_engine::shard::{shard_of, ShardEnv};
-use sluice_engine::types::now_ms;
-use sluice_engine::{LeaderEpoch, Offset, TopicPartition};
-use sluice_replication::raft::subscriber::Image;
-
-use crate::BrokerConfig;
+use kafka_protocol::error::ResponseError;
 use records::{GroupValue, Key, MemberValue, OffsetValue};
+use sluice_broker::partition_manager::PartitionManager;
+use sluice_broker::replicated_partition::Acks;
+use sluice_engine::batch::build::{batch, Record};
+use sluice_engine::types::now_ms;
+use sluice_engine::{LeaderEpoch, TopicPartition};
+use sluice_replication::raft::subscriber::Image;
 use state::{Committed, Effect, Group, GroupState, JoinRequest, JoinResult, Limits, SyncResult};
+use upkeep::Upkeep;
+
+use crate::config::BrokerConfig;
 
 /// The internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Bytes read from the log at a time while loading.
-const LOAD_READ_BYTES_MAX: usize = 1 << 20;
 /// Bytes of records per batch written (below the default max.message.bytes).
 const WRITE_BATCH_BYTES_MAX: usize = 512 << 10;
 /// How often the timers run.
@@ -210,7 +189,7 @@ pub type Listed = (String, String, &'static str);
 /// The answer to an [`Op`].
 #[derive(Debug)]
 pub enum Reply {
-    /// The whole operation failed (ResponseError::NotCoordinator.code(), loading, ...).
+    /// The whole operation failed (NOT_COORDINATOR, loading, ...).
     Error(i16),
     Join(JoinResult),
     Sync(SyncResult),
@@ -233,22 +212,10 @@ enum Part {
     Loaded(HashMap<String, Group>),
 }
 
-/// What keeps one partition's log short (see the module docs).
-struct Upkeep {
-    /// Held shared by writes that apply to memory after their record is
-    /// acknowledged; held alone by a rewrite.
-    gate: Rc<glommio::sync::RwLock<()>>,
-    /// Record bytes appended since the last rewrite (or since this broker
-    /// started coordinating the partition).
-    appended_bytes: u64,
-    /// Record bytes of the live state at the last rewrite.
-    live_bytes: u64,
-    rewriting: bool,
-}
-
 /// One shard's groups.
 pub struct Coordinator {
-    env: Rc<ShardEnv>,
+    /// The shard's partitions, `__consumer_offsets`' among them.
+    partitions: Rc<PartitionManager>,
     config: Arc<BrokerConfig>,
     image: Image,
     limits: Limits,
@@ -260,7 +227,11 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// The shard's coordinator, with its timers running.
-    pub fn start(env: Rc<ShardEnv>, config: Arc<BrokerConfig>, image: Image) -> Rc<Self> {
+    pub fn start(
+        partitions: Rc<PartitionManager>,
+        config: Arc<BrokerConfig>,
+        image: Image,
+    ) -> Rc<Self> {
         let limits = Limits {
             session_timeout_ms_min: config.group_min_session_timeout_ms,
             session_timeout_ms_max: config.group_max_session_timeout_ms,
@@ -270,7 +241,7 @@ impl Coordinator {
             metadata_bytes_max: config.offset_metadata_max_bytes,
         };
         let c = Rc::new(Self {
-            env,
+            partitions,
             config,
             image,
             limits,
@@ -285,115 +256,6 @@ impl Coordinator {
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition::new(OFFSETS_TOPIC, p)
-    }
-
-    /// Partition `p`'s gate (see the module docs).
-    fn gate(&self, p: i32) -> Rc<glommio::sync::RwLock<()>> {
-        self.upkeep
-            .borrow_mut()
-            .entry(p)
-            .or_insert_with(|| Upkeep {
-                gate: Rc::new(glommio::sync::RwLock::new(())),
-                appended_bytes: 0,
-                live_bytes: 0,
-                rewriting: false,
-            })
-            .gate
-            .clone()
-    }
-
-    /// Counts `bytes` of records written to partition `p`.
-    fn appended(&self, p: i32, bytes: u64) {
-        self.gate(p);
-        if let Some(u) = self.upkeep.borrow_mut().get_mut(&p) {
-            u.appended_bytes += bytes;
-        }
-    }
-
-    /// Starts a rewrite of every partition whose log grew by more than
-    /// `max(offsets.topic.segment.bytes, its live state)` since the last.
-    fn start_due_rewrites(self: &Rc<Self>) {
-        let floor = self.config.offsets_topic_segment_bytes.max(1) as u64;
-        let due: Vec<i32> = self
-            .upkeep
-            .borrow_mut()
-            .iter_mut()
-            .filter(|(_, u)| !u.rewriting && u.appended_bytes >= u.live_bytes.max(floor))
-            .map(|(p, u)| {
-                u.rewriting = true;
-                *p
-            })
-            .collect();
-        for p in due {
-            let c = self.clone();
-            glommio::spawn_local(async move {
-                if let Err(e) = c.rewrite(p).await {
-                    tracing::warn!(partition = p, error = %e, "could not rewrite a group partition");
-                }
-                if let Some(u) = c.upkeep.borrow_mut().get_mut(&p) {
-                    u.rewriting = false;
-                }
-            })
-            .detach();
-        }
-    }
-
-    /// Appends partition `p`'s live state and moves its log start to it
-    /// (see the module docs).
-    async fn rewrite(&self, p: i32) -> Result<(), sluice_engine::EngineError> {
-        let gate = self.gate(p);
-        let Ok(_closed) = gate.write().await else {
-            return Ok(());
-        };
-        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = {
-            let mut parts = self.parts.borrow_mut();
-            let Some(Part::Loaded(groups)) = parts.get_mut(&p) else {
-                return Ok(());
-            };
-            let mut records = Vec::new();
-            for g in groups.values_mut() {
-                if g.protocol_type.is_some() {
-                    if let Some(v) = group_value(g) {
-                        records.push((Key::Group(g.id.clone()).encode(), Some(v.encode())));
-                    }
-                }
-                for ((t, i), c) in &g.offsets {
-                    records.push(offset_record(&g.id, t, *i, Some(c)));
-                }
-            }
-            records
-        };
-        let live: u64 = records.iter().map(|(k, v)| record_bytes(k, v)).sum();
-        let worth = {
-            let mut upkeep = self.upkeep.borrow_mut();
-            let u = upkeep.get_mut(&p).expect("made by gate()");
-            let worth = u.appended_bytes > live;
-            u.live_bytes = live;
-            if !worth {
-                u.appended_bytes = 0;
-            }
-            worth
-        };
-        if !worth {
-            return Ok(());
-        }
-        let config = crate::handlers::log_config(&self.image.load(), OFFSETS_TOPIC);
-        let partition = self.env.open(&Self::tp(p), config).await?;
-        // Nothing else appends here while the gate is closed.
-        let start = partition.watermarks().log_end;
-        self.append(p, records).await?;
-        if let Some(u) = self.upkeep.borrow_mut().get_mut(&p) {
-            u.appended_bytes = 0;
-        }
-        drop(_closed);
-        partition.delete_records(start, now_ms()).await?;
-        tracing::info!(
-            partition = p,
-            log_start = start.0,
-            live_bytes = live,
-            "group partition rewritten"
-        );
-        Ok(())
     }
 
     /// Runs one operation on group partition `p`.
@@ -685,8 +547,7 @@ impl Coordinator {
             .get(OFFSETS_TOPIC)
             .and_then(|t| t.partitions.get(p as usize))
             .map_or(0, |part| part.leader_epoch);
-        let config = crate::handlers::log_config(&state, OFFSETS_TOPIC);
-        let partition = self.env.open(&Self::tp(p), config).await?;
+        let partition = self.partitions.open(&Self::tp(p)).await?;
         let now = now_ms();
         let mut last = None;
         let mut chunk: Vec<Record> = Vec::new();
@@ -708,7 +569,7 @@ impl Coordinator {
             }
         }
         if let Some(last) = last {
-            partition.wait_acked(last).await?;
+            partition.acknowledged(Acks::All, last).await?;
         }
         Ok(())
     }
@@ -880,89 +741,12 @@ impl Coordinator {
         (0, codes)
     }
 
-    /// Loads partition `p`'s groups from the log.
-    async fn load(self: Rc<Self>, p: i32) {
-        match self.read_groups(p).await {
-            Ok(groups) => {
-                tracing::info!(
-                    partition = p,
-                    groups = groups.len(),
-                    "group partition loaded"
-                );
-                self.parts.borrow_mut().insert(p, Part::Loaded(groups));
-            }
-            Err(e) => {
-                tracing::warn!(partition = p, error = %e, "could not load a group partition");
-                self.parts.borrow_mut().remove(&p);
-            }
-        }
-    }
-
-    async fn read_groups(&self, p: i32) -> Result<HashMap<String, Group>, String> {
-        let config = crate::handlers::log_config(&self.image.load(), OFFSETS_TOPIC);
-        let partition = self
-            .env
-            .open(&Self::tp(p), config)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut loader = Loader {
-            groups: HashMap::new(),
-            limits: &self.limits,
-            groups_max: self.config.groups_per_shard_max,
-            now: now_ms(),
-        };
-        let mut at = partition.watermarks().log_start;
-        loop {
-            let opts = ReadOptions {
-                max_bytes: LOAD_READ_BYTES_MAX,
-                min_one: true,
-                upper: ReadUpper::HighWatermark,
-            };
-            let r = partition.read(at, opts).await.map_err(|e| e.to_string())?;
-            let hw = r.watermarks.high_watermark;
-            let buf = crate::router::collect(r.chunks, r.bytes);
-            let before = at;
-            let mut pos = 0usize;
-            while let Some(header) = buf
-                .get(pos..)
-                .and_then(sluice_engine::batch::BatchHeader::parse)
-            {
-                let Some(len) = header.total_len().filter(|l| pos + l <= buf.len()) else {
-                    break;
-                };
-                let b = &buf[pos..pos + len];
-                match sluice_engine::batch::records(b) {
-                    Some(records) => {
-                        for r in records {
-                            loader.apply(r.key, r.value);
-                        }
-                    }
-                    None => tracing::warn!(
-                        partition = p,
-                        offset = header.base_offset,
-                        "skipped a group batch that cannot be read"
-                    ),
-                }
-                at = Offset(header.last_offset() + 1);
-                pos += len;
-            }
-            if at >= hw {
-                break;
-            }
-            if at == before {
-                return Err(format!("no whole batch at offset {}", at.0));
-            }
-        }
-        let mut groups = loader.groups;
-        groups.retain(|_, g| !g.is_disposable());
-        Ok(groups)
-    }
-
     /// The timers: group timeouts, loading of partitions this shard
     /// coordinates, offset expiry.
     async fn timers(self: Rc<Self>) {
         let mut last_expiry = now_ms();
-        while !self.env.stop.load(std::sync::atomic::Ordering::Acquire) {
+        let stop = self.partitions.env().stop.clone();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
             glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
             self.load_owned();
             self.start_due_rewrites();
@@ -984,25 +768,6 @@ impl Coordinator {
             if now - last_expiry >= self.config.offsets_retention_check_interval_ms as i64 {
                 last_expiry = now;
                 self.expire(now).await;
-            }
-        }
-    }
-
-    /// Starts loading the partitions of `__consumer_offsets` this shard
-    /// owns and this broker leads, so a restarted broker has its groups
-    /// ready before clients ask.
-    fn load_owned(self: &Rc<Self>) {
-        let state = self.image.load();
-        let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
-            return;
-        };
-        for (i, part) in topic.partitions.iter().enumerate() {
-            let p = i as i32;
-            if part.leader == self.config.broker_id
-                && shard_of(&Self::tp(p), self.env.shards) == self.env.shard
-                && !self.parts.borrow().contains_key(&p)
-            {
-                let _ = self.ready(p);
             }
         }
     }
@@ -1142,233 +907,9 @@ fn describe(g: &mut Group) -> Described {
     }
 }
 
-/// Applies records read from `__consumer_offsets`, in log order.
-struct Loader<'a> {
-    groups: HashMap<String, Group>,
-    limits: &'a Limits,
-    groups_max: usize,
-    now: i64,
-}
-
-impl Loader<'_> {
-    fn group(&mut self, id: &str) -> Option<&mut Group> {
-        if !self.groups.contains_key(id) {
-            if self.groups.len() >= self.groups_max {
-                tracing::warn!(
-                    group = id,
-                    "more groups than groups_per_shard_max: not loaded"
-                );
-                return None;
-            }
-            let g = Group::new(id, self.limits.initial_rebalance_delay_ms, self.now);
-            self.groups.insert(id.to_string(), g);
-        }
-        self.groups.get_mut(id)
-    }
-
-    fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(key) = key.and_then(Key::decode) else {
-            return;
-        };
-        let limits = self.limits.clone();
-        match key {
-            Key::Offset {
-                group,
-                topic,
-                partition,
-            } => match value.map(OffsetValue::decode) {
-                None => {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
-                    }
-                }
-                Some(None) => {}
-                Some(Some(v)) => {
-                    if let Some(g) = self.group(&group) {
-                        let c = Committed {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp_ms: v.commit_timestamp_ms,
-                        };
-                        g.commit(&topic, partition, c, &limits);
-                    }
-                }
-            },
-            Key::Group(group) => match value.map(GroupValue::decode) {
-                None => {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        let offsets = std::mem::take(&mut g.offsets);
-                        *g = Group::new(&group, limits.initial_rebalance_delay_ms, self.now);
-                        g.offsets = offsets;
-                    }
-                }
-                Some(None) => {}
-                Some(Some(v)) => {
-                    let now = self.now;
-                    if let Some(g) = self.group(&group) {
-                        restore(g, v, now);
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// Puts a stored group's metadata into `g`: Stable with its members, who
-/// must heartbeat within their session timeout, or Empty.
-fn restore(g: &mut Group, v: GroupValue, now: i64) {
-    let offsets = std::mem::take(&mut g.offsets);
-    *g = Group::new(&g.id, g.initial_delay_ms, now);
-    g.offsets = offsets;
-    g.generation = v.generation;
-    g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
-    g.protocol = v.protocol.clone();
-    g.leader = v.leader;
-    g.state_since_ms = if v.state_timestamp_ms > 0 {
-        v.state_timestamp_ms
-    } else {
-        now
-    };
-    let protocol = v.protocol.unwrap_or_default();
-    for m in v.members {
-        if let Some(instance) = &m.instance_id {
-            g.static_members
-                .insert(instance.clone(), m.member_id.clone());
-        }
-        g.members.insert(
-            m.member_id.clone(),
-            state::Member {
-                id: m.member_id,
-                spec: state::MemberSpec {
-                    instance_id: m.instance_id,
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                    session_timeout_ms: m.session_timeout_ms,
-                    rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                    protocols: vec![(protocol.clone(), m.subscription)],
-                },
-                assignment: m.assignment,
-                awaiting_join: false,
-                awaiting_sync: false,
-                last_heartbeat_ms: now,
-            },
-        );
-    }
-    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
-        g.leader = g.members.keys().next().cloned();
-    }
-    g.state = if g.members.is_empty() {
-        GroupState::Empty
-    } else {
-        GroupState::Stable
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn member_value(id: &str, instance: Option<&str>) -> MemberValue {
-        MemberValue {
-            member_id: id.into(),
-            instance_id: instance.map(Into::into),
-            client_id: "c".into(),
-            client_host: "/10.0.0.1".into(),
-            rebalance_timeout_ms: 300_000,
-            session_timeout_ms: 45_000,
-            subscription: Bytes::from_static(b"sub"),
-            assignment: Bytes::from_static(b"asg"),
-        }
-    }
-
-    #[test]
-    fn given_stored_records_loading_replays_commits_groups_and_tombstones_in_order() {
-        let limits = Limits::default();
-        let mut l = Loader {
-            groups: HashMap::new(),
-            limits: &limits,
-            groups_max: 10,
-            now: 1_000,
-        };
-        let c = Committed {
-            offset: 7,
-            leader_epoch: 2,
-            metadata: "m".into(),
-            commit_timestamp_ms: 5,
-        };
-        let (k, v) = offset_record("g", "t", 0, Some(&c));
-        l.apply(Some(&k), v.as_deref());
-        let (k, v) = offset_record("g", "t", 1, Some(&c));
-        l.apply(Some(&k), v.as_deref());
-        let (k, v) = offset_record("g", "t", 1, None);
-        l.apply(Some(&k), v.as_deref());
-        let value = GroupValue {
-            protocol_type: "consumer".into(),
-            generation: 4,
-            protocol: Some("range".into()),
-            leader: Some("m2".into()),
-            state_timestamp_ms: 900,
-            members: vec![member_value("m1", Some("i1")), member_value("m2", None)],
-        };
-        let key = Key::Group("g".into()).encode();
-        l.apply(Some(&key), Some(&value.encode()));
-        // Records this broker does not know, or that do not parse, are skipped.
-        l.apply(Some(&[0, 9, 1]), Some(&[1, 2]));
-        l.apply(None, Some(&[1]));
-        l.apply(Some(&key), Some(&[0, 3]));
-
-        let g = &l.groups["g"];
-        assert_eq!(g.offsets.len(), 1);
-        assert_eq!(g.offsets[&("t".to_string(), 0)], c);
-        assert_eq!((g.state, g.generation), (GroupState::Stable, 4));
-        assert_eq!(g.leader.as_deref(), Some("m2"));
-        assert_eq!(g.static_members["i1"], "m1");
-        let m = &g.members["m1"];
-        assert_eq!(m.assignment, "asg");
-        assert_eq!(
-            m.spec.protocols,
-            vec![("range".to_string(), Bytes::from_static(b"sub"))]
-        );
-        assert_eq!(m.last_heartbeat_ms, 1_000, "a full session from loading");
-        assert_eq!(
-            group_value(&mut l.groups.get_mut("g").unwrap().clone()),
-            Some(value)
-        );
-
-        // A group tombstone forgets members, not offsets (they have their own).
-        l.apply(Some(&key), None);
-        let g = &l.groups["g"];
-        assert_eq!(
-            (g.state, g.members.len(), g.offsets.len()),
-            (GroupState::Empty, 0, 1)
-        );
-    }
-
-    #[test]
-    fn given_more_groups_than_the_bound_loading_keeps_the_first_ones() {
-        let limits = Limits::default();
-        let mut l = Loader {
-            groups: HashMap::new(),
-            limits: &limits,
-            groups_max: 2,
-            now: 0,
-        };
-        let c = Committed {
-            offset: 1,
-            leader_epoch: -1,
-            metadata: String::new(),
-            commit_timestamp_ms: 0,
-        };
-        for g in ["a", "b", "c"] {
-            let (k, v) = offset_record(g, "t", 0, Some(&c));
-            l.apply(Some(&k), v.as_deref());
-        }
-        assert_eq!(l.groups.len(), 2);
-        assert!(!l.groups.contains_key("c"));
-    }
-
     #[test]
     fn given_group_ids_the_partition_matches_kafka() {
         assert_eq!(java_hash(""), 0);

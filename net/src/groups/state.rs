@@ -33,10 +33,10 @@
 //! SyncGroup within their rebalance timeout after a join completes are
 //! dropped and the group rebalances again.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 
 /// Kafka's group states, named as DescribeGroups and ListGroups show them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +227,7 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// group.instance.id → member id.
     pub static_members: HashMap<String, String>,
-    /// Member ids handed out with ResponseError::MemberIdRequired.code(), and until when they
+    /// Member ids handed out with MEMBER_ID_REQUIRED, and until when they
     /// may join with them.
     pub pending: HashMap<String, i64>,
     pub offsets: BTreeMap<(String, i32), Committed>,
@@ -348,8 +348,8 @@ impl Group {
             .map(|(_, c)| c.clone())
     }
 
-    /// Checks a request's member and instance ids: ResponseError::FencedInstanceId.code() if
-    /// the instance id is held by another member, ResponseError::UnknownMemberId.code() if
+    /// Checks a request's member and instance ids: FENCED_INSTANCE_ID if
+    /// the instance id is held by another member, UNKNOWN_MEMBER_ID if
     /// the member is not in the group.
     fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
         if let Some(instance) = instance_id {
@@ -608,7 +608,7 @@ impl Group {
     }
 
     /// Starts a rebalance: members awaiting SyncGroup are told
-    /// ResponseError::RebalanceInProgress.code() and assignments are dropped.
+    /// REBALANCE_IN_PROGRESS and assignments are dropped.
     fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.state == GroupState::CompletingRebalance {

@@ -2,18 +2,37 @@
 //! IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT), both through
 //! the coordinator, which validates the values.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    IncrementalAlterConfigsResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::{Command, ConfigOp, ConfigResource, MetadataState};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use crate::Ctx;
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, AlterConfigs);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::AlterConfigs(resp))
+    })
+}
+
+pub(crate) fn serve_incremental(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, IncrementalAlterConfigs);
+        let resp = handle_incremental(&ctx, r).await;
+        req.reply
+            .answer(ResponseKind::IncrementalAlterConfigs(resp))
+    })
+}
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -44,7 +63,7 @@ fn resource(
 }
 
 async fn apply(
-    ctx: &Ctx,
+    ctx: &Rc<Ctx>,
     resource: ConfigResource,
     ops: Vec<ConfigOp>,
     validate_only: bool,
@@ -58,12 +77,12 @@ async fn apply(
             .map_err(|e| (e.code as i16, e.message));
     }
     let before = ctx.image.load().last_applied;
-    super::propose(ctx, command).await?;
-    super::until_image(ctx, |s| s.last_applied > before).await;
+    crate::admin::propose(&ctx.config, command).await?;
+    crate::admin::until_image(&ctx.image, |s| s.last_applied > before).await;
     Ok(())
 }
 
-pub async fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+async fn handle(ctx: &Rc<Ctx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let state = ctx.image.load_full();
     let mut resp = AlterConfigsResponse::default();
     for r in req.resources {
@@ -102,8 +121,8 @@ pub async fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse
     resp
 }
 
-pub async fn handle_incremental(
-    ctx: &Ctx,
+async fn handle_incremental(
+    ctx: &Rc<Ctx>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let state = ctx.image.load_full();

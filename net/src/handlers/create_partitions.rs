@@ -1,13 +1,24 @@
 //! CreatePartitions, through the coordinator.
 
+use std::rc::Rc;
+
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::Command;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, CreatePartitions);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::CreatePartitions(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -32,9 +43,9 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
                     .map_err(|e| (e.code as i16, e.message))
             } else {
                 let count = t.count as usize;
-                match super::propose(ctx, command).await {
+                match crate::admin::propose(&ctx.config, command).await {
                     Ok(_) => {
-                        super::until_image(ctx, |s| {
+                        crate::admin::until_image(&ctx.image, |s| {
                             s.topics
                                 .get(&name)
                                 .is_some_and(|x| x.partitions.len() >= count)

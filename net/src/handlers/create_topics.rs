@@ -1,84 +1,25 @@
 //! CreateTopics, through the metadata coordinator.
 
-use kafka_protocol::error::ResponseError;
+use std::rc::Rc;
+
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use sluice_replication::metadata::{Command, Outcome};
 
 use super::topic_name;
-use crate::Ctx;
+use crate::admin::{create_topic, NewTopic};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-/// A fresh topic id (not zero).
-fn topic_id() -> [u8; 16] {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut id = [0u8; 16];
-    id[..16].copy_from_slice(&nanos.to_le_bytes());
-    id[15] ^= (std::process::id() & 0xff) as u8 | 1;
-    id
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, CreateTopics);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::CreateTopics(resp))
+    })
 }
 
-/// Creates one topic; waits until this broker's metadata image shows it.
-/// Returns the Kafka error code and message, if refused.
-pub async fn create(
-    ctx: &Ctx,
-    name: &str,
-    partitions: i32,
-    replication_factor: i16,
-    assignment: Vec<Vec<i32>>,
-    configs: Vec<(String, String)>,
-    validate_only: bool,
-) -> Result<(i32, i16), (i16, String)> {
-    // -1: this broker's static default, unless one is set cluster-wide.
-    let (partitions, replication_factor) = {
-        let state = ctx.image.load();
-        let set = |k: &str| state.cluster_configs.contains_key(k);
-        (
-            match partitions {
-                -1 if !set("num.partitions") => ctx.config.num_partitions,
-                p => p,
-            },
-            match replication_factor {
-                -1 if !set("default.replication.factor") => ctx.config.default_replication_factor,
-                r => r,
-            },
-        )
-    };
-    let command = Command::CreateTopic {
-        name: name.to_string(),
-        id: topic_id(),
-        partitions,
-        replication_factor,
-        assignment,
-        configs,
-    };
-    if validate_only {
-        let state = ctx.image.load_full();
-        state
-            .check(&command)
-            .map_err(|e| (e.code as i16, e.message))?;
-        return Ok((partitions, replication_factor));
-    }
-    let (count, rf) = match super::propose(ctx, command).await? {
-        Outcome::TopicCreated {
-            partitions,
-            replication_factor,
-            ..
-        } => (partitions, replication_factor),
-        other => return Err((-1, format!("unexpected outcome {other:?}"))),
-    };
-    if !super::until_image(ctx, |s| s.topics.contains_key(name)).await {
-        return Err((
-            ResponseError::RequestTimedOut.code(),
-            "created, but not yet in this broker's metadata".into(),
-        ));
-    }
-    Ok((count, rf))
-}
-
-pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+async fn handle(ctx: &Rc<Ctx>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -98,17 +39,14 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Create
             .collect();
         let mut r = CreatableTopicResult::default();
         r.name = topic_name(&name);
-        match create(
-            ctx,
-            &name,
-            t.num_partitions,
-            t.replication_factor,
+        let topic = NewTopic {
+            name: name.clone(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
             assignment,
             configs,
-            req.validate_only,
-        )
-        .await
-        {
+        };
+        match create_topic(&ctx.config, &ctx.image, topic, req.validate_only).await {
             Ok((count, rf)) => {
                 if version >= 5 {
                     r.num_partitions = count;

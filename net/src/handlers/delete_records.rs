@@ -1,17 +1,44 @@
 //! DeleteRecords: moves each partition's log start offset forward (-1: to
 //! the high watermark); whole segments below it are deleted.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
-use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
+use sluice_engine::{Offset, TopicPartition};
 
-use super::{log_config, partition_error, run_partitions, topic_name};
-use crate::router::{PartOp, PartReply};
-use crate::Ctx;
+use super::{engine_code, partition_error, topic_name};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DeleteRecords);
+        req.reply
+            .answer(ResponseKind::DeleteRecords(handle(&ctx, r).await))
+    })
+}
+
+/// On the partition's owner: moves the log start to `offset`; the new one.
+async fn delete(ctx: Rc<Ctx>, tp: TopicPartition, offset: i64) -> Result<i64, i16> {
+    let p = ctx
+        .partitions
+        .open(&tp)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    let now = sluice_engine::types::now_ms();
+    let start = p
+        .log()
+        .delete_records(Offset(offset), now)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    Ok(start.0)
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let state = ctx.image.load_full();
     let mut parts = Vec::new();
     for t in &req.topics {
@@ -22,18 +49,12 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .or_else(|| partition_error(&state, ctx.config.broker_id, &name, p.partition_index))
             {
                 Some(code) => Err(code),
-                None => Ok(PartOp::DeleteRecords {
-                    config: log_config(&state, &name),
-                    offset: p.offset,
-                }),
+                None => Ok(p.offset),
             };
-            parts.push((
-                sluice_engine::TopicPartition::new(name.clone(), p.partition_index),
-                op,
-            ));
+            parts.push((TopicPartition::new(name.clone(), p.partition_index), op));
         }
     }
-    let mut replies = run_partitions(ctx, parts).await.into_iter();
+    let mut replies = ctx.on_owners(parts, delete).await.into_iter();
     let mut resp = DeleteRecordsResponse::default();
     for t in req.topics {
         let mut tr = DeleteRecordsTopicResult::default();
@@ -43,9 +64,9 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             match replies.next() {
-                Some(Ok(PartReply::Offsets(Ok((_, low))))) => pr.low_watermark = low,
-                Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = ResponseError::UnknownServerError.code(),
+                Some(Ok(low)) => pr.low_watermark = low,
+                Some(Err(code)) => pr.error_code = code,
+                None => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

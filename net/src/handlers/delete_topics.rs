@@ -2,15 +2,26 @@
 //! partitions it owns once its metadata image no longer has the topic (see
 //! the metadata follower in `lib.rs`).
 
+use std::rc::Rc;
+
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::Command;
 
 use super::topic_name;
-use crate::Ctx;
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DeleteTopics);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::DeleteTopics(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let mut names: Vec<String> = req.topic_names.iter().map(|n| n.0.to_string()).collect();
     let state = ctx.image.load_full();
     for t in &req.topics {
@@ -35,7 +46,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
         }
         let result = match super::internal_topic_refusal(&name, "delete") {
             Some(refusal) => Err(refusal),
-            None => super::propose(ctx, Command::DeleteTopic { name: name.clone() })
+            None => crate::admin::propose(&ctx.config, Command::DeleteTopic { name: name.clone() })
                 .await
                 .map(drop),
         };

@@ -1,13 +1,26 @@
 //! DescribeCluster: the live brokers and the cluster id.
 
+use std::rc::Rc;
+
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(
-    ctx: &Ctx,
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DescribeCluster);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::DescribeCluster(resp))
+    })
+}
+
+async fn handle(
+    ctx: &Rc<Ctx>,
     _req: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {

@@ -1,17 +1,31 @@
 //! DescribeConfigs: a topic's effective configuration, or the cluster-wide
 //! broker defaults, with where each value comes from.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::topic_config::effective;
 use sluice_engine::config::LogConfig;
 use sluice_replication::metadata::MetadataState;
 
-use super::log_config;
-use crate::Ctx;
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DescribeConfigs);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::DescribeConfigs(resp))
+    })
+}
+
+/// This broker's static settings, by Kafka's names.
+type Statics = std::collections::BTreeMap<String, String>;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -22,20 +36,16 @@ const SOURCE_DEFAULT: i8 = 5;
 
 /// Where a broker-level key's value comes from: cluster-wide dynamic, then
 /// this broker's static settings.
-fn broker_source(state: &MetadataState, key: &str) -> Option<(String, i8)> {
+fn broker_source(statics: &Statics, state: &MetadataState, key: &str) -> Option<(String, i8)> {
     state
         .cluster_configs
         .get(key)
         .map(|v| (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER))
-        .or_else(|| {
-            crate::static_configs()
-                .get(key)
-                .map(|v| (v.clone(), SOURCE_STATIC_BROKER))
-        })
+        .or_else(|| statics.get(key).map(|v| (v.clone(), SOURCE_STATIC_BROKER)))
 }
 
 /// Broker-level keys (Kafka's names) and their values.
-pub fn broker_configs(state: &MetadataState) -> Vec<(String, String, i8)> {
+fn broker_configs(statics: &Statics, state: &MetadataState) -> Vec<(String, String, i8)> {
     let defaults: std::collections::HashMap<&str, String> =
         LogConfig::default().describe().into_iter().collect();
     let mut out = vec![
@@ -56,22 +66,26 @@ pub fn broker_configs(state: &MetadataState) -> Vec<(String, String, i8)> {
     }
     out.into_iter()
         .map(|(k, v)| {
-            let (v, source) = broker_source(state, &k).unwrap_or((v, SOURCE_DEFAULT));
+            let (v, source) = broker_source(statics, state, &k).unwrap_or((v, SOURCE_DEFAULT));
             (k, v, source)
         })
         .collect()
 }
 
-fn topic_configs(state: &MetadataState, topic: &str) -> Vec<(String, String, i8)> {
+fn topic_configs(
+    statics: &Statics,
+    state: &MetadataState,
+    topic: &str,
+) -> Vec<(String, String, i8)> {
     let overrides = &state.topics[topic].configs;
-    log_config(state, topic)
+    effective(statics, state, topic)
         .describe()
         .into_iter()
         .map(|(k, v)| {
             let broker = sluice_engine::config::BROKER_SYNONYMS
                 .iter()
                 .filter(|s| s.1 == k)
-                .filter_map(|s| broker_source(state, s.0).map(|b| b.1))
+                .filter_map(|s| broker_source(statics, state, s.0).map(|b| b.1))
                 .min();
             let source = if overrides.contains_key(k) {
                 SOURCE_DYNAMIC_TOPIC
@@ -83,8 +97,9 @@ fn topic_configs(state: &MetadataState, topic: &str) -> Vec<(String, String, i8)
         .collect()
 }
 
-pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+async fn handle(ctx: &Rc<Ctx>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let state = ctx.image.load_full();
+    let statics = &ctx.config.static_configs;
     let mut resp = DescribeConfigsResponse::default();
     for r in req.resources {
         let mut out = DescribeConfigsResult::default();
@@ -93,7 +108,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRe
         let name = r.resource_name.to_string();
         let configs = match r.resource_type {
             RESOURCE_TOPIC if state.topics.contains_key(&name) => {
-                Some(topic_configs(&state, &name))
+                Some(topic_configs(statics, &state, &name))
             }
             RESOURCE_TOPIC => {
                 out.error_code = ResponseError::UnknownTopicOrPartition.code();
@@ -102,7 +117,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRe
                 )));
                 None
             }
-            RESOURCE_BROKER => Some(broker_configs(&state)),
+            RESOURCE_BROKER => Some(broker_configs(statics, &state)),
             other => {
                 out.error_code = ResponseError::InvalidRequest.code();
                 out.error_message = Some(StrBytes::from_string(format!(

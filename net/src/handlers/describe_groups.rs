@@ -1,15 +1,27 @@
 //! DescribeGroups: state, protocol and members; member metadata and
 //! assignments while the group is stable, as Kafka shows them.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DescribeGroups);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::DescribeGroups(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
     let ops = req
         .groups
@@ -18,7 +30,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> Desc
             group: g.to_string(),
         })
         .collect();
-    let replies = route::run_groups(ctx, ops).await;
+    let replies = group_service::run_groups(ctx, ops).await;
     for (id, reply) in req.groups.iter().zip(replies) {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();

@@ -1,21 +1,47 @@
 //! DescribeLogDirs: each log directory of this broker with the size of the
 //! partitions in it.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::TopicPartition;
 
-use super::{log_config, topic_name};
-use crate::router::{PartOp, PartReply};
-use crate::Ctx;
+use super::{engine_code, topic_name};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(
-    ctx: &Ctx,
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DescribeLogDirs);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::DescribeLogDirs(resp))
+    })
+}
+
+/// On the partition's owner: its log directory and its size in bytes.
+async fn size(ctx: Rc<Ctx>, tp: TopicPartition, (): ()) -> Result<(String, i64), i16> {
+    let p = ctx
+        .partitions
+        .open(&tp)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    let log = p.log();
+    let dir = log
+        .dir()
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    Ok((dir, log.size_bytes() as i64))
+}
+
+async fn handle(
+    ctx: &Rc<Ctx>,
     req: DescribeLogDirsRequest,
     version: i16,
 ) -> DescribeLogDirsResponse {
@@ -34,29 +60,20 @@ pub async fn handle(
                 .replicas
                 .contains(&ctx.config.broker_id);
             if leads && asked.as_ref().is_none_or(|a| a.contains(&p)) {
-                wanted.push(sluice_engine::TopicPartition::new(name.clone(), p));
+                wanted.push(TopicPartition::new(name.clone(), p));
             }
         }
     }
-    let ops = wanted
-        .iter()
-        .map(|tp| {
-            (
-                tp.clone(),
-                PartOp::Size {
-                    config: log_config(&state, &tp.topic),
-                },
-            )
-        })
-        .collect();
-    let replies = ctx.router.run(ops).await;
+    let ops = wanted.iter().map(|tp| (tp.clone(), Ok(()))).collect();
+    let replies = ctx.on_owners(ops, size).await;
+    let dirs = &ctx.partitions.env().dirs;
     // dir → topic → partitions
     let mut by_dir: BTreeMap<String, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
-    for d in ctx.router.env.dirs.iter() {
+    for d in dirs.iter() {
         by_dir.entry(d.path.display().to_string()).or_default();
     }
     for (tp, reply) in wanted.into_iter().zip(replies) {
-        if let PartReply::Size(Ok((dir, size))) = reply {
+        if let Ok((dir, size)) = reply {
             by_dir
                 .entry(dir)
                 .or_default()
@@ -69,10 +86,7 @@ pub async fn handle(
     for (dir, topics) in by_dir {
         let mut r = DescribeLogDirsResult::default();
         r.log_dir = StrBytes::from_string(dir.clone());
-        let offline = ctx
-            .router
-            .env
-            .dirs
+        let offline = dirs
             .iter()
             .any(|d| d.path.display().to_string() == dir && d.is_offline());
         if offline {

@@ -7,19 +7,42 @@
 //! build a response far larger than the broker's memory. Clients key the
 //! answers by topic and partition, so the repetitions carry nothing.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
-use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use kafka_protocol::messages::{
+    DescribeProducersRequest, DescribeProducersResponse, ProducerId, ResponseKind,
+};
+use sluice_engine::producers::ProducerEntry;
+use sluice_engine::TopicPartition;
 
-use super::{log_config, partition_error, run_partitions, topic_name};
-use crate::router::{PartOp, PartReply};
-use crate::Ctx;
+use super::{engine_code, partition_error, topic_name};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, DescribeProducers);
+        req.reply
+            .answer(ResponseKind::DescribeProducers(handle(&ctx, r).await))
+    })
+}
+
+/// On the partition's owner: the idempotent producers it remembers.
+async fn producers(ctx: Rc<Ctx>, tp: TopicPartition, (): ()) -> Result<Vec<ProducerEntry>, i16> {
+    let p = ctx
+        .partitions
+        .open(&tp)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    Ok(p.log().producers())
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: DescribeProducersRequest) -> DescribeProducersResponse {
     let state = ctx.image.load_full();
     // Topics in request order, each with its distinct partitions.
     let mut order: Vec<String> = Vec::new();
@@ -37,14 +60,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProduce
         for &p in &asked[name] {
             let op = match partition_error(&state, ctx.config.broker_id, name, p) {
                 Some(code) => Err(code),
-                None => Ok(PartOp::Producers {
-                    config: log_config(&state, name),
-                }),
+                None => Ok(()),
             };
-            parts.push((sluice_engine::TopicPartition::new(name.clone(), p), op));
+            parts.push((TopicPartition::new(name.clone(), p), op));
         }
     }
-    let mut replies = run_partitions(ctx, parts).await.into_iter();
+    let mut replies = ctx.on_owners(parts, producers).await.into_iter();
     let mut resp = DescribeProducersResponse::default();
     for name in order {
         let mut tr = TopicResponse::default();
@@ -53,7 +74,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProduce
             let mut pr = PartitionResponse::default();
             pr.partition_index = p;
             match replies.next() {
-                Some(Ok(PartReply::Producers(Ok(entries)))) => {
+                Some(Ok(entries)) => {
                     pr.active_producers = entries
                         .into_iter()
                         .map(|e| {
@@ -68,8 +89,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProduce
                         })
                         .collect();
                 }
-                Some(Ok(PartReply::Producers(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = ResponseError::UnknownServerError.code(),
+                Some(Err(code)) => pr.error_code = code,
+                None => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

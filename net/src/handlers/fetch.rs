@@ -12,25 +12,94 @@
 //! ## Long poll
 //! When a read returns less than `min_bytes`, the fetch registers with the
 //! high watermark of each partition it read (on the partitions' owners,
-//! `Router::wait_for_data`) and sleeps until one of them has data past the
+//! [`wait_for_data`]) and sleeps until one of them has data past the
 //! offset it asked for, or `max_wait_ms` passes. Nothing polls: a waiting
 //! consumer costs no CPU, and a produce wakes it once the data is
 //! acknowledged.
 
-use kafka_protocol::error::ResponseError;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_broker::router::first_of;
 use sluice_engine::partition::Chunk;
-use sluice_engine::TopicPartition;
+use sluice_engine::{Offset, TopicPartition};
 use uuid::Uuid;
 
-use super::{log_config, partition_error, topic_name};
+use super::{engine_code, partition_error, topic_name};
+use crate::ctx::Ctx;
 use crate::fetch_session::{FetchContext, SessionPartition};
-use crate::router::{PartOp, PartReply};
-use crate::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, Fetch);
+        let version = req.reply.version;
+        let a = handle(&ctx, r, version).await;
+        crate::response::encode_fetch(version, req.reply.correlation, &a.response, a.records)
+            .map(Some)
+    })
+}
+
+/// A partition's read, as its owner receives it.
+struct Read {
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// A partition's read, done.
+struct Fetched {
+    /// Whole batches from the tail cache, or one segment file region.
+    chunks: Vec<Chunk>,
+    high_watermark: i64,
+    last_stable: i64,
+    log_start: i64,
+}
+
+/// On the partition's owner: reads below the high watermark.
+async fn read(ctx: Rc<Ctx>, tp: TopicPartition, r: Read) -> Result<Fetched, i16> {
+    let p = ctx
+        .partitions
+        .open(&tp)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    let out = p
+        .read_committed(Offset(r.offset), r.max_bytes)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    let w = out.watermarks;
+    Ok(Fetched {
+        chunks: out.chunks,
+        high_watermark: w.high_watermark.0,
+        last_stable: w.last_stable.0,
+        log_start: w.log_start.0,
+    })
+}
+
+/// On the partitions' owner: resolves once one of `parts` it has open has
+/// data above its offset (its high watermark passed it); never, if none.
+async fn watch(ctx: Rc<Ctx>, parts: Vec<(TopicPartition, i64)>) {
+    let waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = parts
+        .into_iter()
+        .filter_map(|(tp, offset)| ctx.partitions.get(&tp).map(|p| (p, offset)))
+        .map(|(p, offset)| {
+            Box::pin(p.wait_high_watermark_above(Offset(offset)))
+                as Pin<Box<dyn Future<Output = ()>>>
+        })
+        .collect();
+    first_of(waits).await;
+}
+
+/// Waits until one of `parts` has data above its offset, or until
+/// `until`. Each owner registers with its partitions; nothing polls.
+async fn wait_for_data(ctx: &Rc<Ctx>, parts: Vec<(TopicPartition, i64)>, until: Instant) {
+    ctx.router.first(ctx, parts, until, watch).await;
+}
 
 /// The longest a fetch waits for data, whatever the client asks.
 const WAIT_MS_MAX: i32 = 30_000;
@@ -70,7 +139,7 @@ impl FetchAnswer {
     }
 }
 
-pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
+async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
     let now = Instant::now();
     let deadline = now + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -82,10 +151,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         (req.max_bytes as usize).min(cap)
     };
     // From version 13 topics are named by id (KIP-516); an id the image
-    // does not know is answered with ResponseError::UnknownTopicId.code() and left out of
+    // does not know is answered with UNKNOWN_TOPIC_ID and left out of
     // the session.
     // Likewise a topic name the image does not know, or a partition it
-    // does not have, is answered with ResponseError::UnknownTopicOrPartition.code() and left
+    // does not have, is answered with UNKNOWN_TOPIC_OR_PARTITION and left
     // out: what is copied per partition and kept in sessions is bounded
     // by the cluster's partitions, whatever a request carries.
     let state = ctx.image.load_full();
@@ -200,7 +269,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || waits.is_empty() {
             break answer;
         }
-        ctx.router.wait_for_data(waits, deadline).await;
+        wait_for_data(ctx, waits, deadline).await;
     };
     let mut sessions = ctx.fetch_sessions.borrow_mut();
     let id = match context {
@@ -256,13 +325,14 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchAnswer {
 /// One read of every partition: the answer, its record bytes, and where
 /// to wait for more.
 async fn fetch_once(
-    ctx: &Ctx,
+    ctx: &Rc<Ctx>,
     wanted: &[SessionPartition],
     version: i16,
     limit: usize,
 ) -> (FetchAnswer, usize, Vec<(TopicPartition, i64)>) {
     let state = ctx.image.load_full();
     let mut ops = Vec::new();
+    let mut keys = Vec::new();
     let mut slots = Vec::new();
     let mut resp = FetchResponse::default();
     for p in wanted {
@@ -286,29 +356,19 @@ async fn fetch_once(
         match partition_error(&state, ctx.config.broker_id, &p.topic, p.partition) {
             Some(code) => pd.error_code = code,
             None => {
-                ops.push((
-                    TopicPartition::new(p.topic.clone(), p.partition),
-                    p.fetch_offset,
-                    p.max_bytes.max(0) as usize,
-                    log_config(&state, &p.topic),
-                ));
+                let tp = TopicPartition::new(p.topic.clone(), p.partition);
+                let r = Read {
+                    offset: p.fetch_offset,
+                    max_bytes: (p.max_bytes.max(0) as usize).min(limit),
+                };
+                keys.push((tp.clone(), p.fetch_offset));
+                ops.push((tp, Ok(r)));
                 slots.push((ti, tr.partitions.len()));
             }
         }
         tr.partitions.push(pd);
     }
-    let (keys, ops): (Vec<_>, Vec<_>) = ops
-        .into_iter()
-        .map(|(tp, offset, max_bytes, config)| {
-            let op = PartOp::Fetch {
-                config,
-                offset,
-                max_bytes: max_bytes.min(limit),
-            };
-            ((tp.clone(), offset), (tp, op))
-        })
-        .unzip();
-    let replies = ctx.router.run(ops).await;
+    let replies = ctx.on_owners(ops, read).await;
     // The partitions are read at once; what goes past the response's limit
     // is dropped here (nothing was copied), as if read one after another.
     let mut left = limit;
@@ -318,7 +378,7 @@ async fn fetch_once(
     for (((ti, pi), (tp, offset)), reply) in slots.into_iter().zip(keys).zip(replies) {
         let pd = &mut resp.responses[ti].partitions[pi];
         match reply {
-            PartReply::Fetch(Ok(f)) => {
+            Ok(f) => {
                 pd.high_watermark = f.high_watermark;
                 pd.last_stable_offset = f.last_stable;
                 if version >= 5 {
@@ -333,8 +393,7 @@ async fn fetch_once(
                 pd.records = Some(crate::response::records_placeholder());
                 records.push(chunks);
             }
-            PartReply::Fetch(Err(code)) | PartReply::Done(Err(code)) => pd.error_code = code,
-            _ => pd.error_code = ResponseError::UnknownServerError.code(),
+            Err(code) => pd.error_code = code,
         }
     }
     let answer = FetchAnswer {

@@ -2,13 +2,27 @@
 //! partition (created on first need, as Kafka does). v4+ batches keys
 //! (KIP-699). Transaction coordinators are not served yet.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::{partition_for, route, OFFSETS_TOPIC};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{partition_for, OFFSETS_TOPIC};
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, FindCoordinator);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::FindCoordinator(resp))
+    })
+}
 
 /// Key type of a consumer group.
 const GROUP: i8 = 0;
@@ -16,14 +30,14 @@ const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
 /// (error, node, host, port) for one key.
-async fn find(ctx: &Ctx, key: &str, key_type: i8) -> (i16, i32, String, i32) {
+async fn find(ctx: &Rc<Ctx>, key: &str, key_type: i8) -> (i16, i32, String, i32) {
     let none = |code| (code, -1, String::new(), -1);
     match key_type {
         GROUP if !key.is_empty() => {}
         TRANSACTION => return none(ResponseError::CoordinatorNotAvailable.code()),
         _ => return none(ResponseError::InvalidRequest.code()),
     }
-    let count = match route::offsets_partitions(ctx).await {
+    let count = match group_service::offsets_partitions(ctx).await {
         Ok(n) => n,
         Err(code) => return none(code),
     };
@@ -47,8 +61,8 @@ async fn find(ctx: &Ctx, key: &str, key_type: i8) -> (i16, i32, String, i32) {
     }
 }
 
-pub async fn handle(
-    ctx: &Ctx,
+async fn handle(
+    ctx: &Rc<Ctx>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {

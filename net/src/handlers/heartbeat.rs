@@ -1,12 +1,24 @@
 //! Heartbeat: keeps a member's session and tells it when to rejoin.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, ResponseKind};
 
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, Heartbeat);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::Heartbeat(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let mut resp = HeartbeatResponse::default();
     resp.error_code = if group.is_empty() {
@@ -18,7 +30,7 @@ pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
             instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
             generation: req.generation_id,
         };
-        match route::run_one(ctx, op).await {
+        match group_service::run_one(ctx, op).await {
             Reply::Heartbeat(code) | Reply::Error(code) => code,
             _ => ResponseError::UnknownServerError.code(),
         }

@@ -2,18 +2,30 @@
 //! the rebalance's join phase completes (Kafka holds the answer the same
 //! way; clients give it the rebalance timeout).
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_service;
+use crate::ctx::Ctx;
 use crate::groups::records::STORED_STRING_LEN_MAX;
 use crate::groups::state::{JoinRequest, JoinResult, MemberSpec};
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(
-    ctx: &Ctx,
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, JoinGroup);
+        let resp = handle(&ctx, r, &req.header, &req.client_host, req.reply.version).await;
+        req.reply.answer(ResponseKind::JoinGroup(resp))
+    })
+}
+
+async fn handle(
+    ctx: &Rc<Ctx>,
     req: JoinGroupRequest,
     header: &RequestHeader,
     client_host: &str,
@@ -57,7 +69,7 @@ pub async fn handle(
             spec,
             require_known_member_id: version >= 4,
         };
-        match route::run_one(ctx, Op::Join { group, request }).await {
+        match group_service::run_one(ctx, Op::Join { group, request }).await {
             Reply::Join(r) => r,
             Reply::Error(code) => JoinResult::error(code, &req.member_id),
             _ => JoinResult::error(ResponseError::UnknownServerError.code(), &req.member_id),

@@ -1,14 +1,26 @@
 //! LeaveGroup: one member (v0-2) or a batch of member identities (v3+,
 //! KIP-345), each answered with its own code.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
 
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, LeaveGroup);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::LeaveGroup(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
@@ -31,7 +43,7 @@ pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGro
             group: group.clone(),
             members: members.clone(),
         };
-        match route::run_one(ctx, op).await {
+        match group_service::run_one(ctx, op).await {
             Reply::Leave(codes) => Ok(codes),
             Reply::Error(code) => Err(code),
             _ => Err(ResponseError::UnknownServerError.code()),

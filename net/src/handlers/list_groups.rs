@@ -1,15 +1,27 @@
 //! ListGroups: the groups of every `__consumer_offsets` partition this
 //! broker coordinates, filtered by state (v4+) and type (v5+).
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::groups::{route, Op, Reply, OFFSETS_TOPIC};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{Op, Reply, OFFSETS_TOPIC};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, ListGroups);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::ListGroups(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
     let count = ctx
         .image
@@ -29,7 +41,7 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGrou
     };
     let ops = (0..count).map(|p| (p, Op::List)).collect();
     let mut error = 0;
-    for reply in route::run(ctx, ops).await {
+    for reply in group_service::run(ctx, ops).await {
         match reply {
             Reply::List(groups) => {
                 for (id, protocol_type, state) in groups {

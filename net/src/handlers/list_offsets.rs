@@ -1,20 +1,58 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734) or
 //! the first offset at or after a timestamp.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use sluice_engine::TopicPartition;
 
-use super::{log_config, partition_error, run_partitions, topic_name};
-use crate::router::{PartOp, PartReply};
-use crate::Ctx;
+use super::{engine_code, partition_error, topic_name};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, ListOffsets);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::ListOffsets(resp))
+    })
+}
+
+/// On the partition's owner: (timestamp, offset) for `timestamp`, or
+/// (-1, -1) when no record is at or after it.
+async fn offsets(ctx: Rc<Ctx>, tp: TopicPartition, timestamp: i64) -> Result<(i64, i64), i16> {
+    let p = ctx
+        .partitions
+        .open(&tp)
+        .await
+        .map_err(|e| engine_code(&e))?;
+    let log = p.log();
+    let w = log.watermarks();
+    Ok(match timestamp {
+        -2 => (-1, w.log_start.0),
+        -1 => (-1, w.high_watermark.0),
+        -3 => log
+            .max_timestamp()
+            .map_or((-1, w.high_watermark.0), |(o, t)| (t, o.0)),
+        ts => match log
+            .offset_for_timestamp(ts)
+            .await
+            .map_err(|e| engine_code(&e))?
+        {
+            Some((o, t)) => (t, o.0),
+            None => (-1, -1),
+        },
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let state = ctx.image.load_full();
     let mut parts = Vec::new();
-    // Kafka answers a partition asked twice with ResponseError::InvalidRequest.code().
+    // Kafka answers a partition asked twice with INVALID_REQUEST.
     let mut seen = std::collections::HashSet::new();
     for t in &req.topics {
         let name = t.name.0.as_str();
@@ -27,10 +65,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
             } else {
                 match partition_error(&state, ctx.config.broker_id, name, p.partition_index) {
                     Some(code) => Err(code),
-                    None => Ok(PartOp::ListOffsets {
-                        config: log_config(&state, name),
-                        timestamp: p.timestamp,
-                    }),
+                    None => Ok(p.timestamp),
                 }
             };
             let tp_name = if known {
@@ -38,13 +73,10 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
             } else {
                 String::new()
             };
-            parts.push((
-                sluice_engine::TopicPartition::new(tp_name, p.partition_index),
-                op,
-            ));
+            parts.push((TopicPartition::new(tp_name, p.partition_index), op));
         }
     }
-    let mut replies = run_partitions(ctx, parts).await.into_iter();
+    let mut replies = ctx.on_owners(parts, offsets).await.into_iter();
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -56,7 +88,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
             pr.timestamp = -1;
             pr.offset = -1;
             match replies.next() {
-                Some(Ok(PartReply::Offsets(Ok((ts, offset))))) => {
+                Some(Ok((ts, offset))) => {
                     pr.timestamp = ts;
                     pr.offset = offset;
                     if version >= 4 {
@@ -64,8 +96,8 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
                             state.topics[&name].partitions[p.partition_index as usize].leader_epoch;
                     }
                 }
-                Some(Ok(PartReply::Offsets(Err(code)))) | Some(Err(code)) => pr.error_code = code,
-                _ => pr.error_code = ResponseError::UnknownServerError.code(),
+                Some(Err(code)) => pr.error_code = code,
+                None => pr.error_code = ResponseError::UnknownServerError.code(),
             }
             tr.partitions.push(pr);
         }

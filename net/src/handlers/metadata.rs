@@ -2,16 +2,28 @@
 //! unknown topics are created when `auto.create.topics.enable` is on and
 //! the client allows it.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use sluice_replication::metadata::{validate_topic_name, MetadataState};
 
 use super::topic_name;
-use crate::Ctx;
+use crate::admin::{create_topic, NewTopic};
+use crate::ctx::Ctx;
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, Metadata);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::Metadata(resp))
+    })
+}
 
 fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
@@ -46,7 +58,7 @@ fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponse
     t
 }
 
-pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
+async fn handle(ctx: &Rc<Ctx>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut state = ctx.image.load_full();
     let names: Vec<String> = match &req.topics {
         None => state.topics.keys().cloned().collect(),
@@ -68,9 +80,15 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 continue;
             }
             // A concurrent creation by another client answers
-            // ResponseError::TopicAlreadyExists.code(), which is as good.
-            let _ = super::create_topics::create(ctx, name, -1, -1, Vec::new(), Vec::new(), false)
-                .await;
+            // TOPIC_ALREADY_EXISTS, which is as good.
+            let topic = NewTopic {
+                name: name.clone(),
+                partitions: -1,
+                replication_factor: -1,
+                assignment: Vec::new(),
+                configs: Vec::new(),
+            };
+            let _ = create_topic(&ctx.config, &ctx.image, topic, false).await;
         }
         state = ctx.image.load_full();
     }

@@ -3,16 +3,28 @@
 //! a standalone consumer's commit, taken while the group is empty (how
 //! offsets are reset, as kafka-consumer-groups.sh does).
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
 
-use crate::groups::{route, CommitOffset, Op, Reply};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{CommitOffset, Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, OffsetCommit);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::OffsetCommit(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let state = ctx.image.load_full();
     // Per partition: the index into `offsets`, or an error decided here.
@@ -21,7 +33,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     for t in &req.topics {
         let mut s = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            if route::partition_exists(&state, &t.name, p.partition_index) {
+            if group_service::partition_exists(&state, &t.name, p.partition_index) {
                 s.push(Ok(offsets.len()));
                 offsets.push(CommitOffset {
                     topic: t.name.to_string(),
@@ -47,7 +59,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             generation: req.generation_id_or_member_epoch,
             offsets,
         };
-        match route::run_one(ctx, op).await {
+        match group_service::run_one(ctx, op).await {
             Reply::Commit(codes) => codes,
             Reply::Error(code) => vec![code; n],
             _ => vec![ResponseError::UnknownServerError.code(); n],

@@ -1,16 +1,28 @@
 //! OffsetDelete: drops committed offsets of topics the group's members
-//! do not subscribe to (ResponseError::GroupSubscribedToTopic.code() for the others).
+//! do not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC for the others).
+
+use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
-use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, ResponseKind};
 
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use super::group_service;
+use crate::ctx::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, OffsetDelete);
+        let resp = handle(&ctx, r).await;
+        req.reply.answer(ResponseKind::OffsetDelete(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
     let partitions: Vec<(String, i32)> = req
         .topics
@@ -29,7 +41,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
             group: group.clone(),
             partitions,
         };
-        match route::run_one(ctx, op).await {
+        match group_service::run_one(ctx, op).await {
             Reply::DeleteOffsets(code, codes) => (code, codes),
             Reply::Error(code) => (code, Vec::new()),
             _ => (ResponseError::UnknownServerError.code(), Vec::new()),

@@ -1,18 +1,30 @@
 //! OffsetFetch: a group's committed offsets; v8+ batches groups. An
 //! offset never committed is -1 with no error, as in Kafka.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_service;
 use super::topic_name;
+use crate::ctx::Ctx;
 use crate::groups::state::Committed;
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
+
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, OffsetFetch);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::OffsetFetch(resp))
+    })
+}
 
 /// (topic, partition, committed offset if any).
 type Offsets = Vec<(String, i32, Option<Committed>)>;
@@ -46,12 +58,12 @@ fn fields(c: Option<Committed>) -> (i64, i32, Option<StrBytes>) {
     }
 }
 
-async fn fetch(ctx: &Ctx, groups: Vec<Asked>) -> Vec<Fetched> {
+async fn fetch(ctx: &Rc<Ctx>, groups: Vec<Asked>) -> Vec<Fetched> {
     let ops = groups
         .into_iter()
         .map(|(group, partitions)| Op::Fetch { group, partitions })
         .collect();
-    route::run_groups(ctx, ops)
+    group_service::run_groups(ctx, ops)
         .await
         .into_iter()
         .map(|r| match r {
@@ -62,7 +74,7 @@ async fn fetch(ctx: &Ctx, groups: Vec<Asked>) -> Vec<Fetched> {
         .collect()
 }
 
-pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+async fn handle(ctx: &Rc<Ctx>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
         let asked: Vec<Asked> = req

@@ -1,15 +1,27 @@
 //! SyncGroup: the leader's assignments are stored, then every member gets
 //! its own; followers wait on the coordinator shard for the leader.
 
+use std::rc::Rc;
+
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_service;
+use crate::ctx::Ctx;
 use crate::groups::state::SyncResult;
-use crate::groups::{route, Op, Reply};
-use crate::Ctx;
+use crate::groups::{Op, Reply};
+use crate::request::{answer_later, body, Request, Serving};
 
-pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
+    answer_later(async move {
+        let r = body!(req, SyncGroup);
+        let resp = handle(&ctx, r, req.reply.version).await;
+        req.reply.answer(ResponseKind::SyncGroup(resp))
+    })
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let result = if group.is_empty() {
         SyncResult::error(ResponseError::InvalidGroupId.code())
@@ -27,7 +39,7 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroup
                 .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                 .collect(),
         };
-        match route::run_one(ctx, op).await {
+        match group_service::run_one(ctx, op).await {
             Reply::Sync(r) => r,
             Reply::Error(code) => SyncResult::error(code),
             _ => SyncResult::error(ResponseError::UnknownServerError.code()),

@@ -1,0 +1,130 @@
+//! Changes to cluster metadata, proposed to the coordinator quorum: the
+//! one place handlers and the group coordinator go through to create a
+//! topic or change metadata, and to wait until this broker's image shows
+//! the change.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use sluice_replication::metadata::{Command, MetaError, MetadataState, Outcome};
+use sluice_replication::raft::client::Client;
+
+use sluice_replication::raft::subscriber::Image;
+
+use crate::config::BrokerConfig;
+
+/// How long a change may take to reach this broker's image.
+const IMAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// A refusal: Kafka's error code and message.
+pub(crate) type Refusal = (i16, String);
+
+/// Proposes a command to the coordinator quorum off the shard's reactor
+/// thread. A refusal comes back as Kafka's error code and message.
+pub(crate) async fn propose(config: &BrokerConfig, command: Command) -> Result<Outcome, Refusal> {
+    let coordinators = config.coordinators.clone();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || Client::new(coordinators).propose(command))
+        .await
+        .map_err(|e| (ResponseError::RequestTimedOut.code(), e.to_string()))?;
+    match outcome {
+        Outcome::Refused(MetaError { code, message }) => Err((code as i16, message)),
+        other => Ok(other),
+    }
+}
+
+/// Waits (briefly) until this broker's image has applied `f`'s condition.
+pub(crate) async fn until_image(image: &Image, f: impl Fn(&MetadataState) -> bool) -> bool {
+    let deadline = Instant::now() + IMAGE_WAIT;
+    while !f(&image.load()) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// A fresh topic id (not zero).
+fn topic_id() -> [u8; 16] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut id = [0u8; 16];
+    id[..16].copy_from_slice(&nanos.to_le_bytes());
+    id[15] ^= (std::process::id() & 0xff) as u8 | 1;
+    id
+}
+
+/// A topic to create.
+pub(crate) struct NewTopic {
+    pub name: String,
+    /// -1: the default (`num.partitions`).
+    pub partitions: i32,
+    /// -1: the default (`default.replication.factor`).
+    pub replication_factor: i16,
+    pub assignment: Vec<Vec<i32>>,
+    pub configs: Vec<(String, String)>,
+}
+
+/// Creates one topic (or only checks that it could be, `validate_only`);
+/// waits until this broker's metadata image shows it. Its partition count
+/// and replication factor.
+pub(crate) async fn create_topic(
+    config: &BrokerConfig,
+    image: &Image,
+    topic: NewTopic,
+    validate_only: bool,
+) -> Result<(i32, i16), Refusal> {
+    // -1: this broker's static default, unless one is set cluster-wide.
+    let (partitions, replication_factor) = {
+        let state = image.load();
+        let set = |k: &str| state.cluster_configs.contains_key(k);
+        (
+            match topic.partitions {
+                -1 if !set("num.partitions") => config.num_partitions,
+                p => p,
+            },
+            match topic.replication_factor {
+                -1 if !set("default.replication.factor") => config.default_replication_factor,
+                r => r,
+            },
+        )
+    };
+    let name = topic.name.clone();
+    let command = Command::CreateTopic {
+        name: topic.name,
+        id: topic_id(),
+        partitions,
+        replication_factor,
+        assignment: topic.assignment,
+        configs: topic.configs,
+    };
+    if validate_only {
+        let state = image.load_full();
+        state
+            .check(&command)
+            .map_err(|e| (e.code as i16, e.message))?;
+        return Ok((partitions, replication_factor));
+    }
+    let (count, rf) = match propose(config, command).await? {
+        Outcome::TopicCreated {
+            partitions,
+            replication_factor,
+            ..
+        } => (partitions, replication_factor),
+        other => {
+            return Err((
+                ResponseError::UnknownServerError.code(),
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    if !until_image(image, |s| s.topics.contains_key(&name)).await {
+        return Err((
+            ResponseError::RequestTimedOut.code(),
+            "created, but not yet in this broker's metadata".into(),
+        ));
+    }
+    Ok((count, rf))
+}
