@@ -2,9 +2,12 @@
 //! the state machine with snapshots on disk (`state_machine`), and the
 //! transport between coordinator nodes (`network`).
 //!
-//! openraft runs on its own thread with a tokio current-thread runtime; the
-//! glommio shards talk to it over channels and read the metadata it
-//! publishes.
+//! openraft runs on its own thread with a tokio current-thread runtime. A
+//! broker, embedded or remote, reaches the quorum only through the TCP
+//! client (`client`): proposals go from a blocking thread off the shard's
+//! reactor, and the metadata comes back through the subscriber thread
+//! (`subscriber`), which publishes an immutable image every shard reads
+//! without locks. No shard talks to openraft directly.
 
 pub mod client;
 pub mod log_store;
