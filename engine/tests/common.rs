@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use sluice_engine::batch::{self, build};
 use sluice_engine::config::LogConfig;
-use sluice_engine::partition::{Chunk, LogDir, Partition, ReadOptions, ReadUpper, ShardContext};
+use sluice_engine::partition::{
+    Chunk, LogDir, Partition, ReadOptions, ReadOutcome, ReadUpper, ShardContext,
+};
 use sluice_engine::{LeaderEpoch, Offset, TopicPartition};
 
 /// Runs `f` on a fresh glommio executor, as a shard would.
@@ -75,29 +77,8 @@ pub async fn read_all(p: &Partition, from: Offset) -> Vec<(i64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
-        let r = p
-            .read(
-                next,
-                ReadOptions {
-                    max_bytes: 64 << 10,
-                    min_one: true,
-                    upper: ReadUpper::HighWatermark,
-                },
-            )
-            .await
-            .expect("read");
-        let mut bytes = Vec::new();
-        for c in &r.chunks {
-            match c {
-                Chunk::Memory(b) => bytes.extend_from_slice(b),
-                Chunk::File(f) => {
-                    use std::os::unix::fs::FileExt;
-                    let mut buf = vec![0u8; f.len as usize];
-                    f.file.read_exact_at(&mut buf, f.position).expect("pread");
-                    bytes.extend_from_slice(&buf);
-                }
-            }
-        }
+        let r = consumer_read(p, next, 64 << 10).await;
+        let bytes = chunk_bytes(&r.chunks);
         if bytes.is_empty() {
             return out;
         }
@@ -120,4 +101,31 @@ pub async fn read_all(p: &Partition, from: Offset) -> Vec<(i64, Vec<u8>)> {
         }
         assert!(progressed, "a read returned no whole batch at {next:?}");
     }
+}
+
+/// One read as a consumer's: up to the high watermark, at least one batch.
+pub async fn consumer_read(p: &Partition, from: Offset, max_bytes: usize) -> ReadOutcome {
+    let opts = ReadOptions {
+        max_bytes,
+        min_one: true,
+        upper: ReadUpper::HighWatermark,
+    };
+    p.read(from, opts).await.expect("read")
+}
+
+/// The bytes a read returned, from memory and from the files.
+pub fn chunk_bytes(chunks: &[Chunk]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for c in chunks {
+        match c {
+            Chunk::Memory(b) => bytes.extend_from_slice(b),
+            Chunk::File(f) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; f.len as usize];
+                f.file.read_exact_at(&mut buf, f.position).expect("pread");
+                bytes.extend_from_slice(&buf);
+            }
+        }
+    }
+    bytes
 }

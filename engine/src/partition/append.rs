@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{flush, AppendInfo, Partition, State};
+use super::{flush, AppendInfo, Mark, Partition, State};
 use crate::batch::{self, BatchHeader, TimestampType};
 use crate::cache::Cached;
 use crate::error::{EngineError, Result};
@@ -38,7 +38,8 @@ pub(super) struct Pending {
 impl Partition {
     /// Validates and appends one batch produced by a client, assigning its
     /// offsets. Returns once the batch is queued for writing; await
-    /// [`Partition::wait_acked`] with its last offset for durability.
+    /// [`Partition::wait_durable`] with its last offset for durability,
+    /// [`Partition::wait_acked`] for commitment.
     pub async fn append(
         &self,
         batch: BytesMut,
@@ -66,7 +67,12 @@ impl Partition {
         let last = Offset(base.0 + i64::from(header.last_offset_delta));
         st.now_ms = st.now_ms.max(now_ms);
         let segment = self.segment_for(&mut st, base, last, bytes.len() as u64, now_ms);
-        note_batch(&mut st, &segment, &bytes, leader_epoch, base);
+        let end = note_batch(&mut st, &segment, &bytes, leader_epoch, base);
+        st.ends.push(Mark {
+            offset: last.next(),
+            segment: segment.base,
+            position: end,
+        });
         ctx.cache.insert(
             &self.inner.cache,
             Cached {
@@ -152,6 +158,7 @@ impl Partition {
     /// Queues a batch for the flusher; the log end moves past it.
     fn enqueue(&self, st: &mut State, p: Pending) {
         st.log_end = p.last.next();
+        debug_assert!(st.positions_hold());
         st.pending_bytes += p.bytes.len();
         st.pending.push_back(p);
         // Only appends make a next group due (`ahead_due`).
@@ -185,17 +192,17 @@ fn stamp(
 }
 
 /// Accounts for a stored batch at the end of `segment`: its producer, its
-/// index entries, its leader epoch.
+/// index entries, its leader epoch. Returns the position where it ends.
 fn note_batch(
     st: &mut State,
     segment: &Segment,
     bytes: &Bytes,
     leader_epoch: LeaderEpoch,
     base: Offset,
-) {
+) -> u64 {
     let stored = BatchHeader::parse(bytes).expect("validated");
     st.producers.record(&stored);
-    {
+    let end = {
         let mut m = segment.meta.borrow_mut();
         let position = m.size;
         m.note_batch(
@@ -205,8 +212,10 @@ fn note_batch(
             bytes.len() as u64,
             st.config.index_interval_bytes,
         );
-    }
+        position + bytes.len() as u64
+    };
     if st.epochs.assign(leader_epoch, base) {
         st.epochs_dirty = true;
     }
+    end
 }

@@ -14,9 +14,10 @@
 //! * at most one fdatasync is in flight; each is issued after its group's
 //!   write completed, so it covers that group and every one before, and
 //!   they complete in order;
-//! * a group is acknowledged (the high watermark moves past it) once it is
+//! * a group is durable (the durable position moves past it) once it is
 //!   written under a relaxed policy, once its fdatasync and every rolled
-//!   segment's close before it completed under the default one;
+//!   segment's close before it completed under the default one; the high
+//!   watermark follows only in the default commit mode (see `watermarks`);
 //! * a group's room in the shard's write buffer is given back once it is
 //!   written, or the log fails.
 
@@ -131,7 +132,7 @@ impl Partition {
                     None => {
                         let mut st = self.inner.state.borrow_mut();
                         st.flushing = false;
-                        watermarks::wake_acked(&mut st);
+                        watermarks::wake(&mut st);
                         return;
                     }
                 }
@@ -356,7 +357,7 @@ impl Partition {
     }
 
     /// After a group's write: the written mark moves; under a relaxed
-    /// policy the group is acknowledged now. Returns the written mark, or
+    /// policy the group is durable (acknowledged by the policy) now. Returns the written mark, or
     /// `Err` when the partition is now poisoned.
     fn written(&self, work: Work, result: Result<u64>) -> std::result::Result<Mark, ()> {
         let mut st = self.inner.state.borrow_mut();
@@ -381,9 +382,12 @@ impl Partition {
         st.writer = Some(writer);
         if !st.config.sync_every_append() {
             // Acknowledged once written (see engine/DESIGN.md, Durability).
-            st.hw = st.written;
+            let written = st.written;
+            st.make_durable(written);
+        } else {
+            st.check_positions();
         }
-        watermarks::wake_acked(&mut st);
+        watermarks::wake(&mut st);
         self.arm_sync_timer(&mut st);
         Ok(st.written)
     }
@@ -410,7 +414,7 @@ impl Partition {
     }
 
     /// After an fdatasync issued once everything up to `mark` was written:
-    /// that much is durable, and acknowledged.
+    /// that much is durable.
     fn synced(&self, mark: Mark, result: Result<()>) {
         let mut st = self.inner.state.borrow_mut();
         if let Err(e) = result {
@@ -424,10 +428,8 @@ impl Partition {
             mark
         };
         st.synced = st.synced.max(mark.offset);
-        if mark.offset > st.hw.offset {
-            st.hw = mark;
-        }
-        watermarks::wake_acked(&mut st);
+        st.make_durable(mark);
+        watermarks::wake(&mut st);
     }
 
     /// Writes and fsyncs everything appended so far, whatever the policy.

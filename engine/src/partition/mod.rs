@@ -8,7 +8,7 @@
 //! * `append`: validating a batch and queueing it for the flusher;
 //! * `flush`: the flusher — group commit, writes, fdatasyncs;
 //! * `roll`: closing rolled segments, spare (recycled) segment files;
-//! * `watermarks`: the positions appends and reads wait on, and the waits;
+//! * `watermarks`: the durable position and the high watermark, the waits;
 //! * `read`: reads by offset and by time;
 //! * `retention`: retention, DeleteRecords, removal of segment files;
 //! * `truncate`: cutting a divergent suffix off the log;
@@ -25,20 +25,26 @@
 //! runs. While it writes, new appends queue up and form the next group;
 //! under load that group is copied into its write buffer before the write
 //! in flight completes (see `Partition::write_last`).
-//! [`Partition::wait_acked`] resolves once a batch is acknowledged.
+//! [`Partition::wait_durable`] resolves once a batch is acknowledged by the
+//! flush policy, [`Partition::wait_acked`] once it is committed.
 //!
 //! ## Watermarks
-//! `log_start ≤ high_watermark ≤ written_end ≤ log_end`.
+//! `log_start ≤ high_watermark ≤ durable ≤ written_end ≤ log_end`.
 //! * `log_end`: next offset to assign (LEO);
 //! * `written_end`: everything below is in the segment files;
-//! * `high_watermark`: everything below is acknowledged: fsync'ed under the
-//!   default policy (`flush.messages=1`), written under a relaxed one. On a
-//!   single node this is the high watermark Kafka clients see; replication
-//!   will lower it to what the in-sync replicas hold. Consumers read below it.
+//! * `durable`: everything below is acknowledged by the flush policy:
+//!   fsync'ed under the default (`flush.messages=1`), written under a
+//!   relaxed one;
+//! * `high_watermark`: committed; consumers read below it. With one
+//!   replica ([`CommitMode::Durable`], the default) it is `durable`;
+//!   replicated ([`CommitMode::Replicated`]) it moves when the replication
+//!   layer reports what every in-sync replica holds
+//!   ([`Partition::advance_high_watermark`]), never past `durable`;
 //! * `last_stable`: equals the high watermark until transactions exist.
 //!
-//! Long-poll readers wait with [`Partition::wait_high_watermark_above`]:
-//! the flusher wakes them whenever it moves the high watermark.
+//! `watermarks` has the rules. Long-poll readers wait with
+//! [`Partition::wait_high_watermark_above`]: whatever moves the high
+//! watermark wakes them.
 //!
 //! ## Failure
 //! A failed write or fsync poisons the partition: the error is kept, every
@@ -78,9 +84,10 @@ use crate::types::{Offset, TopicPartition};
 
 use append::Pending;
 use roll::Spare;
+use watermarks::{BatchEnds, Waiter};
 
 pub use retention::{DELETE_PAUSE, DELETE_STEP};
-pub use watermarks::HighWatermarkWait;
+pub use watermarks::{CommitMode, HighWatermarkWait};
 
 /// A log directory (`log.dirs` entry) shared by all shards.
 #[derive(Debug)]
@@ -141,13 +148,18 @@ impl ShardContext {
     }
 }
 
-/// The offsets a partition reports.
+/// The offsets a partition reports:
+/// `log_start ≤ high_watermark ≤ durable ≤ log_end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Watermarks {
     pub log_start: Offset,
     pub log_end: Offset,
+    /// Committed: consumers read below it (see [`CommitMode`]).
     pub high_watermark: Offset,
     pub last_stable: Offset,
+    /// Acknowledged by the flush policy: fdatasync'ed under the default
+    /// `flush.messages=1`, written under a relaxed policy.
+    pub durable: Offset,
 }
 
 /// What a partition's flusher has done since it was opened.
@@ -176,7 +188,7 @@ pub struct AppendInfo {
 /// How far a read may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadUpper {
-    /// Consumers: acknowledged data only.
+    /// Consumers: committed data only (below the high watermark).
     HighWatermark,
     /// Followers: everything written.
     Written,
@@ -239,8 +251,8 @@ pub struct RetentionOutcome {
     pub bytes_deleted: u64,
 }
 
-/// Where the high watermark is: its offset and the byte position in its
-/// segment that reads stop at.
+/// A batch boundary: an offset, and the byte position in its segment where
+/// the batch at that offset starts (where reads bounded by it stop).
 #[derive(Clone, Copy, Debug)]
 struct Mark {
     offset: Offset,
@@ -252,7 +264,9 @@ struct Mark {
 /// await).
 ///
 /// Invariants:
-/// * `log_start ≤ hw.offset ≤ written.offset ≤ log_end`;
+/// * `log_start ≤ hw.offset ≤ durable.offset ≤ written.offset ≤ log_end`,
+///   and `hw == durable` under [`CommitMode::Durable`] (see `watermarks`);
+/// * `ends` holds ends of batches above `hw`, at most `BATCH_ENDS_MAX`;
 /// * `synced ≤ written.offset`: only what is written is fdatasync'ed;
 /// * `segments` is not empty; its last segment is the active one, the one
 ///   `writer` writes (the writer is out with the flusher while it writes,
@@ -267,7 +281,14 @@ struct State {
     log_start: Offset,
     log_end: Offset,
     written: Mark,
+    /// Acknowledged by the flush policy.
+    durable: Mark,
+    /// The high watermark: committed.
     hw: Mark,
+    commit: CommitMode,
+    /// Ends of the batches above the high watermark, for
+    /// [`Partition::advance_high_watermark`].
+    ends: BatchEnds,
     pending: VecDeque<Pending>,
     /// Bytes of the batches in `pending`.
     pending_bytes: usize,
@@ -281,12 +302,15 @@ struct State {
     first_unsynced: Option<Instant>,
     sync_requested: bool,
     sync_timer: bool,
-    waiters: Vec<(Offset, Waker)>,
+    /// Producers waiting for their batch to be durable or committed.
+    waiters: Vec<Waiter>,
     /// Readers waiting for the high watermark to pass an offset (long-poll
     /// fetches), by key; each removes its entry when dropped, so the table
     /// holds only live waits.
     hw_waiters: BTreeMap<u64, Waker>,
     hw_waiter_next: u64,
+    /// The high watermark `hw_waiters` were last woken for.
+    hw_announced: Offset,
     failure: Option<String>,
     /// Everything below is fdatasync'ed; and who waits for that to grow.
     synced: Offset,
@@ -404,7 +428,7 @@ impl Partition {
         let units: u64 = st.pending.drain(..).map(|p| p.units).sum();
         st.pending_bytes = 0;
         self.inner.shard.write_buffer.signal(units);
-        watermarks::wake_acked(st);
+        watermarks::wake(st);
     }
 
     /// Takes the io lock, which serialises the flusher, truncation and
@@ -432,11 +456,13 @@ impl Partition {
 
 impl State {
     fn watermarks(&self) -> Watermarks {
+        debug_assert!(self.positions_hold(), "checked where they change");
         Watermarks {
             log_start: self.log_start,
             log_end: self.log_end,
             high_watermark: self.hw.offset,
             last_stable: self.hw.offset,
+            durable: self.durable.offset,
         }
     }
 

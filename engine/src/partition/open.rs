@@ -7,8 +7,9 @@
 //!
 //! Invariants at the end of an open:
 //! * there is at least one segment, and a writer for the last one;
-//! * everything recovery kept is durable, so the high watermark and the
-//!   written mark are the log end;
+//! * everything recovery kept is durable, so the written mark, the durable
+//!   position and the high watermark are the log end, in the default commit
+//!   mode (a replica switches to `CommitMode::Replicated` after the open);
 //! * `log_start` lies in `[first segment's base, log_end]`.
 //!
 //! A close leaves every segment in Kafka's layout (each log exactly as long
@@ -27,7 +28,8 @@ use glommio::sync::Semaphore;
 use super::retention::DELETED_EXT;
 use super::roll::SPARE_EXT;
 use super::snapshots::load_producers;
-use super::{watermarks, FlushStats, Inner, LogDir, Mark, Partition, ShardContext, State};
+use super::watermarks::{self, BatchEnds, CommitMode};
+use super::{FlushStats, Inner, LogDir, Mark, Partition, ShardContext, State};
 use crate::cache::PartitionCache;
 use crate::checkpoint::{self, LeaderEpochs};
 use crate::config::LogConfig;
@@ -120,7 +122,7 @@ impl Partition {
         let writer = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
-            watermarks::wake_acked(&mut st);
+            watermarks::wake(&mut st);
             st.writer.take()
         };
         self.inner.shard.cache.clear(&self.inner.cache);
@@ -248,7 +250,10 @@ fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
         log_start: r.log_start,
         log_end,
         written: mark,
+        durable: mark,
         hw: mark,
+        commit: CommitMode::Durable,
+        ends: BatchEnds::default(),
         pending: VecDeque::new(),
         pending_bytes: 0,
         writer: Some(r.writer),
@@ -262,6 +267,7 @@ fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
         waiters: Vec::new(),
         hw_waiters: BTreeMap::new(),
         hw_waiter_next: 0,
+        hw_announced: log_end,
         failure: None,
         synced: log_end,
         sync_waiters: Vec::new(),

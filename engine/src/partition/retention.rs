@@ -52,6 +52,7 @@ impl Partition {
                 return Ok(st.log_start);
             }
             st.log_start = target;
+            st.check_positions();
             st.producers.evict_below(target.0);
             (target, checkpoint::encode_log_start(&self.inner.tp, target))
         };
@@ -182,6 +183,7 @@ pub(super) fn take_out(st: &mut State, doomed: &[Rc<Segment>]) {
     }
     let start = st.log_start.0;
     st.producers.evict_below(start);
+    st.check_positions();
 }
 
 /// Takes the files of `segments` out of the log, as Kafka does: each is

@@ -4,9 +4,12 @@
 //! * a truncation runs with the io lock held, after a flush and once no
 //!   rolled segment is being closed: nothing is in flight;
 //! * the log end becomes the base offset of the first batch removed; the
-//!   written mark, and the high watermark if it was above, move to that
-//!   batch boundary; offsets never go back below the log start (the log
-//!   restarts empty there instead, as Kafka's `truncateFullyAndStartAt`);
+//!   written mark, and the durable position and the high watermark where
+//!   they were at or above it, move to that batch boundary — a follower's
+//!   high watermark is what its leader last told it, and Kafka lowers it
+//!   to the log end on truncation too; offsets never go back below the log
+//!   start (the log restarts empty there instead, as Kafka's
+//!   `truncateFullyAndStartAt`);
 //! * the segment holding the cut becomes the active one, its files cut and
 //!   fdatasync'ed, its in-memory indexes and largest timestamp those of the
 //!   batches left; later segments leave the log as retention's do;
@@ -91,21 +94,14 @@ impl Partition {
             for s in &removed {
                 st.segments.remove(&s.base);
             }
-            st.log_end = new_end;
-            let mark = Mark {
+            st.truncated_to(Mark {
                 offset: new_end,
                 segment: seg.base,
                 position: cut,
-            };
-            st.written = mark;
-            if st.hw.offset > new_end {
-                st.hw = mark;
-            }
-            st.synced = st.synced.min(new_end);
-            st.log_start = st.log_start.min(new_end);
+            });
             st.epochs.truncate_from(new_end);
             st.writer = Some(writer);
-            watermarks::wake_acked(&mut st);
+            watermarks::wake(&mut st);
             st.epochs.encode()
         };
         self.inner.shard.cache.truncate(&self.inner.cache, new_end);
@@ -147,18 +143,16 @@ impl Partition {
             let mut st = self.inner.state.borrow_mut();
             st.segments.clear();
             st.segments.insert(start, seg);
-            let mark = Mark {
+            st.truncated_to(Mark {
                 offset: start,
                 segment: start,
                 position: 0,
-            };
-            st.log_end = start;
-            st.written = mark;
-            st.hw = mark;
+            });
+            // The new segment is empty, and its name durable.
             st.synced = start;
             st.epochs.truncate_from(start);
             st.writer = Some(writer);
-            watermarks::wake_acked(&mut st);
+            watermarks::wake(&mut st);
             st.epochs.encode()
         };
         self.inner.shard.cache.clear(&self.inner.cache);
