@@ -5,9 +5,12 @@
 //! * **appends as leader**, stamped with the leader epoch the request was
 //!   checked against;
 //! * **what an acknowledgement waits for**: `acks=1` the leader's own
-//!   durable copy, `acks=all` the high watermark (committed), which today
-//!   follows the durable position because every partition has a single
-//!   replica, and with replication will follow the in-sync replicas;
+//!   durable copy (the engine's durable position), `acks=all` the high
+//!   watermark (committed). Today every partition has a single replica and
+//!   its log runs in the engine's `CommitMode::Durable`, where the high
+//!   watermark is the durable position; with replication a partition runs
+//!   in `CommitMode::Replicated` and its leader advances the high watermark
+//!   as the in-sync replicas catch up;
 //! * **consumer reads**, which stop at the high watermark.
 //!
 //! Everything else about the log (watermarks, sizes, producers, indexes)
@@ -71,12 +74,12 @@ impl ReplicatedPartition {
     }
 
     /// Resolves once the batch ending at `last` is acknowledged as `acks`
-    /// asks. With a single replica the leader's durable copy is the high
-    /// watermark, so both waits are one.
+    /// asks: by the leader's durable copy, or by the high watermark.
     pub async fn acknowledged(&self, acks: Acks, last: Offset) -> Result<()> {
         match acks {
             Acks::None => Ok(()),
-            Acks::Leader | Acks::All => self.log.wait_acked(last).await,
+            Acks::Leader => self.log.wait_durable(last).await,
+            Acks::All => self.log.wait_acked(last).await,
         }
     }
 
