@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 /// Jiffies of the whole machine (all CPUs) and of this process with the
-/// children it waited for.
+/// children it waited for (and, with [`cpu_times_with`], one more process).
 #[derive(Clone, Copy)]
 pub struct CpuTimes {
     total: u64,
@@ -18,6 +18,12 @@ pub struct CpuTimes {
 }
 
 pub fn cpu_times() -> Option<CpuTimes> {
+    cpu_times_with(None)
+}
+
+/// [`cpu_times`], counting process `child` (a broker this process started
+/// and has not waited for) as its own too.
+pub fn cpu_times_with(child: Option<u32>) -> Option<CpuTimes> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu: Vec<u64> = stat
         .lines()
@@ -32,19 +38,27 @@ pub fn cpu_times() -> Option<CpuTimes> {
     }
     let total: u64 = cpu.iter().sum();
     let idle = cpu[3] + cpu[4];
-    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime, stime, cutime and
-    // cstime (children waited for, such as fio) are the 14th to 17th fields.
-    let after = own.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let own = (11..15)
-        .map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum::<Option<u64>>()?;
+    let child = match child {
+        Some(pid) => process_jiffies(&format!("/proc/{pid}/stat"))?,
+        None => 0,
+    };
     Some(CpuTimes {
         total,
         busy: total - idle,
-        own,
+        own: process_jiffies("/proc/self/stat")? + child,
     })
+}
+
+/// utime, stime, cutime and cstime (children waited for, such as fio) of a
+/// `/proc/PID/stat` file: the 14th to 17th fields, counted after the
+/// parenthesised command name.
+fn process_jiffies(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    (11..15)
+        .map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum::<Option<u64>>()
 }
 
 /// Percent of the machine's CPU time used by other processes between two

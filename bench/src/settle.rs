@@ -12,7 +12,8 @@
 //!
 //! [`settle`] syncs, then waits until `/proc/diskstats` shows no I/O in
 //! progress and no write or discard completed over [`QUIET`], twice in a
-//! row, or until its limit passes.
+//! row, or until its limit passes; [`settle_disks`] does so before a named
+//! phase of a benchmark and says on stderr when it had to wait.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,21 @@ pub fn settle(limit: Duration) -> (Duration, bool) {
         before = after;
     }
     (t0.elapsed(), true)
+}
+
+/// Waits up to `limit` for the disks to settle ([`settle`]) before `phase`
+/// (not at all for a zero limit), and says so on stderr when that took a
+/// while or did not happen.
+pub fn settle_disks(limit: Duration, phase: &str) {
+    if limit.is_zero() {
+        return;
+    }
+    let (took, settled) = settle(limit);
+    if !settled {
+        eprintln!("[bench] the disks were still busy after {took:.1?}: {phase} starts anyway");
+    } else if took >= Duration::from_secs(1) {
+        eprintln!("[bench] waited {took:.1?} for the disks to settle before {phase}");
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use sluice_bench::kafka::{self, Clients, ProducerJob, Stats, PRODUCER_DEFAULTS};
 use sluice_bench::limits::{self, NullSink, SendfileServer, SinkConfig};
 use sluice_bench::meta::{git, ratio, round3, run_disk_limit, utc_now};
 use sluice_bench::report::{self, latency_header, latency_json, latency_row, rate_json};
+use sluice_bench::settle::settle_disks;
 use sluice_bench::workload::{Driver, KeyDistributor, ProducerSettings, Workload};
-use sluice_bench::{batch_up_to, bench_root, chart, raw, settle};
+use sluice_bench::{batch_up_to, bench_root, chart, raw};
 
 const USAGE: &str = "\
 usage: sluice-bench COMMAND [options]
@@ -334,20 +335,6 @@ fn settle_limit(o: &Opts) -> Result<Duration, String> {
     Ok(Duration::from_secs(
         o.num::<u64>("--settle-seconds")?.unwrap_or(60),
     ))
-}
-
-/// Waits up to `limit` for the disks to settle (`sluice_bench::settle`)
-/// before `phase`, and says so when that took a while or did not happen.
-fn settle_disks(limit: Duration, phase: &str) {
-    if limit.is_zero() {
-        return;
-    }
-    let (took, settled) = settle::settle(limit);
-    if !settled {
-        eprintln!("[bench] the disks were still busy after {took:.1?}: {phase} starts anyway");
-    } else if took >= Duration::from_secs(1) {
-        eprintln!("[bench] waited {took:.1?} for the disks to settle before {phase}");
-    }
 }
 
 fn limits_cmd(o: &Opts) -> Result<(), String> {
