@@ -29,6 +29,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use sluice_broker::router::first_of;
 use sluice_engine::partition::Chunk;
 use sluice_engine::{Offset, TopicPartition};
+use sluice_replication::metadata::MetadataState;
 use uuid::Uuid;
 
 use super::{engine_code, partition_error, topic_name};
@@ -139,53 +140,55 @@ impl FetchAnswer {
     }
 }
 
-async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
-    let now = Instant::now();
-    let deadline = now + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
-    let min_bytes = req.min_bytes.max(0) as usize;
-    // fetch.max.bytes bounds what one response holds, whatever is asked.
-    let cap = ctx.config.fetch_max_bytes;
-    let limit = if req.max_bytes <= 0 {
-        cap
-    } else {
-        (req.max_bytes as usize).min(cap)
-    };
-    // From version 13 topics are named by id (KIP-516); an id the image
-    // does not know is answered with UNKNOWN_TOPIC_ID and left out of
-    // the session.
-    // Likewise a topic name the image does not know, or a partition it
-    // does not have, is answered with UNKNOWN_TOPIC_OR_PARTITION and left
-    // out: what is copied per partition and kept in sessions is bounded
-    // by the cluster's partitions, whatever a request carries.
-    let state = ctx.image.load_full();
-    let by_id: HashMap<Uuid, &str> = if version >= 13 {
-        state
-            .topics
-            .values()
-            .map(|t| (Uuid::from_bytes(t.id), t.name.as_str()))
-            .collect()
-    } else {
-        HashMap::new()
-    };
-    // The image's name and partition count for a topic of the request.
-    let known = |name: &TopicName, id: &Uuid| {
-        let name: &str = if version >= 13 {
-            by_id.get(id).copied()
-        } else {
+/// The image's names for the topics of a request: by name, or by topic id
+/// from version 13 (KIP-516).
+struct Names<'a> {
+    state: &'a MetadataState,
+    by_id: Option<HashMap<Uuid, &'a str>>,
+}
+
+impl<'a> Names<'a> {
+    fn new(state: &'a MetadataState, version: i16) -> Self {
+        let by_id = (version >= 13).then(|| {
             state
                 .topics
+                .values()
+                .map(|t| (Uuid::from_bytes(t.id), t.name.as_str()))
+                .collect()
+        });
+        Self { state, by_id }
+    }
+
+    /// The image's name and partition count for a topic of the request.
+    fn known(&self, name: &TopicName, id: &Uuid) -> Option<(&'a str, usize)> {
+        let name: &str = match &self.by_id {
+            Some(by_id) => by_id.get(id).copied(),
+            None => self
+                .state
+                .topics
                 .get_key_value(name.0.as_str())
-                .map(|(k, _)| k.as_str())
+                .map(|(k, _)| k.as_str()),
         }?;
-        Some((name, state.topics[name].partitions.len()))
-    };
-    let mut unknown: Vec<(&TopicName, Uuid, Vec<i32>)> = Vec::new();
-    let mut asked = Vec::new();
-    // A partition asked twice is fetched once, at the last position asked
-    // (Kafka keeps a request's partitions in a map).
+        Some((name, self.state.topics[name].partitions.len()))
+    }
+}
+
+/// A topic's partitions the image does not have: (name, id, partitions).
+type Unknown<'r> = (&'r TopicName, Uuid, Vec<i32>);
+
+/// The partitions a request asks for that exist, each once at the last
+/// position asked (Kafka keeps a request's partitions in a map), and those
+/// that do not. What is copied per partition and kept in sessions is so
+/// bounded by the cluster's partitions, whatever a request carries.
+fn resolve<'r>(
+    names: &Names<'_>,
+    req: &'r FetchRequest,
+) -> (Vec<SessionPartition>, Vec<Unknown<'r>>) {
+    let mut unknown = Vec::new();
+    let mut asked: Vec<SessionPartition> = Vec::new();
     let mut seen: HashMap<(&str, i32), usize> = HashMap::new();
     for t in &req.topics {
-        let (name, count) = known(&t.topic, &t.topic_id).unzip();
+        let (name, count) = names.known(&t.topic, &t.topic_id).unzip();
         let count = count.unwrap_or(0);
         let mut missing = Vec::new();
         for p in &t.partitions {
@@ -212,6 +215,61 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
             unknown.push((&t.topic, t.topic_id, missing));
         }
     }
+    (asked, unknown)
+}
+
+/// The request's fetch session (v7+), and the partitions to read.
+fn session_context(
+    ctx: &Ctx,
+    names: &Names<'_>,
+    req: &FetchRequest,
+    asked: Vec<SessionPartition>,
+    partitions_max: usize,
+    now: Instant,
+) -> (FetchContext, Vec<SessionPartition>) {
+    // Only what could be in a session (existing partitions of known
+    // topics) is copied, once each.
+    let forget: std::collections::BTreeSet<(&str, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .filter_map(|f| names.known(&f.topic, &f.topic_id).map(|k| (k, f)))
+        .flat_map(|((name, count), f)| {
+            f.partitions
+                .iter()
+                .filter(move |p| usize::try_from(**p).is_ok_and(|i| i < count))
+                .map(move |p| (name, *p))
+        })
+        .collect();
+    let forget: Vec<(String, i32)> = forget
+        .into_iter()
+        .map(|(name, p)| (name.to_string(), p))
+        .collect();
+    ctx.fetch_sessions.borrow_mut().context(
+        req.session_id,
+        req.session_epoch,
+        asked,
+        &forget,
+        partitions_max,
+        now,
+    )
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
+    let now = Instant::now();
+    let deadline = now + Duration::from_millis(req.max_wait_ms.clamp(0, WAIT_MS_MAX) as u64);
+    // fetch.max.bytes bounds what one response holds, whatever is asked.
+    let cap = ctx.config.fetch_max_bytes;
+    let limit = if req.max_bytes <= 0 {
+        cap
+    } else {
+        (req.max_bytes as usize).min(cap)
+    };
+    // A topic id the image does not know (v13+) is answered with
+    // UNKNOWN_TOPIC_ID, a name or partition it does not have with
+    // UNKNOWN_TOPIC_OR_PARTITION; neither goes into the session.
+    let state = ctx.image.load_full();
+    let names = Names::new(&state, version);
+    let (asked, unknown) = resolve(&names, &req);
     // What one session may hold: the cluster's partitions, plus slack
     // (counted only when a session may take partitions).
     let partitions_max = if asked.is_empty() || version < 7 || req.session_epoch == -1 {
@@ -222,31 +280,7 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
         )
     };
     let (context, wanted) = if version >= 7 {
-        // Only what could be in a session (existing partitions of known
-        // topics) is copied, once each.
-        let forget: std::collections::BTreeSet<(&str, i32)> = req
-            .forgotten_topics_data
-            .iter()
-            .filter_map(|f| known(&f.topic, &f.topic_id).map(|k| (k, f)))
-            .flat_map(|((name, count), f)| {
-                f.partitions
-                    .iter()
-                    .filter(move |p| usize::try_from(**p).is_ok_and(|i| i < count))
-                    .map(move |p| (name, *p))
-            })
-            .collect();
-        let forget: Vec<(String, i32)> = forget
-            .into_iter()
-            .map(|(name, p)| (name.to_string(), p))
-            .collect();
-        ctx.fetch_sessions.borrow_mut().context(
-            req.session_id,
-            req.session_epoch,
-            asked,
-            &forget,
-            partitions_max,
-            now,
-        )
+        session_context(ctx, &names, &req, asked, partitions_max, now)
     } else {
         (FetchContext::Sessionless, asked)
     };
@@ -258,8 +292,25 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
             records: Vec::new(),
         };
     }
-    let mut answer = loop {
-        let (answer, bytes, waits) = fetch_once(ctx, &wanted, version, limit).await;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut answer = read_until(ctx, &wanted, version, limit, min_bytes, deadline).await;
+    keep_in_session(ctx, context, wanted, partitions_max, now, &mut answer);
+    answer_unknown(unknown, version, &mut answer);
+    answer
+}
+
+/// Reads every partition until `min_bytes` came back, a partition failed,
+/// or `deadline` passed (see the module docs on the long poll).
+async fn read_until(
+    ctx: &Rc<Ctx>,
+    wanted: &[SessionPartition],
+    version: i16,
+    limit: usize,
+    min_bytes: usize,
+    deadline: Instant,
+) -> FetchAnswer {
+    loop {
+        let (answer, bytes, waits) = fetch_once(ctx, wanted, version, limit).await;
         let errors = answer
             .response
             .responses
@@ -267,10 +318,22 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
             .flat_map(|t| t.partitions.iter())
             .any(|p| p.error_code != 0);
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || waits.is_empty() {
-            break answer;
+            return answer;
         }
         wait_for_data(ctx, waits, deadline).await;
-    };
+    }
+}
+
+/// Creates or updates the fetch session, and keeps in an incremental
+/// answer only the partitions with something new (KIP-227).
+fn keep_in_session(
+    ctx: &Ctx,
+    context: FetchContext,
+    wanted: Vec<SessionPartition>,
+    partitions_max: usize,
+    now: Instant,
+    answer: &mut FetchAnswer,
+) {
     let mut sessions = ctx.fetch_sessions.borrow_mut();
     let id = match context {
         FetchContext::Full => sessions.create(wanted, partitions_max, now),
@@ -279,27 +342,32 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
     };
     // An incremental session evicted while this fetch waited: the answer
     // goes out in full with session id 0, and the client starts over.
-    if let Some(session) = sessions.get_mut(id) {
-        let full = context == FetchContext::Full;
-        let mut served = Vec::new();
-        answer.retain_partitions(|topic, pd, bytes| {
-            if bytes > 0 && !full {
-                served.push((topic.to_string(), pd.partition_index));
-            }
-            let changed = session.get_mut(topic, pd.partition_index).is_none_or(|p| {
-                p.must_respond(
-                    bytes,
-                    pd.error_code,
-                    pd.high_watermark,
-                    pd.last_stable_offset,
-                    pd.log_start_offset,
-                )
-            });
-            full || changed
+    let Some(session) = sessions.get_mut(id) else {
+        return;
+    };
+    let full = context == FetchContext::Full;
+    let mut served = Vec::new();
+    answer.retain_partitions(|topic, pd, bytes| {
+        if bytes > 0 && !full {
+            served.push((topic.to_string(), pd.partition_index));
+        }
+        let changed = session.get_mut(topic, pd.partition_index).is_none_or(|p| {
+            p.must_respond(
+                bytes,
+                pd.error_code,
+                pd.high_watermark,
+                pd.last_stable_offset,
+                pd.log_start_offset,
+            )
         });
-        session.move_to_end(&served);
-        answer.response.session_id = id;
-    }
+        full || changed
+    });
+    session.move_to_end(&served);
+    answer.response.session_id = id;
+}
+
+/// Adds the partitions the image does not have, with their error.
+fn answer_unknown(unknown: Vec<Unknown<'_>>, version: i16, answer: &mut FetchAnswer) {
     for (name, id, partitions) in unknown {
         let mut tr = FetchableTopicResponse::default();
         let code = if version >= 13 {
@@ -319,7 +387,6 @@ async fn handle(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchAnswer {
             .collect();
         answer.response.responses.push(tr);
     }
-    answer
 }
 
 /// One read of every partition: the answer, its record bytes, and where
