@@ -186,6 +186,16 @@ pub struct Described {
 /// A listed group: id, protocol type, state.
 pub type Listed = (String, String, &'static str);
 
+/// A SyncGroup's fields, as [`Op::Sync`] carries them.
+struct Sync {
+    member_id: String,
+    instance_id: Option<String>,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    assignments: Vec<(String, Bytes)>,
+}
+
 /// The answer to an [`Op`].
 #[derive(Debug)]
 pub enum Reply {
@@ -275,28 +285,15 @@ impl Coordinator {
                 protocol,
                 assignments,
             } => {
-                let effects = self.with_group(p, &group, |g| {
-                    g.sync(
-                        &member_id,
-                        instance_id.as_deref(),
-                        generation,
-                        protocol_type.as_deref(),
-                        protocol.as_deref(),
-                        assignments,
-                        now,
-                    )
-                });
-                let Some(effects) = effects else {
-                    return Reply::Sync(SyncResult::error(ResponseError::UnknownMemberId.code()));
+                let sync = Sync {
+                    member_id,
+                    instance_id,
+                    generation,
+                    protocol_type,
+                    protocol,
+                    assignments,
                 };
-                let (tx, rx) = oneshot::channel();
-                self.syncs
-                    .borrow_mut()
-                    .insert((group.clone(), member_id), tx);
-                self.deliver(p, &group, effects).await;
-                Reply::Sync(rx.await.unwrap_or_else(|_| {
-                    SyncResult::error(ResponseError::RebalanceInProgress.code())
-                }))
+                Reply::Sync(self.sync(p, group, sync, now).await)
             }
             Op::Heartbeat {
                 group,
@@ -309,21 +306,7 @@ impl Coordinator {
                 })
                 .unwrap_or(ResponseError::UnknownMemberId.code()),
             ),
-            Op::Leave { group, members } => {
-                let mut codes = Vec::with_capacity(members.len());
-                for (member, instance) in members {
-                    let out =
-                        self.with_group(p, &group, |g| g.leave(&member, instance.as_deref(), now));
-                    match out {
-                        Some((code, effects)) => {
-                            codes.push(code);
-                            self.deliver(p, &group, effects).await;
-                        }
-                        None => codes.push(ResponseError::UnknownMemberId.code()),
-                    }
-                }
-                Reply::Leave(codes)
-            }
+            Op::Leave { group, members } => Reply::Leave(self.leave(p, &group, members, now).await),
             Op::Commit {
                 group,
                 member_id,
@@ -334,46 +317,108 @@ impl Coordinator {
                 self.commit(p, group, member_id, instance_id, generation, offsets)
                     .await,
             ),
-            Op::Fetch { group, partitions } => Reply::Fetch(
-                self.with_group(p, &group, |g| match &partitions {
-                    None => g
-                        .offsets
-                        .iter()
-                        .map(|((t, i), c)| (t.clone(), *i, Some(c.clone())))
-                        .collect(),
-                    Some(list) => list
-                        .iter()
-                        .map(|(t, i)| (t.clone(), *i, g.offsets.get(&(t.clone(), *i)).cloned()))
-                        .collect(),
-                })
-                .unwrap_or_else(|| {
-                    partitions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(t, i)| (t, i, None))
-                        .collect()
-                }),
-            ),
-            Op::List => Reply::List(match self.parts.borrow().get(&p) {
-                Some(Part::Loaded(groups)) => groups
-                    .values()
-                    .filter(|g| g.state != GroupState::Dead)
-                    .map(|g| {
-                        (
-                            g.id.clone(),
-                            g.protocol_type.clone().unwrap_or_default(),
-                            g.state.name(),
-                        )
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            }),
+            Op::Fetch { group, partitions } => {
+                Reply::Fetch(self.fetch_offsets(p, &group, partitions))
+            }
+            Op::List => Reply::List(self.list(p)),
             Op::Describe { group } => Reply::Describe(self.with_group(p, &group, describe)),
             Op::Delete { group } => Reply::Delete(self.delete(p, &group).await),
             Op::DeleteOffsets { group, partitions } => {
                 let (code, codes) = self.delete_offsets(p, &group, partitions).await;
                 Reply::DeleteOffsets(code, codes)
             }
+        }
+    }
+
+    /// SyncGroup: waits until the rebalance's assignment is stored.
+    async fn sync(&self, p: i32, group: String, s: Sync, now: i64) -> SyncResult {
+        let effects = self.with_group(p, &group, |g| {
+            g.sync(
+                &s.member_id,
+                s.instance_id.as_deref(),
+                s.generation,
+                s.protocol_type.as_deref(),
+                s.protocol.as_deref(),
+                s.assignments,
+                now,
+            )
+        });
+        let Some(effects) = effects else {
+            return SyncResult::error(ResponseError::UnknownMemberId.code());
+        };
+        let (tx, rx) = oneshot::channel();
+        self.syncs
+            .borrow_mut()
+            .insert((group.clone(), s.member_id), tx);
+        self.deliver(p, &group, effects).await;
+        rx.await
+            .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress.code()))
+    }
+
+    /// LeaveGroup: one code per (member id, instance id).
+    async fn leave(
+        &self,
+        p: i32,
+        group: &str,
+        members: Vec<(String, Option<String>)>,
+        now: i64,
+    ) -> Vec<i16> {
+        let mut codes = Vec::with_capacity(members.len());
+        for (member, instance) in members {
+            let out = self.with_group(p, group, |g| g.leave(&member, instance.as_deref(), now));
+            match out {
+                Some((code, effects)) => {
+                    codes.push(code);
+                    self.deliver(p, group, effects).await;
+                }
+                None => codes.push(ResponseError::UnknownMemberId.code()),
+            }
+        }
+        codes
+    }
+
+    /// OffsetFetch: the committed offsets of `partitions`, or all.
+    fn fetch_offsets(
+        &self,
+        p: i32,
+        group: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<(String, i32, Option<Committed>)> {
+        self.with_group(p, group, |g| match &partitions {
+            None => g
+                .offsets
+                .iter()
+                .map(|((t, i), c)| (t.clone(), *i, Some(c.clone())))
+                .collect(),
+            Some(list) => list
+                .iter()
+                .map(|(t, i)| (t.clone(), *i, g.offsets.get(&(t.clone(), *i)).cloned()))
+                .collect(),
+        })
+        .unwrap_or_else(|| {
+            partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, i)| (t, i, None))
+                .collect()
+        })
+    }
+
+    /// ListGroups: the live groups of partition `p`.
+    fn list(&self, p: i32) -> Vec<Listed> {
+        match self.parts.borrow().get(&p) {
+            Some(Part::Loaded(groups)) => groups
+                .values()
+                .filter(|g| g.state != GroupState::Dead)
+                .map(|g| {
+                    (
+                        g.id.clone(),
+                        g.protocol_type.clone().unwrap_or_default(),
+                        g.state.name(),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
