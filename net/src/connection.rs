@@ -41,7 +41,7 @@ use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::ctx::Ctx;
-use crate::dispatch::{self, Class, Decoded};
+use crate::dispatch::{self, Api, Class, Decoded};
 use crate::request::{mismatch, Answer, Reply, Request};
 use crate::{frame, response};
 
@@ -190,32 +190,44 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             client_host: client_host.clone(),
             body: *body,
         };
-        let answer = match api.class {
-            Class::Produce => {
-                let answering = (api.serve)(ctx.clone(), request).await;
-                produces.set(produces.get() + 1);
-                let produces = produces.clone();
-                glommio::spawn_local(async move {
-                    let _room = room;
-                    let answer = answering.await;
-                    produces.set(produces.get() - 1);
-                    answer
-                })
-            }
-            Class::Alone => {
-                let answer = (api.serve)(ctx.clone(), request).await.await;
-                drop(room);
-                glommio::spawn_local(async move { answer })
-            }
-            Class::Free | Class::AfterProduces => {
-                let serve = (api.serve)(ctx.clone(), request);
-                glommio::spawn_local(async move {
-                    let _room = room;
-                    serve.await.await
-                })
-            }
-        };
+        let answer = start(ctx, api, request, room, &produces).await;
         send(&tx, answer, slot).await?;
+    }
+}
+
+/// Starts a request as its API's class says (module docs): its task,
+/// holding the frame's bytes (`room`) until it is answered.
+async fn start(
+    ctx: &Rc<Ctx>,
+    api: &Api,
+    request: Request,
+    room: StaticPermit,
+    produces: &Rc<Cell<usize>>,
+) -> glommio::Task<Answer> {
+    match api.class {
+        Class::Produce => {
+            let answering = (api.serve)(ctx.clone(), request).await;
+            produces.set(produces.get() + 1);
+            let produces = produces.clone();
+            glommio::spawn_local(async move {
+                let _room = room;
+                let answer = answering.await;
+                produces.set(produces.get() - 1);
+                answer
+            })
+        }
+        Class::Alone => {
+            let answer = (api.serve)(ctx.clone(), request).await.await;
+            drop(room);
+            glommio::spawn_local(async move { answer })
+        }
+        Class::Free | Class::AfterProduces => {
+            let serve = (api.serve)(ctx.clone(), request);
+            glommio::spawn_local(async move {
+                let _room = room;
+                serve.await.await
+            })
+        }
     }
 }
 
