@@ -19,7 +19,7 @@ use crate::{fetch_session, groups};
 
 /// What request handlers on one shard share. Work run on another shard
 /// gets that shard's `Ctx`.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub(crate) config: Arc<BrokerConfig>,
     pub(crate) image: Image,
     /// Cross-shard transport.

@@ -59,19 +59,19 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 
 /// `min.incremental.fetch.session.eviction.ms`.
-pub const EVICTION_IDLE: Duration = Duration::from_millis(120_000);
+pub(crate) const EVICTION_IDLE: Duration = Duration::from_millis(120_000);
 
 /// Partitions a session may hold beyond those the cluster has.
-pub const PARTITIONS_SLACK: usize = 1000;
+pub(crate) const PARTITIONS_SLACK: usize = 1000;
 
 /// The most partitions one session holds, for a cluster of `partitions`.
-pub fn partitions_max(partitions: usize) -> usize {
+pub(crate) fn partitions_max(partitions: usize) -> usize {
     partitions + PARTITIONS_SLACK
 }
 
 /// A partition of a session: what the client asked, what it was told.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionPartition {
+pub(crate) struct SessionPartition {
     pub topic: String,
     pub partition: i32,
     pub fetch_offset: i64,
@@ -84,7 +84,7 @@ pub struct SessionPartition {
 }
 
 impl SessionPartition {
-    pub fn new(topic: String, partition: i32, fetch_offset: i64, max_bytes: i32) -> Self {
+    pub(crate) fn new(topic: String, partition: i32, fetch_offset: i64, max_bytes: i32) -> Self {
         Self {
             topic,
             partition,
@@ -98,7 +98,14 @@ impl SessionPartition {
 
     /// Whether an answer with these values must include the partition, as
     /// Kafka's `CachedPartition.maybeUpdateResponseData`; remembers them.
-    pub fn must_respond(&mut self, records: u64, error: i16, hw: i64, lso: i64, ls: i64) -> bool {
+    pub(crate) fn must_respond(
+        &mut self,
+        records: u64,
+        error: i16,
+        hw: i64,
+        lso: i64,
+        ls: i64,
+    ) -> bool {
         let mut must = records > 0;
         if error != 0 {
             self.high_watermark = -1;
@@ -124,7 +131,7 @@ type Key = (String, i32);
 
 /// One session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// The epoch the next incremental request must carry.
     pub epoch: i32,
     last_used: Instant,
@@ -144,17 +151,17 @@ impl Session {
         s
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.order.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
 
     /// Adds or updates `parts` (fetch offset and byte limit), then removes
     /// `forget`.
-    pub fn update(&mut self, parts: Vec<SessionPartition>, forget: &[Key]) {
+    pub(crate) fn update(&mut self, parts: Vec<SessionPartition>, forget: &[Key]) {
         for p in parts {
             let key = (p.topic.clone(), p.partition);
             match self.partitions.get_mut(&key) {
@@ -178,7 +185,7 @@ impl Session {
     }
 
     /// Moves `keys` to the end of the session's order, in their order.
-    pub fn move_to_end(&mut self, keys: &[Key]) {
+    pub(crate) fn move_to_end(&mut self, keys: &[Key]) {
         if keys.is_empty() {
             return;
         }
@@ -192,18 +199,18 @@ impl Session {
     }
 
     /// The partitions, in session order.
-    pub fn partitions(&self) -> impl Iterator<Item = &SessionPartition> {
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = &SessionPartition> {
         self.order.iter().filter_map(|k| self.partitions.get(k))
     }
 
-    pub fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut SessionPartition> {
+    pub(crate) fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut SessionPartition> {
         self.partitions.get_mut(&(topic.to_string(), partition))
     }
 }
 
 /// What a fetch request is, once its session fields are resolved.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FetchContext {
+pub(crate) enum FetchContext {
     /// Full fetch, no session (answer with session id 0).
     Sessionless,
     /// Full fetch that should create a session once answered.
@@ -216,7 +223,7 @@ pub enum FetchContext {
 
 /// The sessions of one shard.
 #[derive(Debug)]
-pub struct SessionCache {
+pub(crate) struct SessionCache {
     slots: usize,
     shard: u8,
     sessions: HashMap<i32, Session>,
@@ -225,7 +232,7 @@ pub struct SessionCache {
 }
 
 impl SessionCache {
-    pub fn new(slots: usize, shard: usize) -> Self {
+    pub(crate) fn new(slots: usize, shard: usize) -> Self {
         Self {
             slots: slots.max(1),
             shard: shard as u8,
@@ -247,7 +254,7 @@ impl SessionCache {
     /// Resolves a request's session fields: closes, checks, and updates
     /// an incremental session with `parts` and `forget`; a session that
     /// would hold more than `partitions_max` is closed.
-    pub fn context(
+    pub(crate) fn context(
         &mut self,
         id: i32,
         epoch: i32,
@@ -302,14 +309,14 @@ impl SessionCache {
         (FetchContext::Incremental(id), parts)
     }
 
-    pub fn get_mut(&mut self, id: i32) -> Option<&mut Session> {
+    pub(crate) fn get_mut(&mut self, id: i32) -> Option<&mut Session> {
         self.sessions.get_mut(&id)
     }
 
     /// Creates a session for `parts` if there is a slot (after eviction,
     /// see the module docs) and they are at most `partitions_max`; its id,
     /// or 0.
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         parts: Vec<SessionPartition>,
         partitions_max: usize,

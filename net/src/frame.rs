@@ -9,7 +9,7 @@ use futures_lite::{AsyncRead, AsyncReadExt};
 
 /// Reads a frame's size, checked against `bytes_max`; `Ok(None)` at a
 /// clean end of stream.
-pub async fn read_size<S: AsyncRead + Unpin>(
+pub(crate) async fn read_size<S: AsyncRead + Unpin>(
     s: &mut S,
     bytes_max: usize,
 ) -> io::Result<Option<usize>> {
@@ -32,7 +32,7 @@ pub async fn read_size<S: AsyncRead + Unpin>(
 }
 
 /// Reads a frame's body of `size` bytes (already checked).
-pub async fn read_body<S: AsyncRead + Unpin>(s: &mut S, size: usize) -> io::Result<Bytes> {
+pub(crate) async fn read_body<S: AsyncRead + Unpin>(s: &mut S, size: usize) -> io::Result<Bytes> {
     let mut buf = vec![0u8; size];
     s.read_exact(&mut buf).await?;
     Ok(Bytes::from(buf))

@@ -16,10 +16,10 @@ use sluice_replication::raft::subscriber::Image;
 use crate::config::BrokerConfig;
 
 /// Ids a shard takes from the coordinator at a time (Kafka's block size).
-pub const BLOCK: i32 = 1000;
+pub(crate) const BLOCK: i32 = 1000;
 
 /// A shard's block of producer ids.
-pub struct ProducerIds {
+pub(crate) struct ProducerIds {
     /// Next id to hand out, and the end of the block.
     block: Cell<(i64, i64)>,
     /// One allocation at a time.
@@ -38,7 +38,7 @@ impl Default for ProducerIds {
 impl ProducerIds {
     /// The next id, allocating a block from the coordinator when this
     /// shard's is used up.
-    pub async fn next(&self, config: &BrokerConfig, image: &Image) -> Result<i64, i16> {
+    pub(crate) async fn next(&self, config: &BrokerConfig, image: &Image) -> Result<i64, i16> {
         let _one = self
             .lock
             .acquire_permit(1)

@@ -42,7 +42,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// Encodes `response` as the answer.
-    pub fn answer(self, response: ResponseKind) -> Answer {
+    pub(crate) fn answer(self, response: ResponseKind) -> Answer {
         response::encode(self.key, self.version, self.correlation, response).map(Some)
     }
 }

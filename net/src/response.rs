@@ -52,7 +52,7 @@ const IOVECS_MAX: usize = 64;
 
 /// Part of a response frame.
 #[derive(Clone, Debug)]
-pub enum Piece {
+pub(crate) enum Piece {
     Memory(Bytes),
     File(FileRegion),
 }
@@ -77,7 +77,7 @@ impl From<Chunk> for Piece {
 
 /// One response frame, size prefix included.
 #[derive(Debug, Default)]
-pub struct Response {
+pub(crate) struct Response {
     pieces: Vec<Piece>,
 }
 
@@ -134,7 +134,7 @@ fn finish(mut pieces: Vec<Piece>) -> io::Result<Response> {
 }
 
 /// Encodes a response whose body holds no file data.
-pub fn encode(
+pub(crate) fn encode(
     key: ApiKey,
     version: i16,
     correlation: i32,
@@ -149,19 +149,19 @@ static PLACEHOLDER: [u8; 1] = [0];
 
 /// What a partition's `records` holds while [`encode_fetch`] encodes it:
 /// the records themselves are passed beside the response.
-pub fn records_placeholder() -> Bytes {
+pub(crate) fn records_placeholder() -> Bytes {
     Bytes::from_static(&PLACEHOLDER)
 }
 
 /// Whether `records` is [`records_placeholder`].
-pub fn is_records_placeholder(records: &Bytes) -> bool {
+pub(crate) fn is_records_placeholder(records: &Bytes) -> bool {
     std::ptr::eq(records.as_ptr(), PLACEHOLDER.as_ptr()) && records.len() == PLACEHOLDER.len()
 }
 
 /// Encodes a fetch response. `records` holds, in the order partitions
 /// appear in `resp`, the chunks of each partition whose `records` is
 /// [`records_placeholder`].
-pub fn encode_fetch(
+pub(crate) fn encode_fetch(
     version: i16,
     correlation: i32,
     resp: &FetchResponse,
@@ -301,7 +301,7 @@ fn nonblocking(r: isize) -> Option<io::Result<usize>> {
 }
 
 /// Writes a response frame to the socket `fd`, which `stream` writes to.
-pub async fn write<W: AsyncWrite + Unpin>(
+pub(crate) async fn write<W: AsyncWrite + Unpin>(
     stream: &mut W,
     fd: RawFd,
     resp: &Response,

@@ -64,21 +64,21 @@ use upkeep::Upkeep;
 use crate::config::BrokerConfig;
 
 /// The internal topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Bytes of records per batch written (below the default max.message.bytes).
 const WRITE_BATCH_BYTES_MAX: usize = 512 << 10;
 /// How often the timers run.
 const TICK_MS: u64 = 50;
 
 /// Java's `String.hashCode` over UTF-16 code units.
-pub fn java_hash(s: &str) -> i32 {
+pub(crate) fn java_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)))
 }
 
 /// The `__consumer_offsets` partition of a group: Kafka's
 /// `Utils.abs(hashCode) % partitions`, where `abs(i32::MIN)` is 0.
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
+pub(crate) fn partition_for(group: &str, partitions: i32) -> i32 {
     let h = java_hash(group);
     let abs = if h == i32::MIN { 0 } else { h.abs() };
     abs % partitions.max(1)
@@ -86,7 +86,7 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 
 /// A group operation, run on the shard owning the group's partition.
 #[derive(Debug)]
-pub enum Op {
+pub(crate) enum Op {
     Join {
         group: String,
         request: JoinRequest,
@@ -139,7 +139,7 @@ pub enum Op {
 
 impl Op {
     /// The group an operation is for; `None` for a listing.
-    pub fn group(&self) -> Option<&str> {
+    pub(crate) fn group(&self) -> Option<&str> {
         match self {
             Op::Join { group, .. }
             | Op::Sync { group, .. }
@@ -156,7 +156,7 @@ impl Op {
 }
 
 #[derive(Clone, Debug)]
-pub struct CommitOffset {
+pub(crate) struct CommitOffset {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -166,7 +166,7 @@ pub struct CommitOffset {
 
 /// A member as DescribeGroups shows it.
 #[derive(Clone, Debug)]
-pub struct DescribedMember {
+pub(crate) struct DescribedMember {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
@@ -176,7 +176,7 @@ pub struct DescribedMember {
 }
 
 #[derive(Clone, Debug)]
-pub struct Described {
+pub(crate) struct Described {
     pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
@@ -184,7 +184,7 @@ pub struct Described {
 }
 
 /// A listed group: id, protocol type, state.
-pub type Listed = (String, String, &'static str);
+pub(crate) type Listed = (String, String, &'static str);
 
 /// A SyncGroup's fields, as [`Op::Sync`] carries them.
 struct Sync {
@@ -198,7 +198,7 @@ struct Sync {
 
 /// The answer to an [`Op`].
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// The whole operation failed (NOT_COORDINATOR, loading, ...).
     Error(i16),
     Join(JoinResult),
@@ -223,7 +223,7 @@ enum Part {
 }
 
 /// One shard's groups.
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     /// The shard's partitions, `__consumer_offsets`' among them.
     partitions: Rc<PartitionManager>,
     config: Arc<BrokerConfig>,
@@ -237,7 +237,7 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// The shard's coordinator, with its timers running.
-    pub fn start(
+    pub(crate) fn start(
         partitions: Rc<PartitionManager>,
         config: Arc<BrokerConfig>,
         image: Image,
@@ -269,7 +269,7 @@ impl Coordinator {
     }
 
     /// Runs one operation on group partition `p`.
-    pub async fn run(self: &Rc<Self>, p: i32, op: Op) -> Reply {
+    pub(crate) async fn run(self: &Rc<Self>, p: i32, op: Op) -> Reply {
         if let Err(code) = self.ready(p) {
             return Reply::Error(code);
         }

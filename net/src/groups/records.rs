@@ -23,17 +23,17 @@
 use bytes::{BufMut, Bytes};
 
 /// Key version of an offset commit.
-pub const OFFSET_KEY_VERSION: i16 = 1;
+pub(crate) const OFFSET_KEY_VERSION: i16 = 1;
 /// Value version of an offset commit.
-pub const OFFSET_VALUE_VERSION: i16 = 3;
+pub(crate) const OFFSET_VALUE_VERSION: i16 = 3;
 /// Key version of group metadata.
-pub const GROUP_KEY_VERSION: i16 = 2;
+pub(crate) const GROUP_KEY_VERSION: i16 = 2;
 /// Value version of group metadata.
-pub const GROUP_VALUE_VERSION: i16 = 3;
+pub(crate) const GROUP_VALUE_VERSION: i16 = 3;
 
 /// A record's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Key {
+pub(crate) enum Key {
     Offset {
         group: String,
         topic: String,
@@ -43,7 +43,7 @@ pub enum Key {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetValue {
+pub(crate) struct OffsetValue {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
@@ -51,7 +51,7 @@ pub struct OffsetValue {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberValue {
+pub(crate) struct MemberValue {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
@@ -63,7 +63,7 @@ pub struct MemberValue {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupValue {
+pub(crate) struct GroupValue {
     pub protocol_type: String,
     pub generation: i32,
     pub protocol: Option<String>,
@@ -76,7 +76,7 @@ pub struct GroupValue {
 /// ids, instance ids and protocol names longer than this are refused when
 /// they arrive (flexible request versions allow longer ones), and
 /// generated member ids are made to fit.
-pub const STORED_STRING_LEN_MAX: usize = i16::MAX as usize;
+pub(crate) const STORED_STRING_LEN_MAX: usize = i16::MAX as usize;
 
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
@@ -99,7 +99,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 impl Key {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
             Key::Offset {
@@ -122,7 +122,7 @@ impl Key {
 
     /// `None` for a key this broker does not know (Kafka's transaction or
     /// newer records), which loading skips.
-    pub fn decode(b: &[u8]) -> Option<Key> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Key> {
         let mut r = Reader { b, at: 0 };
         match r.i16()? {
             0 | 1 => Some(Key::Offset {
@@ -137,7 +137,7 @@ impl Key {
 }
 
 impl OffsetValue {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.put_i16(OFFSET_VALUE_VERSION);
         out.put_i64(self.offset);
@@ -147,7 +147,7 @@ impl OffsetValue {
         out
     }
 
-    pub fn decode(b: &[u8]) -> Option<OffsetValue> {
+    pub(crate) fn decode(b: &[u8]) -> Option<OffsetValue> {
         let mut r = Reader { b, at: 0 };
         let version = r.i16()?;
         let offset = r.i64()?;
@@ -167,7 +167,7 @@ impl OffsetValue {
 }
 
 impl GroupValue {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.put_i16(GROUP_VALUE_VERSION);
         put_str(&mut out, Some(&self.protocol_type));
@@ -189,7 +189,7 @@ impl GroupValue {
         out
     }
 
-    pub fn decode(b: &[u8]) -> Option<GroupValue> {
+    pub(crate) fn decode(b: &[u8]) -> Option<GroupValue> {
         let mut r = Reader { b, at: 0 };
         let version = r.i16()?;
         if !(0..=3).contains(&version) {

@@ -27,8 +27,8 @@ pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
 /// This broker's static settings, by Kafka's names.
 type Statics = std::collections::BTreeMap<String, String>;
 
-pub const RESOURCE_TOPIC: i8 = 2;
-pub const RESOURCE_BROKER: i8 = 4;
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
+pub(crate) const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;

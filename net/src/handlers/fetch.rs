@@ -107,7 +107,7 @@ const WAIT_MS_MAX: i32 = 30_000;
 
 /// A fetch response whose records travel beside it: `records` holds the
 /// chunks of each partition whose `records` is the placeholder, in order.
-pub struct FetchAnswer {
+pub(crate) struct FetchAnswer {
     pub response: FetchResponse,
     pub records: Vec<Vec<Chunk>>,
 }
