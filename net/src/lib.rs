@@ -36,6 +36,7 @@
 //! [`decode_request`], the [`dispatch`] table and [`owner`].
 
 mod admin;
+mod authz;
 mod config;
 mod connection;
 mod ctx;

@@ -67,6 +67,7 @@ check "kafka-python round trip" python3 "$here/roundtrip.py" kafka-python "$boot
 check "confluent-kafka group consumers" python3 "$here/groups.py" confluent "$bootstrap" py-confluent-group 2000
 check "kafka-python group consumers" python3 "$here/groups.py" kafka-python "$bootstrap" py-kafka-python-group 2000
 check "kafka-python sticky assignor, two members at once" python3 "$here/groups.py" kafka-python-sticky "$bootstrap" py-sticky
+check "confluent-kafka admin: authorized operations of a topic, the cluster, a group" python3 "$here/admin.py" authorized-operations "$bootstrap" py-admin-ops
 
 echo "clients: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

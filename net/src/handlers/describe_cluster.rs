@@ -8,6 +8,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use crate::authz::{authorized_operations, Resource};
 use crate::ctx::Ctx;
 use crate::request::{answer_later, body, Request, Serving};
 
@@ -21,13 +22,15 @@ pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
 
 async fn handle(
     ctx: &Rc<Ctx>,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {
     let state = ctx.image.load_full();
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = StrBytes::from_string(ctx.config.cluster_id.clone());
     resp.controller_id = BrokerId(ctx.config.broker_id);
+    resp.cluster_authorized_operations =
+        authorized_operations(Resource::Cluster, req.include_cluster_authorized_operations);
     for b in state.brokers.values() {
         if b.fenced && version < 2 {
             continue;

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Re
 use kafka_protocol::protocol::StrBytes;
 
 use super::group_service;
+use crate::authz::{authorized_operations, Resource};
 use crate::ctx::Ctx;
 use crate::groups::{Op, Reply};
 use crate::request::{answer_later, body, Request, Serving};
@@ -35,7 +36,8 @@ async fn handle(ctx: &Rc<Ctx>, req: DescribeGroupsRequest, version: i16) -> Desc
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
         if version >= 3 {
-            g.authorized_operations = i32::MIN;
+            g.authorized_operations =
+                authorized_operations(Resource::Group, req.include_authorized_operations);
         }
         match reply {
             Reply::Describe(Some(d)) => {

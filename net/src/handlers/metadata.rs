@@ -14,6 +14,7 @@ use sluice_replication::metadata::{validate_topic_name, MetadataState};
 
 use super::topic_name;
 use crate::admin::{create_topic, NewTopic};
+use crate::authz::{authorized_operations, Resource};
 use crate::ctx::Ctx;
 use crate::request::{answer_later, body, Request, Serving};
 
@@ -25,8 +26,11 @@ pub(crate) fn serve(ctx: Rc<Ctx>, req: Request) -> Serving {
     })
 }
 
-fn describe(state: &MetadataState, name: &str, version: i16) -> MetadataResponseTopic {
+fn describe(state: &MetadataState, name: &str, version: i16, ops: i32) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
+    if version >= 8 {
+        t.topic_authorized_operations = ops;
+    }
     t.name = Some(topic_name(name));
     let Some(topic) = state.topics.get(name) else {
         t.error_code = ResponseError::UnknownTopicOrPartition.code();
@@ -124,10 +128,17 @@ async fn handle(ctx: &Rc<Ctx>, req: MetadataRequest, version: i16) -> MetadataRe
         me.port = i32::from(ctx.config.advertised.1);
         resp.brokers.push(me);
     }
+    // KIP-430: authorized operations, if asked (cluster's up to v10).
+    let asked = version >= 8 && req.include_topic_authorized_operations;
+    let topic_ops = authorized_operations(Resource::Topic, asked);
+    if (8..=10).contains(&version) {
+        let asked = req.include_cluster_authorized_operations;
+        resp.cluster_authorized_operations = authorized_operations(Resource::Cluster, asked);
+    }
     resp.topics = names
         .iter()
         .map(|n| {
-            let mut t = describe(&state, n, version);
+            let mut t = describe(&state, n, version, topic_ops);
             if invalid.contains(n) {
                 t.error_code = ResponseError::InvalidTopicException.code();
             }
