@@ -1,6 +1,7 @@
 //! FindCoordinator: the broker leading a group's `__consumer_offsets`
 //! partition (created on first need, as Kafka does). v4+ batches keys
-//! (KIP-699). Transaction coordinators are not served yet.
+//! (KIP-699). Transaction coordinators are not served yet: they are
+//! refused with a fatal error (see `handlers::refuse_transactions`).
 
 use std::rc::Rc;
 
@@ -11,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_service;
+use super::{group_service, refuse_transactions, TRANSACTIONS_UNSUPPORTED};
 use crate::ctx::Ctx;
 use crate::groups::{partition_for, OFFSETS_TOPIC};
 use crate::request::{answer_later, body, Request, Serving};
@@ -34,7 +35,7 @@ async fn find(ctx: &Rc<Ctx>, key: &str, key_type: i8) -> (i16, i32, String, i32)
     let none = |code| (code, -1, String::new(), -1);
     match key_type {
         GROUP if !key.is_empty() => {}
-        TRANSACTION => return none(ResponseError::CoordinatorNotAvailable.code()),
+        TRANSACTION => return none(refuse_transactions("FindCoordinator", key)),
         _ => return none(ResponseError::InvalidRequest.code()),
     }
     let count = match group_service::offsets_partitions(ctx).await {
@@ -61,6 +62,13 @@ async fn find(ctx: &Rc<Ctx>, key: &str, key_type: i8) -> (i16, i32, String, i32)
     }
 }
 
+/// The message of a refused transaction coordinator, the only error here
+/// that needs words.
+fn message(error: i16) -> Option<StrBytes> {
+    (error == ResponseError::TransactionalIdAuthorizationFailed.code())
+        .then(|| StrBytes::from_static_str(TRANSACTIONS_UNSUPPORTED))
+}
+
 async fn handle(
     ctx: &Rc<Ctx>,
     req: FindCoordinatorRequest,
@@ -73,6 +81,7 @@ async fn handle(
             let mut c = Coordinator::default();
             c.key = key.clone();
             c.error_code = error;
+            c.error_message = message(error);
             c.node_id = BrokerId(node);
             c.host = StrBytes::from_string(host);
             c.port = port;
@@ -83,6 +92,9 @@ async fn handle(
     let key_type = if version >= 1 { req.key_type } else { GROUP };
     let (error, node, host, port) = find(ctx, &req.key, key_type).await;
     resp.error_code = error;
+    if version >= 1 {
+        resp.error_message = message(error);
+    }
     resp.node_id = BrokerId(node);
     resp.host = StrBytes::from_string(host);
     resp.port = port;

@@ -19,11 +19,11 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
 
+use super::refuse_transactions;
 use crate::ctx::Ctx;
 use crate::request::{answer_later, body, Request, Serving};
 
@@ -39,8 +39,8 @@ async fn handle(ctx: &Rc<Ctx>, req: InitProducerIdRequest) -> InitProducerIdResp
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if req.transactional_id.is_some() {
-        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+    if let Some(id) = &req.transactional_id {
+        resp.error_code = refuse_transactions("InitProducerId", id);
         return resp;
     }
     let allocated = ctx.image.load().next_producer_id;

@@ -62,6 +62,44 @@ pub(crate) fn engine_code(e: &EngineError) -> i16 {
     e.kafka_code() as i16
 }
 
+/// The message of a refused transactional request.
+pub(crate) const TRANSACTIONS_UNSUPPORTED: &str =
+    "transactions are not supported by this broker yet (Sluice)";
+
+thread_local! {
+    /// When this shard last logged a refused transactional request.
+    static TRANSACTIONS_LOGGED: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Refuses a request of the transactional protocol (a transaction
+/// coordinator, a transactional producer id) until transactions exist:
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which every client treats as
+/// fatal and reports with the broker's message where the response carries
+/// one. (UNSUPPORTED_VERSION would say it better, but librdkafka retries it,
+/// as it retries COORDINATOR_NOT_AVAILABLE, until its timeout.) One broker
+/// log line per shard per minute says why.
+pub(crate) fn refuse_transactions(api: &str, transactional_id: &str) -> i16 {
+    let now = std::time::Instant::now();
+    let due = TRANSACTIONS_LOGGED.with(|last| {
+        let due = last
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(60));
+        if due {
+            last.set(Some(now));
+        }
+        due
+    });
+    if due {
+        tracing::warn!(
+            api,
+            transactional_id,
+            "refused a transactional request: {TRANSACTIONS_UNSUPPORTED}"
+        );
+    }
+    ResponseError::TransactionalIdAuthorizationFailed.code()
+}
+
 pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
