@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{Broker, TIMEOUT};
+use support::{free_port, Broker, TIMEOUT};
 
 fn config_value(
     rt: &tokio::runtime::Runtime,
@@ -161,6 +161,52 @@ fn given_an_admin_client_topics_and_configs_are_created_described_altered_and_de
         r[0].as_ref().unwrap_err().1,
         RDKafkaErrorCode::UnknownTopicOrPartition
     );
+    broker.stop();
+}
+
+#[test]
+fn given_an_explicit_replica_assignment_topics_and_partitions_are_created_or_refused_as_kafka_does()
+{
+    let dir = tempfile::tempdir().unwrap();
+    // Static defaults must not stand in for the -1s of an assignment.
+    let defaults = ["--num-partitions", "2", "--default-replication-factor", "1"];
+    let broker = Broker::start_with(dir.path(), free_port(), free_port(), &defaults);
+    let (rt, admin, opts) = admin_client(&broker.bootstrap);
+    let create = |topic: NewTopic| {
+        let r = rt.block_on(admin.create_topics(&[topic], &opts)).unwrap();
+        r.into_iter().next().unwrap().map_err(|e| e.1)
+    };
+    // On the wire librdkafka sends num_partitions = replication_factor =
+    // -1 with the assignment, as every Kafka client does.
+    let assigned: &[&[i32]] = &[&[1], &[1], &[1]];
+    let topic = NewTopic::new("placed", 3, TopicReplication::Variable(assigned));
+    assert_eq!(create(topic), Ok("placed".to_string()));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some("placed"), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+    // Refused as Kafka refuses: an unknown broker, a broker twice, unequal
+    // replica lists.
+    for bad in [&[&[7][..]][..], &[&[1, 1][..]], &[&[1][..], &[][..]]] {
+        let topic = NewTopic::new(
+            "misplaced",
+            bad.len() as i32,
+            TopicReplication::Variable(bad),
+        );
+        assert_eq!(
+            create(topic),
+            Err(RDKafkaErrorCode::InvalidReplicaAssignment),
+            "{bad:?}"
+        );
+    }
+    // New partitions with their assignment.
+    let grow = NewPartitions::new("placed", 5).assign(&[&[1], &[1]]);
+    let r = rt
+        .block_on(admin.create_partitions(&[grow], &opts))
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
     broker.stop();
 }
 

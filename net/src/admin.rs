@@ -76,8 +76,17 @@ pub(crate) async fn create_topic(
     topic: NewTopic,
     validate_only: bool,
 ) -> Result<(i32, i16), Refusal> {
-    // -1: this broker's static default, unless one is set cluster-wide.
-    let (partitions, replication_factor) = {
+    // -1: this broker's static default, unless one is set cluster-wide. A
+    // topic with an explicit assignment comes with -1 for both (Kafka's
+    // clients send it so), which the coordinator checks as they are.
+    let explicit = !topic.assignment.is_empty();
+    let assigned = (
+        topic.assignment.len() as i32,
+        topic.assignment.first().map_or(0, Vec::len) as i16,
+    );
+    let (partitions, replication_factor) = if explicit {
+        (topic.partitions, topic.replication_factor)
+    } else {
         let state = image.load();
         let set = |k: &str| state.cluster_configs.contains_key(k);
         (
@@ -105,7 +114,11 @@ pub(crate) async fn create_topic(
         state
             .check(&command)
             .map_err(|e| (e.code as i16, e.message))?;
-        return Ok((partitions, replication_factor));
+        return Ok(if explicit {
+            assigned
+        } else {
+            (partitions, replication_factor)
+        });
     }
     let (count, rf) = match propose(config, command).await? {
         Outcome::TopicCreated {
