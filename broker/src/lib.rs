@@ -15,6 +15,7 @@
 //!
 //! Dependencies point one way: `net` → `broker` → `engine`, `replication`.
 
+pub mod isr;
 pub mod membership;
 pub mod partition_manager;
 pub mod replicated_partition;
