@@ -10,15 +10,11 @@
 //! needs (a new topic's id, for instance, is chosen by the proposer).
 //!
 //! ## Invariants of the state
-//! * a partition's replicas are distinct registered brokers, all partitions
-//!   of a topic have the same replication factor, and the ISR is a non-empty
-//!   subset of the replicas;
-//! * the leader is -1 (none) or a member of the ISR that is not fenced;
-//! * `leader_epoch` grows by one at every leader change, `partition_epoch`
-//!   at every change of leader or ISR (KIP-497), and neither ever decreases;
-//! * a broker's epoch is the log index of its registration, so a broker that
-//!   registers again (a new incarnation) has a larger epoch;
-//! * producer ids are handed out in blocks that never overlap.
+//! Each is written down, and kept, where that part of the state changes
+//! (the modules of `state`): broker epochs and fencing in `brokers`;
+//! topic names, replica lists and replication factors in `topics`; leaders,
+//! ISRs and their epochs in `partitions`; configs in `configs`;
+//! producer-id blocks, which never overlap, in `producer_ids`.
 //!
 //! ## How brokers learn metadata
 //! A broker receives the state as a snapshot, then every command applied
