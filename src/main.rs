@@ -240,42 +240,99 @@ struct RemoteArgs {
     broker_session_timeout_ms: u64,
 }
 
-/// Resolves a broker's settings: the config file, then --override, then
-/// flags. Errors are for the user.
-fn broker_settings(
-    args: BrokerArgs,
-    coordinators: Vec<String>,
-) -> Result<(EngineConfig, sluice_net::BrokerConfig, PathBuf), String> {
-    let BrokerArgs {
-        config,
-        overrides,
-        data_dir,
-        log_dirs,
-        shards,
-        retention_check_interval_ms,
-        broker_id,
-        listeners,
-        advertised_listeners,
-        auto_create_topics_enable,
-        num_partitions,
-        default_replication_factor,
-        message_max_bytes,
-        fetch_max_bytes,
-        socket_request_max_bytes,
-        queued_max_request_bytes,
-        tail_cache_bytes,
-        connections_max_idle_ms,
-        offsets_topic_num_partitions,
-        offsets_retention_minutes,
-        offsets_retention_check_interval_ms,
-        group_initial_rebalance_delay_ms,
-        group_min_session_timeout_ms,
-        group_max_session_timeout_ms,
-        group_max_size,
-    } = args;
+impl BrokerArgs {
+    /// The Kafka keys the flags set, with their values (`None`: the flag
+    /// was not given). Every field is named, so that a new flag does not
+    /// compile until it is placed here or in `broker_settings`.
+    fn flag_properties(&self) -> [(&'static str, Option<String>); 21] {
+        let BrokerArgs {
+            config: _,
+            overrides: _,
+            data_dir: _,
+            shards: _,
+            log_dirs,
+            retention_check_interval_ms,
+            broker_id,
+            listeners,
+            advertised_listeners,
+            auto_create_topics_enable,
+            num_partitions,
+            default_replication_factor,
+            message_max_bytes,
+            fetch_max_bytes,
+            socket_request_max_bytes,
+            queued_max_request_bytes,
+            tail_cache_bytes,
+            connections_max_idle_ms,
+            offsets_topic_num_partitions,
+            offsets_retention_minutes,
+            offsets_retention_check_interval_ms,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_max_size,
+        } = self;
+        [
+            (
+                "offsets.topic.num.partitions",
+                text(offsets_topic_num_partitions),
+            ),
+            ("offsets.retention.minutes", text(offsets_retention_minutes)),
+            (
+                "offsets.retention.check.interval.ms",
+                text(offsets_retention_check_interval_ms),
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                text(group_initial_rebalance_delay_ms),
+            ),
+            (
+                "group.min.session.timeout.ms",
+                text(group_min_session_timeout_ms),
+            ),
+            (
+                "group.max.session.timeout.ms",
+                text(group_max_session_timeout_ms),
+            ),
+            ("group.max.size", text(group_max_size)),
+            ("log.dirs", text(log_dirs)),
+            (
+                "log.retention.check.interval.ms",
+                text(retention_check_interval_ms),
+            ),
+            ("broker.id", text(broker_id)),
+            ("listeners", text(listeners)),
+            ("advertised.listeners", text(advertised_listeners)),
+            ("auto.create.topics.enable", text(auto_create_topics_enable)),
+            ("num.partitions", text(num_partitions)),
+            (
+                "default.replication.factor",
+                text(default_replication_factor),
+            ),
+            ("message.max.bytes", text(message_max_bytes)),
+            ("fetch.max.bytes", text(fetch_max_bytes)),
+            ("socket.request.max.bytes", text(socket_request_max_bytes)),
+            ("queued.max.request.bytes", text(queued_max_request_bytes)),
+            ("tail.cache.bytes", text(tail_cache_bytes)),
+            ("connections.max.idle.ms", text(connections_max_idle_ms)),
+        ]
+    }
+}
+
+/// The value a flag was given, as text.
+fn text<T: ToString>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(T::to_string)
+}
+
+/// The properties of the config file (none without one), with the
+/// overrides over them.
+fn file_properties(
+    config: Option<&std::path::Path>,
+    overrides: &[String],
+) -> Result<BTreeMap<String, String>, String> {
     let mut props = match config {
         Some(path) => settings::parse_properties(
-            &std::fs::read_to_string(&path)
+            &std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?,
         ),
         None => BTreeMap::new(),
@@ -286,67 +343,17 @@ fn broker_settings(
             .ok_or_else(|| format!("--override {o:?} is not key=value"))?;
         props.insert(k.trim().to_string(), v.trim().to_string());
     }
-    let text = |v: Option<i64>| v.map(|v| v.to_string());
-    let flags: [(&str, Option<String>); 21] = [
-        (
-            "offsets.topic.num.partitions",
-            text(offsets_topic_num_partitions.map(i64::from)),
-        ),
-        ("offsets.retention.minutes", text(offsets_retention_minutes)),
-        (
-            "offsets.retention.check.interval.ms",
-            offsets_retention_check_interval_ms.map(|v| v.to_string()),
-        ),
-        (
-            "group.initial.rebalance.delay.ms",
-            text(group_initial_rebalance_delay_ms.map(i64::from)),
-        ),
-        (
-            "group.min.session.timeout.ms",
-            text(group_min_session_timeout_ms.map(i64::from)),
-        ),
-        (
-            "group.max.session.timeout.ms",
-            text(group_max_session_timeout_ms.map(i64::from)),
-        ),
-        ("group.max.size", group_max_size.map(|v| v.to_string())),
-        ("log.dirs", log_dirs),
-        (
-            "log.retention.check.interval.ms",
-            retention_check_interval_ms.map(|v| v.to_string()),
-        ),
-        ("broker.id", broker_id.map(|v| v.to_string())),
-        ("listeners", listeners),
-        ("advertised.listeners", advertised_listeners),
-        (
-            "auto.create.topics.enable",
-            auto_create_topics_enable.map(|v| v.to_string()),
-        ),
-        ("num.partitions", num_partitions.map(|v| v.to_string())),
-        (
-            "default.replication.factor",
-            default_replication_factor.map(|v| v.to_string()),
-        ),
-        (
-            "message.max.bytes",
-            message_max_bytes.map(|v| v.to_string()),
-        ),
-        ("fetch.max.bytes", fetch_max_bytes.map(|v| v.to_string())),
-        (
-            "socket.request.max.bytes",
-            socket_request_max_bytes.map(|v| v.to_string()),
-        ),
-        (
-            "queued.max.request.bytes",
-            queued_max_request_bytes.map(|v| v.to_string()),
-        ),
-        ("tail.cache.bytes", tail_cache_bytes.map(|v| v.to_string())),
-        (
-            "connections.max.idle.ms",
-            connections_max_idle_ms.map(|v| v.to_string()),
-        ),
-    ];
-    for (k, v) in flags {
+    Ok(props)
+}
+
+/// Resolves a broker's settings: the config file, then --override, then
+/// flags. Errors are for the user.
+fn broker_settings(
+    args: BrokerArgs,
+    coordinators: Vec<String>,
+) -> Result<(EngineConfig, sluice_net::BrokerConfig, PathBuf), String> {
+    let mut props = file_properties(args.config.as_deref(), &args.overrides)?;
+    for (k, v) in args.flag_properties() {
         if let Some(v) = v {
             props.insert(k.to_string(), v);
         }
@@ -377,13 +384,13 @@ fn broker_settings(
     broker.group_max_session_timeout_ms = s.group_max_session_timeout_ms;
     broker.group_max_size = s.group_max_size;
     let engine = EngineConfig {
-        log_dirs: s.log_dirs.unwrap_or_else(|| vec![data_dir.clone()]),
-        shards,
+        log_dirs: s.log_dirs.unwrap_or_else(|| vec![args.data_dir.clone()]),
+        shards: args.shards,
         retention_check_interval_ms: s.retention_check_interval_ms,
         tail_cache_bytes: s.tail_cache_bytes,
         ..EngineConfig::default()
     };
-    Ok((engine, broker, data_dir))
+    Ok((engine, broker, args.data_dir))
 }
 
 /// Resolves a broker's settings and runs it until a signal. `embedded`
@@ -515,9 +522,38 @@ fn quorum(coordinators: &[String]) -> std::process::ExitCode {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Servers log; client commands report errors in one line of their own,
-    // so client library logs stay off unless RUST_LOG asks for them.
     let serving = matches!(cli.command, Command::Start(_) | Command::Coordinator { .. });
+    init_logging(serving);
+    match cli.command {
+        Command::Start(args) => start_embedded(*args),
+        Command::Broker(args) => start_remote(*args),
+        Command::Coordinator {
+            node_id,
+            peers,
+            listen,
+            data_dir,
+            session_timeout_ms,
+            snapshot_every,
+        } => run_coordinator(
+            node_id,
+            &peers,
+            listen,
+            data_dir,
+            session_timeout_ms,
+            snapshot_every,
+        ),
+        Command::Quorum { coordinators } => quorum(&coordinators),
+        Command::Topic { conn, cmd } => client(&conn, |c| cli::topic::run(c, cmd)),
+        Command::Produce { conn, args } => client(&conn, |c| cli::produce::run(c, args)),
+        Command::Consume { conn, args } => client(&conn, |c| cli::consume::run(c, args)),
+        Command::Group { conn, cmd } => client(&conn, |c| cli::group::run(c, cmd)),
+        Command::Cluster { conn, cmd } => client(&conn, |c| cli::cluster::run(c, cmd)),
+    }
+}
+
+/// Servers log; client commands report errors in one line of their own,
+/// so client library logs stay off unless RUST_LOG asks for them.
+fn init_logging(serving: bool) {
     let default = if serving { "info,openraft=warn" } else { "off" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -526,76 +562,75 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Start(args) => {
-            let StartArgs {
-                broker,
+}
+
+/// `sluice start`: a broker with its own one-member coordinator quorum.
+fn start_embedded(args: StartArgs) -> std::process::ExitCode {
+    let StartArgs {
+        broker,
+        coordinator_listen,
+        coordinator_dir,
+    } = args;
+    run_broker(
+        broker,
+        vec![coordinator_listen.to_string()],
+        |data_dir| {
+            Some((
                 coordinator_listen,
-                coordinator_dir,
-            } = *args;
-            run_broker(
-                broker,
-                vec![coordinator_listen.to_string()],
-                |data_dir| {
-                    Some((
-                        coordinator_listen,
-                        coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator")),
-                    ))
-                },
-                node::SESSION_TIMEOUT_DEFAULT,
-            )
+                coordinator_dir.unwrap_or_else(|| data_dir.join("coordinator")),
+            ))
+        },
+        node::SESSION_TIMEOUT_DEFAULT,
+    )
+}
+
+/// `sluice broker`: a broker of a separate coordinator quorum.
+fn start_remote(args: RemoteArgs) -> std::process::ExitCode {
+    let RemoteArgs {
+        broker,
+        coordinators,
+        broker_session_timeout_ms,
+    } = args;
+    run_broker(
+        broker,
+        coordinators,
+        |_| None,
+        std::time::Duration::from_millis(broker_session_timeout_ms),
+    )
+}
+
+/// `sluice coordinator`: checks the flags and runs the node until a
+/// signal.
+fn run_coordinator(
+    node_id: u64,
+    peers: &[String],
+    listen: Option<std::net::SocketAddr>,
+    data_dir: PathBuf,
+    session_timeout_ms: u64,
+    snapshot_every: u64,
+) -> std::process::ExitCode {
+    let peers = match parse_peers(peers) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-        Command::Broker(args) => {
-            let RemoteArgs {
-                broker,
-                coordinators,
-                broker_session_timeout_ms,
-            } = *args;
-            run_broker(
-                broker,
-                coordinators,
-                |_| None,
-                std::time::Duration::from_millis(broker_session_timeout_ms),
-            )
+    };
+    let Some(own) = peers.get(&node_id) else {
+        eprintln!("sluice: node id {node_id} is not in --peers");
+        return std::process::ExitCode::FAILURE;
+    };
+    let listen = match listen.map(Ok).unwrap_or_else(|| own.parse()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sluice: cannot listen on {own}: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-        Command::Coordinator {
-            node_id,
-            peers,
-            listen,
-            data_dir,
-            session_timeout_ms,
-            snapshot_every,
-        } => {
-            let peers = match parse_peers(&peers) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("sluice: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-            let Some(own) = peers.get(&node_id) else {
-                eprintln!("sluice: node id {node_id} is not in --peers");
-                return std::process::ExitCode::FAILURE;
-            };
-            let listen = match listen.map(Ok).unwrap_or_else(|| own.parse()) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("sluice: cannot listen on {own}: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-            let mut config = NodeConfig::new(node_id, listen, peers, data_dir);
-            config.session_timeout = std::time::Duration::from_millis(session_timeout_ms);
-            config.snapshot_every = snapshot_every;
-            coordinator(config)
-        }
-        Command::Quorum { coordinators } => quorum(&coordinators),
-        Command::Topic { conn, cmd } => client(&conn, |c| cli::topic::run(c, cmd)),
-        Command::Produce { conn, args } => client(&conn, |c| cli::produce::run(c, args)),
-        Command::Consume { conn, args } => client(&conn, |c| cli::consume::run(c, args)),
-        Command::Group { conn, cmd } => client(&conn, |c| cli::group::run(c, cmd)),
-        Command::Cluster { conn, cmd } => client(&conn, |c| cli::cluster::run(c, cmd)),
-    }
+    };
+    let mut config = NodeConfig::new(node_id, listen, peers, data_dir);
+    config.session_timeout = std::time::Duration::from_millis(session_timeout_ms);
+    config.snapshot_every = snapshot_every;
+    coordinator(config)
 }
 
 fn start(
@@ -642,19 +677,7 @@ fn start(
         coordinator.leave();
         return std::process::ExitCode::FAILURE;
     }
-    let mut failed = 0;
-    for o in &engine.opened {
-        match &o.watermarks {
-            Ok(w) => println!(
-                "sluice: shard {} recovered {} (offsets {}..{})",
-                o.shard, o.partition, w.log_start, w.log_end
-            ),
-            Err(e) => {
-                failed += 1;
-                eprintln!("sluice: shard {} cannot open {}: {e}", o.shard, o.partition);
-            }
-        }
-    }
+    let failed = report_recovery(&engine);
     println!(
         "sluice: serving Kafka clients on {listen} with {} shards, {} partitions ({} offline). Ctrl-C to stop.",
         config.shards,
@@ -669,4 +692,23 @@ fn start(
     coordinator.leave();
     println!("sluice: stopped cleanly");
     std::process::ExitCode::SUCCESS
+}
+
+/// Says what each shard recovered; returns how many partitions it could
+/// not open.
+fn report_recovery(engine: &Engine) -> usize {
+    let mut failed = 0;
+    for o in &engine.opened {
+        match &o.watermarks {
+            Ok(w) => println!(
+                "sluice: shard {} recovered {} (offsets {}..{})",
+                o.shard, o.partition, w.log_start, w.log_end
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("sluice: shard {} cannot open {}: {e}", o.shard, o.partition);
+            }
+        }
+    }
+    failed
 }

@@ -133,56 +133,97 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
         .map_err(|_| format!("{key}={value}: not a valid number"))
 }
 
+/// `key`'s integer value, at least `min`; `default` when not given.
+fn int_at_least(
+    props: &BTreeMap<String, String>,
+    key: &str,
+    default: i64,
+    min: i64,
+) -> Result<i64, String> {
+    let Some(v) = props.get(key) else {
+        return Ok(default);
+    };
+    let v = number::<i64>(key, v)?;
+    if v < min {
+        return Err(format!("{key}={v}: must be at least {min}"));
+    }
+    Ok(v)
+}
+
+/// Where to listen (`listeners`: an IP address, all of them when the host
+/// is empty) and the address clients are told (`advertised.listeners`,
+/// else the same).
+fn addresses(
+    listeners: Option<&str>,
+    advertised: Option<&str>,
+) -> Result<(SocketAddr, (String, u16)), String> {
+    let (host, port) = listener("listeners", listeners.unwrap_or("127.0.0.1:9092"))?;
+    let ip = if host.is_empty() { "0.0.0.0" } else { &host };
+    let listen: SocketAddr = format!("{ip}:{port}")
+        .parse()
+        .or_else(|_| format!("[{ip}]:{port}").parse())
+        .map_err(|_| format!("listeners: {host:?} is not an IP address to listen on"))?;
+    let advertised = match advertised {
+        Some(v) => listener("advertised.listeners", v)?,
+        None => (listen.ip().to_string(), listen.port()),
+    };
+    Ok((listen, advertised))
+}
+
+/// `log.dirs`: comma-separated directories.
+fn log_dirs(value: Option<&str>) -> Option<Vec<PathBuf>> {
+    value.map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    })
+}
+
+/// The keys that are not Sluice's own: the broker-level log defaults
+/// `LogConfig` takes (checked), and the keys Sluice does not use.
+fn log_defaults(
+    props: &BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let mut log_defaults = BTreeMap::new();
+    let mut ignored = Vec::new();
+    let mut check = LogConfig::default();
+    for (k, v) in props {
+        if KNOWN.contains(&k.as_str()) {
+            continue;
+        }
+        match check.set_broker(k, v) {
+            Ok(true) => {
+                log_defaults.insert(k.clone(), v.clone());
+            }
+            Ok(false) => ignored.push(k.clone()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok((log_defaults, ignored))
+}
+
+/// `auto.create.topics.enable`: true or false, in any case; true when not
+/// given.
+fn auto_create(value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::trim) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(format!("auto.create.topics.enable={v}: not true or false")),
+    }
+}
+
 impl Settings {
     /// Resolves `props` (Kafka keys) over Sluice's defaults.
     pub fn resolve(props: &BTreeMap<String, String>) -> Result<Settings, String> {
         let get = |k: &str| props.get(k).map(String::as_str);
-        let (host, port) = listener("listeners", get("listeners").unwrap_or("127.0.0.1:9092"))?;
-        let ip = if host.is_empty() { "0.0.0.0" } else { &host };
-        let listen: SocketAddr = format!("{ip}:{port}")
-            .parse()
-            .or_else(|_| format!("[{ip}]:{port}").parse())
-            .map_err(|_| format!("listeners: {host:?} is not an IP address to listen on"))?;
-        let advertised = match get("advertised.listeners") {
-            Some(v) => listener("advertised.listeners", v)?,
-            None => (listen.ip().to_string(), listen.port()),
-        };
-        let log_dirs = get("log.dirs").or(get("log.dir")).map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        });
-        let mut log_defaults = BTreeMap::new();
-        let mut ignored = Vec::new();
-        let mut check = LogConfig::default();
-        for (k, v) in props {
-            if KNOWN.contains(&k.as_str()) {
-                continue;
-            }
-            match check.set_broker(k, v) {
-                Ok(true) => {
-                    log_defaults.insert(k.clone(), v.clone());
-                }
-                Ok(false) => ignored.push(k.clone()),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        let auto_create = match get("auto.create.topics.enable").map(str::trim) {
-            None => true,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(v) => return Err(format!("auto.create.topics.enable={v}: not true or false")),
-        };
-        let num = |k: &str, default: i64, min: i64| -> Result<i64, String> {
-            let Some(v) = get(k) else { return Ok(default) };
-            let v = number::<i64>(k, v)?;
-            if v < min {
-                return Err(format!("{k}={v}: must be at least {min}"));
-            }
-            Ok(v)
-        };
+        let (listen, advertised) = addresses(get("listeners"), get("advertised.listeners"))?;
+        let log_dirs = log_dirs(get("log.dirs").or(get("log.dir")));
+        let (log_defaults, ignored) = log_defaults(props)?;
+        let auto_create = auto_create(get("auto.create.topics.enable"))?;
+        let num = |k: &str, default: i64, min: i64| int_at_least(props, k, default, min);
         let broker_id = match get("broker.id").or(get("node.id")) {
             Some(v) => number("broker.id", v)?,
             None => 1,

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
-use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -221,106 +221,156 @@ pub fn run(c: &Client, a: ConsumeArgs) -> Result<()> {
             if a.exit { "true" } else { "false" },
         )
         .set_log_level(RDKafkaLogLevel::Error);
-    let say = |msg: String| {
-        if !a.quiet {
-            eprintln!("sluice: {msg}");
+    let consumer = match &a.group {
+        Some(group) => subscribe(c, &a, group, config, start)?,
+        None => assign(c, &a, config, start, &parts)?,
+    };
+    print_messages(c, &a, &consumer)?;
+    if a.group.is_some() {
+        commit_and_leave(c, &consumer)?;
+    }
+    Ok(())
+}
+
+/// Says where reading starts, on stderr, unless `-q`.
+fn say(a: &ConsumeArgs, msg: String) {
+    if !a.quiet {
+        eprintln!("sluice: {msg}");
+    }
+}
+
+fn create_consumer(config: &ClientConfig) -> Result<BaseConsumer> {
+    config
+        .create()
+        .map_err(|e| CliError(format!("bad consumer configuration: {e}")))
+}
+
+/// A consumer in `group`, subscribed to the topic: it reads from the
+/// group's committed offsets and stores the offsets of what it printed.
+fn subscribe(
+    c: &Client,
+    a: &ConsumeArgs,
+    group: &str,
+    mut config: ClientConfig,
+    start: Option<Start>,
+) -> Result<BaseConsumer> {
+    let reset = match start {
+        None | Some(Start::Beginning) => "earliest",
+        Some(Start::End) => "latest",
+        Some(_) => {
+            return fail(
+                "with a group, -o takes beginning or end (for partitions without a committed offset); move a group with `sluice group reset-offsets`",
+            )
         }
     };
-    let consumer: BaseConsumer = match &a.group {
-        Some(group) => {
-            let reset = match start {
-                None | Some(Start::Beginning) => "earliest",
-                Some(Start::End) => "latest",
-                Some(_) => {
-                    return fail(
-                        "with a group, -o takes beginning or end (for partitions without a committed offset); move a group with `sluice group reset-offsets`",
-                    )
-                }
-            };
-            if a.partition.is_some() {
-                return fail("-p cannot be used with a group: the group assigns partitions");
-            }
-            config
-                .set("group.id", group)
-                .set("auto.offset.reset", reset)
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false");
-            let consumer: BaseConsumer = config
-                .create()
-                .map_err(|e| CliError(format!("bad consumer configuration: {e}")))?;
-            consumer.subscribe(&[&a.topic]).map_err(|e| c.explain(&e))?;
-            let from = if reset == "earliest" {
-                "beginning"
-            } else {
-                "end"
-            };
-            say(format!(
-                "reading {} as group {group}: from its committed offsets; partitions without one start at the {from}",
-                a.topic
-            ));
-            consumer
-        }
-        None => {
-            // librdkafka wants a group id even to assign partitions; this
-            // one never joins a group and never commits.
-            config
-                .set("group.id", "sluice-cli")
-                .set("enable.auto.commit", "false");
-            let consumer: BaseConsumer = config
-                .create()
-                .map_err(|e| CliError(format!("bad consumer configuration: {e}")))?;
-            let chosen: Vec<i32> = match a.partition {
-                Some(p) if parts.contains(&p) => vec![p],
-                Some(p) => {
-                    return fail(format!(
-                        "topic {} has no partition {p} (it has {})",
-                        a.topic,
-                        parts.len()
-                    ))
-                }
-                None => parts.clone(),
-            };
-            let start = start.unwrap_or(Start::Beginning);
-            let mut tpl = TopicPartitionList::new();
-            for p in &chosen {
-                let o = match start {
-                    Start::Beginning => Offset::Beginning,
-                    Start::End => Offset::End,
-                    Start::At(o) => Offset::Offset(o),
-                    Start::Tail(n) => Offset::OffsetTail(n),
-                    Start::Time(t) => Offset::Offset(t),
-                };
-                tpl.add_partition_offset(&a.topic, *p, o)
-                    .map_err(|e| c.explain(&e))?;
-            }
-            if let Start::Time(_) = start {
-                // A partition with nothing at or after the time starts at
-                // its end.
-                tpl = consumer
-                    .offsets_for_times(tpl, super::TIMEOUT)
-                    .map_err(|e| c.explain(&e))?;
-            }
-            consumer.assign(&tpl).map_err(|e| c.explain(&e))?;
-            let what = match start {
-                Start::Beginning => "the beginning".to_string(),
-                Start::End => "the end (new messages only)".to_string(),
-                Start::At(o) => format!("offset {o}"),
-                Start::Tail(n) => format!("the last {n} messages"),
-                Start::Time(t) => format!("the first message at or after {t} ms"),
-            };
-            let hint = if start == Start::End {
-                ""
-            } else {
-                "; -o end for new messages only"
-            };
-            say(format!(
-                "reading {} from {what} of {} partition(s), no group{hint}",
+    if a.partition.is_some() {
+        return fail("-p cannot be used with a group: the group assigns partitions");
+    }
+    config
+        .set("group.id", group)
+        .set("auto.offset.reset", reset)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false");
+    let consumer = create_consumer(&config)?;
+    consumer.subscribe(&[&a.topic]).map_err(|e| c.explain(&e))?;
+    let from = if reset == "earliest" {
+        "beginning"
+    } else {
+        "end"
+    };
+    say(
+        a,
+        format!(
+            "reading {} as group {group}: from its committed offsets; partitions without one start at the {from}",
+            a.topic
+        ),
+    );
+    Ok(consumer)
+}
+
+/// A consumer without a group, assigned the topic's partitions (or the one
+/// `-p` names) at `start`.
+fn assign(
+    c: &Client,
+    a: &ConsumeArgs,
+    mut config: ClientConfig,
+    start: Option<Start>,
+    parts: &[i32],
+) -> Result<BaseConsumer> {
+    // librdkafka wants a group id even to assign partitions; this
+    // one never joins a group and never commits.
+    config
+        .set("group.id", "sluice-cli")
+        .set("enable.auto.commit", "false");
+    let consumer = create_consumer(&config)?;
+    let chosen: Vec<i32> = match a.partition {
+        Some(p) if parts.contains(&p) => vec![p],
+        Some(p) => {
+            return fail(format!(
+                "topic {} has no partition {p} (it has {})",
                 a.topic,
-                chosen.len()
-            ));
-            consumer
+                parts.len()
+            ))
         }
+        None => parts.to_vec(),
     };
+    let start = start.unwrap_or(Start::Beginning);
+    let mut tpl = TopicPartitionList::new();
+    for p in &chosen {
+        tpl.add_partition_offset(&a.topic, *p, start_offset(start))
+            .map_err(|e| c.explain(&e))?;
+    }
+    if let Start::Time(_) = start {
+        // A partition with nothing at or after the time starts at
+        // its end.
+        tpl = consumer
+            .offsets_for_times(tpl, super::TIMEOUT)
+            .map_err(|e| c.explain(&e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| c.explain(&e))?;
+    let hint = if start == Start::End {
+        ""
+    } else {
+        "; -o end for new messages only"
+    };
+    say(
+        a,
+        format!(
+            "reading {} from {} of {} partition(s), no group{hint}",
+            a.topic,
+            start_text(start),
+            chosen.len()
+        ),
+    );
+    Ok(consumer)
+}
+
+/// The offset to assign for `start` (a time is looked up after).
+fn start_offset(start: Start) -> Offset {
+    match start {
+        Start::Beginning => Offset::Beginning,
+        Start::End => Offset::End,
+        Start::At(o) => Offset::Offset(o),
+        Start::Tail(n) => Offset::OffsetTail(n),
+        Start::Time(t) => Offset::Offset(t),
+    }
+}
+
+/// Where reading starts, in words.
+fn start_text(start: Start) -> String {
+    match start {
+        Start::Beginning => "the beginning".to_string(),
+        Start::End => "the end (new messages only)".to_string(),
+        Start::At(o) => format!("offset {o}"),
+        Start::Tail(n) => format!("the last {n} messages"),
+        Start::Time(t) => format!("the first message at or after {t} ms"),
+    }
+}
+
+/// Prints messages until `-n` of them are printed or, with `-e`, every
+/// assigned partition is at its end; with a group, stores the offset of
+/// each message printed.
+fn print_messages(c: &Client, a: &ConsumeArgs, consumer: &BaseConsumer) -> Result<()> {
     let fmt = parse_fmt(a.fmt.as_deref().unwrap_or("%v\\n"));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -355,18 +405,21 @@ pub fn run(c: &Client, a: ConsumeArgs) -> Result<()> {
             Err(e) => return Err(c.explain(&e)),
         }
     }
-    out.flush().map_err(io_error)?;
-    if a.group.is_some() {
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(
-                e,
-                KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)
-            ) {
-                return Err(c.explain(&e));
-            }
+    out.flush().map_err(io_error)
+}
+
+/// Commits the stored offsets (having none to commit is no error) and
+/// leaves the group.
+fn commit_and_leave(c: &Client, consumer: &BaseConsumer) -> Result<()> {
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        if !matches!(
+            e,
+            KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)
+        ) {
+            return Err(c.explain(&e));
         }
-        consumer.unsubscribe();
     }
+    consumer.unsubscribe();
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::groups::GroupList;
+use rdkafka::groups::{GroupInfo, GroupList};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
@@ -157,59 +157,9 @@ fn committed(
 
 pub fn run(c: &Client, cmd: GroupCmd) -> Result<()> {
     match cmd {
-        GroupCmd::List => {
-            let list = groups(c, None)?;
-            let mut rows: Vec<(String, String, String, usize)> = list
-                .groups()
-                .iter()
-                .filter(|g| g.state() != "Dead")
-                .map(|g| {
-                    (
-                        g.name().to_string(),
-                        g.state().to_string(),
-                        g.protocol_type().to_string(),
-                        g.members().len(),
-                    )
-                })
-                .collect();
-            rows.sort();
-            match c.format {
-                Format::Json => print_json(&json!(rows
-                    .iter()
-                    .map(|(n, s, t, m)| json!({"group": n, "state": s, "protocol_type": t, "members": m}))
-                    .collect::<Vec<_>>())),
-                Format::Table => print_table(
-                    &["GROUP", "STATE", "TYPE", "MEMBERS"],
-                    &rows
-                        .iter()
-                        .map(|(n, s, t, m)| vec![n.clone(), s.clone(), t.clone(), m.to_string()])
-                        .collect::<Vec<_>>(),
-                ),
-            }
-            Ok(())
-        }
+        GroupCmd::List => list(c),
         GroupCmd::Describe { group } => describe(c, &group),
-        GroupCmd::Delete { groups } => {
-            super::topic::metadata(c, None)?;
-            let admin: AdminClient<DefaultClientContext> = c.create()?;
-            let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-            let results = block_on(admin.delete_groups(
-                &refs,
-                &AdminOptions::new().operation_timeout(Some(super::TIMEOUT)),
-            ))
-            .map_err(|e| c.explain(&e))?;
-            for r in results {
-                if let Err((name, code)) = r {
-                    return Err(admin_error(&format!("group {name}"), code, None));
-                }
-            }
-            for g in &groups {
-                c.done(json!({"group": g, "deleted": true}), || {
-                    format!("deleted group {g}")
-                });
-            }
-            Ok(())
-        }
+        GroupCmd::Delete { groups } => delete(c, &groups),
         GroupCmd::ResetOffsets {
             group,
             topic,
@@ -219,6 +169,64 @@ pub fn run(c: &Client, cmd: GroupCmd) -> Result<()> {
         } => reset(c, &group, &topic, partition, &to, execute),
     }
 }
+
+fn list(c: &Client) -> Result<()> {
+    let list = groups(c, None)?;
+    let mut rows: Vec<(String, String, String, usize)> = list
+        .groups()
+        .iter()
+        .filter(|g| g.state() != "Dead")
+        .map(|g| {
+            (
+                g.name().to_string(),
+                g.state().to_string(),
+                g.protocol_type().to_string(),
+                g.members().len(),
+            )
+        })
+        .collect();
+    rows.sort();
+    match c.format {
+        Format::Json => print_json(&json!(rows
+            .iter()
+            .map(|(n, s, t, m)| json!({"group": n, "state": s, "protocol_type": t, "members": m}))
+            .collect::<Vec<_>>())),
+        Format::Table => print_table(
+            &["GROUP", "STATE", "TYPE", "MEMBERS"],
+            &rows
+                .iter()
+                .map(|(n, s, t, m)| vec![n.clone(), s.clone(), t.clone(), m.to_string()])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
+fn delete(c: &Client, groups: &[String]) -> Result<()> {
+    super::topic::metadata(c, None)?;
+    let admin: AdminClient<DefaultClientContext> = c.create()?;
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let results = block_on(admin.delete_groups(
+        &refs,
+        &AdminOptions::new().operation_timeout(Some(super::TIMEOUT)),
+    ))
+    .map_err(|e| c.explain(&e))?;
+    for r in results {
+        if let Err((name, code)) = r {
+            return Err(admin_error(&format!("group {name}"), code, None));
+        }
+    }
+    for g in groups {
+        c.done(json!({"group": g, "deleted": true}), || {
+            format!("deleted group {g}")
+        });
+    }
+    Ok(())
+}
+
+/// One partition in `group describe`: topic, partition, committed offset,
+/// log end offset, lag, and the member it is assigned to.
+type LagRow = (String, i32, Option<i64>, i64, Option<i64>, Option<String>);
 
 fn describe(c: &Client, group: &str) -> Result<()> {
     let info = groups(c, Some(group))?;
@@ -232,14 +240,7 @@ fn describe(c: &Client, group: &str) -> Result<()> {
             "group {group} does not exist (`sluice group list` shows the groups)"
         ));
     };
-    let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
-    let mut topics = BTreeSet::new();
-    for m in g.members() {
-        for (t, p) in m.assignment().and_then(assignment).unwrap_or_default() {
-            topics.insert(t.clone());
-            owner.insert((t, p), format!("{} ({})", m.client_id(), m.client_host()));
-        }
-    }
+    let (owner, mut topics) = owners(g);
     // An empty group names no partitions: look at every topic.
     if topics.is_empty() {
         let md = super::topic::metadata(c, None)?;
@@ -250,8 +251,35 @@ fn describe(c: &Client, group: &str) -> Result<()> {
                 .filter(|n| !n.starts_with("__")),
         );
     }
+    let rows = lag_rows(c, group, &owner, &topics)?;
+    print_description(c, group, g, &rows);
+    Ok(())
+}
+
+/// Who each assigned partition belongs to ("client id (host)"), and the
+/// topics of those partitions.
+fn owners(g: &GroupInfo) -> (BTreeMap<(String, i32), String>, BTreeSet<String>) {
+    let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+    let mut topics = BTreeSet::new();
+    for m in g.members() {
+        for (t, p) in m.assignment().and_then(assignment).unwrap_or_default() {
+            topics.insert(t.clone());
+            owner.insert((t, p), format!("{} ({})", m.client_id(), m.client_host()));
+        }
+    }
+    (owner, topics)
+}
+
+/// A row for every partition of `topics` the group has committed to and
+/// every partition a member owns.
+fn lag_rows(
+    c: &Client,
+    group: &str,
+    owner: &BTreeMap<(String, i32), String>,
+    topics: &BTreeSet<String>,
+) -> Result<Vec<LagRow>> {
     let consumer = group_consumer(c, group)?;
-    let committed = committed(c, &consumer, &topics)?;
+    let committed = committed(c, &consumer, topics)?;
     let mut keys: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
     keys.extend(owner.keys().cloned());
     let mut rows = Vec::new();
@@ -264,6 +292,10 @@ fn describe(c: &Client, group: &str) -> Result<()> {
         let member = owner.get(&(t.clone(), p)).cloned();
         rows.push((t, p, current, end, lag, member));
     }
+    Ok(rows)
+}
+
+fn print_description(c: &Client, group: &str, g: &GroupInfo, rows: &[LagRow]) {
     let dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
     match c.format {
         Format::Json => print_json(&json!({
@@ -312,8 +344,10 @@ fn describe(c: &Client, group: &str) -> Result<()> {
             );
         }
     }
-    Ok(())
 }
+
+/// A partition's move: partition, committed offset, new offset.
+type Move = (i32, Option<i64>, i64);
 
 fn reset(
     c: &Client,
@@ -339,10 +373,41 @@ fn reset(
         }
     }
     let consumer = group_consumer(c, group)?;
-    let current = committed(c, &consumer, &BTreeSet::from([topic.to_string()]))?;
+    let plan = plan(c, &consumer, topic, &parts, to)?;
+    print_plan(c, topic, &plan);
+    if !execute {
+        eprintln!("sluice: dry run: nothing changed; add --execute to apply");
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, _, new) in &plan {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*new))
+            .map_err(|e| c.explain(&e))?;
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| c.explain(&e))?;
+    if c.format == Format::Table {
+        println!(
+            "\nreset {} partition(s) of {topic} for group {group}",
+            plan.len()
+        );
+    }
+    Ok(())
+}
+
+/// Where `to` moves each of `parts`, clamped to the log.
+fn plan(
+    c: &Client,
+    consumer: &BaseConsumer,
+    topic: &str,
+    parts: &[i32],
+    to: &ResetTo,
+) -> Result<Vec<Move>> {
+    let current = committed(c, consumer, &BTreeSet::from([topic.to_string()]))?;
     let mut times = TopicPartitionList::new();
     if let Some(ts) = to.to_datetime {
-        for p in &parts {
+        for p in parts {
             times
                 .add_partition_offset(topic, *p, Offset::Offset(ts))
                 .map_err(|e| c.explain(&e))?;
@@ -354,7 +419,7 @@ fn reset(
     // One watermark lookup per partition: the slow part with many.
     let mut progress = Progress::new();
     let mut plan = Vec::new();
-    for p in &parts {
+    for p in parts {
         progress.update(|| {
             format!(
                 "offsets of {} of {} partitions looked up",
@@ -384,6 +449,10 @@ fn reset(
         plan.push((*p, cur, target.clamp(low, high)));
     }
     progress.finish(|| format!("offsets of {} partitions of {topic} looked up", plan.len()));
+    Ok(plan)
+}
+
+fn print_plan(c: &Client, topic: &str, plan: &[Move]) {
     match c.format {
         Format::Json => print_json(&json!(plan
             .iter()
@@ -404,25 +473,6 @@ fn reset(
                 .collect::<Vec<_>>(),
         ),
     }
-    if !execute {
-        eprintln!("sluice: dry run: nothing changed; add --execute to apply");
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, _, new) in &plan {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*new))
-            .map_err(|e| c.explain(&e))?;
-    }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .map_err(|e| c.explain(&e))?;
-    if c.format == Format::Table {
-        println!(
-            "\nreset {} partition(s) of {topic} for group {group}",
-            plan.len()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

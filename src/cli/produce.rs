@@ -87,87 +87,78 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
         other => return fail(format!("--acks {other}: use 0, 1 or all")),
     };
     super::topic::metadata(c, Some(&a.topic))?;
+    let producer = create_producer(c, &a, &acks)?;
+    let delimiter = unescape(&a.delimiter);
+    if delimiter.len() != 1 && !a.whole_file {
+        return fail("--delimiter must be one byte (or \\n, \\t, \\0)");
+    }
+    let mut sender = Sender {
+        c,
+        a: &a,
+        producer: &producer,
+        headers,
+        sent: 0,
+        progress: Progress::new(),
+    };
+    for source in sources(&a)? {
+        sender.send_all(source, &delimiter)?;
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| c.explain(&e))?;
+    report(&a, &producer, sender.sent, &sender.progress)
+}
+
+fn create_producer(c: &Client, a: &ProduceArgs, acks: &str) -> Result<ThreadedProducer<Counting>> {
     let mut config = c.config.clone();
     config
-        .set("acks", &acks)
+        .set("acks", acks)
         .set("compression.type", &a.compression)
         .set("linger.ms", "5");
-    let producer: ThreadedProducer<Counting> = config
+    config
         .create_with_context(Counting {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             first_error: Mutex::new(None),
         })
-        .map_err(|e| CliError(format!("bad producer configuration: {e}")))?;
-    let delimiter = unescape(&a.delimiter);
-    if delimiter.len() != 1 && !a.whole_file {
-        return fail("--delimiter must be one byte (or \\n, \\t, \\0)");
+        .map_err(|e| CliError(format!("bad producer configuration: {e}")))
+}
+
+/// The files to read, opened, or stdin.
+fn sources(a: &ProduceArgs) -> Result<Vec<Box<dyn Read>>> {
+    if a.files.is_empty() {
+        return Ok(vec![Box::new(std::io::stdin().lock())]);
     }
-    let mut sent = 0u64;
-    let mut progress = Progress::new();
-    let mut send = |payload: &[u8]| -> Result<()> {
-        let (key, value) = match &a.key_separator {
-            Some(sep) if !sep.is_empty() => {
-                match payload.windows(sep.len()).position(|w| w == sep.as_bytes()) {
-                    Some(i) => (Some(&payload[..i]), &payload[i + sep.len()..]),
-                    None => (None, payload),
-                }
-            }
-            _ => (None, payload),
-        };
-        let mut record = BaseRecord::<[u8], [u8]>::to(&a.topic).payload(value);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(p) = a.partition {
-            record = record.partition(p);
-        }
-        if !headers.is_empty() {
-            let mut h = OwnedHeaders::new_with_capacity(headers.len());
-            for (k, v) in &headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            record = record.headers(h);
-        }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::error::RDKafkaErrorCode::QueueFull) =>
-                {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => return Err(c.explain(&e)),
-            }
-        }
-        sent += 1;
-        progress.update(|| format!("{sent} messages sent"));
-        Ok(())
-    };
-    let sources: Vec<Box<dyn Read>> = if a.files.is_empty() {
-        vec![Box::new(std::io::stdin().lock())]
-    } else {
-        let mut v: Vec<Box<dyn Read>> = Vec::new();
-        for f in &a.files {
-            let file = std::fs::File::open(f)
-                .map_err(|e| CliError(format!("cannot read {}: {e}", f.display())))?;
-            v.push(Box::new(file));
-        }
-        v
-    };
-    for source in sources {
+    let mut v: Vec<Box<dyn Read>> = Vec::new();
+    for f in &a.files {
+        let file = std::fs::File::open(f)
+            .map_err(|e| CliError(format!("cannot read {}: {e}", f.display())))?;
+        v.push(Box::new(file));
+    }
+    Ok(v)
+}
+
+/// Sends messages to the topic as the arguments say, counting them for the
+/// progress line.
+struct Sender<'a> {
+    c: &'a Client,
+    a: &'a ProduceArgs,
+    producer: &'a ThreadedProducer<Counting>,
+    headers: Vec<(String, String)>,
+    sent: u64,
+    progress: Progress,
+}
+
+impl Sender<'_> {
+    /// Sends what `source` holds: one message with `--whole-file`, else one
+    /// per `delimiter`.
+    fn send_all(&mut self, source: Box<dyn Read>, delimiter: &[u8]) -> Result<()> {
         let mut r = BufReader::with_capacity(1 << 20, source);
-        if a.whole_file {
+        if self.a.whole_file {
             let mut all = Vec::new();
             r.read_to_end(&mut all)
                 .map_err(|e| CliError(format!("cannot read input: {e}")))?;
-            send(&all)?;
-            continue;
+            return self.send(&all);
         }
         let mut buf = Vec::new();
         loop {
@@ -176,17 +167,77 @@ pub fn run(c: &Client, a: ProduceArgs) -> Result<()> {
                 .read_until(delimiter[0], &mut buf)
                 .map_err(|e| CliError(format!("cannot read input: {e}")))?;
             if n == 0 {
-                break;
+                return Ok(());
             }
             if buf.last() == Some(&delimiter[0]) {
                 buf.pop();
             }
-            send(&buf)?;
+            self.send(&buf)?;
         }
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .map_err(|e| c.explain(&e))?;
+
+    /// Sends one message, waiting while the producer's queue is full.
+    fn send(&mut self, payload: &[u8]) -> Result<()> {
+        let mut record = self.record(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::error::RDKafkaErrorCode::QueueFull) =>
+                {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => return Err(self.c.explain(&e)),
+            }
+        }
+        self.sent += 1;
+        let sent = self.sent;
+        self.progress.update(|| format!("{sent} messages sent"));
+        Ok(())
+    }
+
+    /// The record for `payload`: its key split off at `-K`, with the
+    /// partition and headers the arguments give.
+    fn record<'r>(&'r self, payload: &'r [u8]) -> BaseRecord<'r, [u8], [u8]> {
+        let (key, value) = match &self.a.key_separator {
+            Some(sep) if !sep.is_empty() => {
+                match payload.windows(sep.len()).position(|w| w == sep.as_bytes()) {
+                    Some(i) => (Some(&payload[..i]), &payload[i + sep.len()..]),
+                    None => (None, payload),
+                }
+            }
+            _ => (None, payload),
+        };
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.a.topic).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = self.a.partition {
+            record = record.partition(p);
+        }
+        if !self.headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(self.headers.len());
+            for (k, v) in &self.headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            record = record.headers(h);
+        }
+        record
+    }
+}
+
+/// Says how many messages were delivered; an error if any was not.
+fn report(
+    a: &ProduceArgs,
+    producer: &ThreadedProducer<Counting>,
+    sent: u64,
+    progress: &Progress,
+) -> Result<()> {
     let counts = producer.context();
     let failed = counts.failed.load(Ordering::Relaxed);
     progress.finish(|| {

@@ -143,200 +143,218 @@ pub fn run(c: &Client, cmd: TopicCmd) -> Result<()> {
             partitions,
             replication_factor,
             configs,
-        } => {
-            let configs = key_values(&configs, "--config")?;
-            let topics: Vec<NewTopic> = names
-                .iter()
-                .map(|n| {
-                    let mut t = NewTopic::new(
-                        n,
-                        partitions.unwrap_or(-1),
-                        TopicReplication::Fixed(replication_factor.unwrap_or(-1)),
-                    );
-                    for (k, v) in &configs {
-                        t = t.set(k, v);
-                    }
-                    t
-                })
-                .collect();
-            metadata(c, None)?;
-            let results =
-                block_on(admin(c)?.create_topics(&topics, &opts())).map_err(|e| c.explain(&e))?;
-            for r in results {
-                match r {
-                    Err((name, RDKafkaErrorCode::InvalidReplicationFactor))
-                        if replication_factor.is_some() =>
-                    {
-                        let live = metadata(c, None)?.brokers().len();
-                        return fail(format!(
-                            "cannot create topic {name}: replication factor {} is larger than the {live} live broker(s)",
-                            replication_factor.unwrap_or(1)
-                        ));
-                    }
-                    Err((name, code)) => {
-                        return Err(admin_error(&format!("topic {name}"), code, None))
-                    }
-                    Ok(_) => {}
-                }
-            }
-            for n in &names {
-                let count = self::partitions(c, n).map_or(0, |p| p.len());
-                c.done(json!({"topic": n, "partitions": count}), || {
-                    format!("created topic {n} with {count} partitions")
-                });
-            }
-            Ok(())
-        }
-        TopicCmd::List { internal } => {
-            let md = metadata(c, None)?;
-            let mut topics: Vec<(String, usize, usize)> = md
-                .topics()
-                .iter()
-                .filter(|t| internal || !t.name().starts_with("__"))
-                .map(|t| {
-                    let rf = t.partitions().first().map_or(0, |p| p.replicas().len());
-                    (t.name().to_string(), t.partitions().len(), rf)
-                })
-                .collect();
-            topics.sort();
-            match c.format {
-                Format::Json => print_json(&json!(topics
-                    .iter()
-                    .map(|(n, p, r)| json!({"topic": n, "partitions": p, "replication_factor": r}))
-                    .collect::<Vec<_>>())),
-                Format::Table => print_table(
-                    &["TOPIC", "PARTITIONS", "REPLICAS"],
-                    &topics
-                        .iter()
-                        .map(|(n, p, r)| vec![n.clone(), p.to_string(), r.to_string()])
-                        .collect::<Vec<_>>(),
-                ),
-            }
-            Ok(())
-        }
+        } => create(c, &names, partitions, replication_factor, &configs),
+        TopicCmd::List { internal } => list(c, internal),
         TopicCmd::Describe { name } => describe(c, &name),
-        TopicCmd::AlterConfig { name, set, delete } => {
-            let set = key_values(&set, "--set")?;
-            if set.is_empty() && delete.is_empty() {
-                return fail("nothing to change: give --set key=value or --delete key");
-            }
-            let admin = admin(c)?;
-            let mut current = topic_overrides(c, &admin, &name)?;
-            for k in &delete {
-                current.retain(|(ck, _)| ck != k);
-            }
-            for (k, v) in &set {
-                current.retain(|(ck, _)| ck != k);
-                current.push((k.clone(), v.clone()));
-            }
-            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&name));
-            for (k, v) in &current {
-                alter = alter.set(k, v);
-            }
-            let results =
-                block_on(admin.alter_configs(&[alter], &opts())).map_err(|e| c.explain(&e))?;
-            for r in results {
-                if let Err((_, code)) = r {
-                    return Err(admin_error(&format!("topic {name}"), code, None));
-                }
-            }
-            c.done(
-                json!({
-                    "topic": name,
-                    "set": set.into_iter().collect::<BTreeMap<_, _>>(),
-                    "reset_to_default": delete,
-                }),
-                || format!("altered topic {name}"),
-            );
-            Ok(())
-        }
-        TopicCmd::AddPartitions { name, total } => {
-            let before = partitions(c, &name)?.len();
-            if total <= before {
-                return fail(format!(
-                    "topic {name} already has {before} partitions: --total must be larger"
-                ));
-            }
-            let results =
-                block_on(admin(c)?.create_partitions(&[NewPartitions::new(&name, total)], &opts()))
-                    .map_err(|e| c.explain(&e))?;
-            for r in results {
-                if let Err((_, code)) = r {
-                    return Err(admin_error(&format!("topic {name}"), code, None));
-                }
-            }
-            c.done(
-                json!({"topic": name, "partitions": total, "previous_partitions": before}),
-                || format!("topic {name} now has {total} partitions (was {before})"),
-            );
-            Ok(())
-        }
-        TopicCmd::Delete { names } => {
-            metadata(c, None)?;
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let results =
-                block_on(admin(c)?.delete_topics(&refs, &opts())).map_err(|e| c.explain(&e))?;
-            for r in results {
-                if let Err((name, code)) = r {
-                    return Err(admin_error(&format!("topic {name}"), code, None));
-                }
-            }
-            for n in &names {
-                c.done(json!({"topic": n, "deleted": true}), || {
-                    format!("deleted topic {n}")
-                });
-            }
-            Ok(())
-        }
+        TopicCmd::AlterConfig { name, set, delete } => alter_config(c, &name, &set, &delete),
+        TopicCmd::AddPartitions { name, total } => add_partitions(c, &name, total),
+        TopicCmd::Delete { names } => delete(c, &names),
         TopicCmd::Trim {
             name,
             partition,
             offset,
             all,
-        } => {
-            let parts = match partition {
-                Some(p) => vec![p],
-                None => partitions(c, &name)?,
-            };
-            let mut tpl = TopicPartitionList::new();
-            for p in &parts {
-                let o = if all {
-                    Offset::End
-                } else {
-                    Offset::Offset(offset.unwrap_or(0))
-                };
-                tpl.add_partition_offset(&name, *p, o)
-                    .map_err(|e| c.explain(&e))?;
+        } => trim(c, &name, partition, offset, all),
+    }
+}
+
+fn create(
+    c: &Client,
+    names: &[String],
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    configs: &[String],
+) -> Result<()> {
+    let configs = key_values(configs, "--config")?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| {
+            let mut t = NewTopic::new(
+                n,
+                partitions.unwrap_or(-1),
+                TopicReplication::Fixed(replication_factor.unwrap_or(-1)),
+            );
+            for (k, v) in &configs {
+                t = t.set(k, v);
             }
-            let result =
-                block_on(admin(c)?.delete_records(&tpl, &opts())).map_err(|e| c.explain(&e))?;
-            let mut rows = Vec::new();
-            for e in result.elements() {
-                if let Err(err) = e.error() {
-                    return fail(format!(
-                        "cannot trim {name} partition {}: {err}",
-                        e.partition()
-                    ));
-                }
-                let start = e.offset().to_raw().unwrap_or(-1);
-                rows.push((e.partition(), start));
+            t
+        })
+        .collect();
+    metadata(c, None)?;
+    let results = block_on(admin(c)?.create_topics(&topics, &opts())).map_err(|e| c.explain(&e))?;
+    for r in results {
+        match r {
+            Err((name, RDKafkaErrorCode::InvalidReplicationFactor))
+                if replication_factor.is_some() =>
+            {
+                let live = metadata(c, None)?.brokers().len();
+                return fail(format!(
+                    "cannot create topic {name}: replication factor {} is larger than the {live} live broker(s)",
+                    replication_factor.unwrap_or(1)
+                ));
             }
-            match c.format {
-                Format::Json => print_json(&json!(rows
-                    .iter()
-                    .map(|(p, s)| json!({"partition": p, "log_start_offset": s}))
-                    .collect::<Vec<_>>())),
-                Format::Table => print_table(
-                    &["PARTITION", "LOG-START"],
-                    &rows
-                        .iter()
-                        .map(|(p, s)| vec![p.to_string(), s.to_string()])
-                        .collect::<Vec<_>>(),
-                ),
-            }
-            Ok(())
+            Err((name, code)) => return Err(admin_error(&format!("topic {name}"), code, None)),
+            Ok(_) => {}
         }
     }
+    for n in names {
+        let count = self::partitions(c, n).map_or(0, |p| p.len());
+        c.done(json!({"topic": n, "partitions": count}), || {
+            format!("created topic {n} with {count} partitions")
+        });
+    }
+    Ok(())
+}
+
+fn list(c: &Client, internal: bool) -> Result<()> {
+    let md = metadata(c, None)?;
+    let mut topics: Vec<(String, usize, usize)> = md
+        .topics()
+        .iter()
+        .filter(|t| internal || !t.name().starts_with("__"))
+        .map(|t| {
+            let rf = t.partitions().first().map_or(0, |p| p.replicas().len());
+            (t.name().to_string(), t.partitions().len(), rf)
+        })
+        .collect();
+    topics.sort();
+    match c.format {
+        Format::Json => print_json(&json!(topics
+            .iter()
+            .map(|(n, p, r)| json!({"topic": n, "partitions": p, "replication_factor": r}))
+            .collect::<Vec<_>>())),
+        Format::Table => print_table(
+            &["TOPIC", "PARTITIONS", "REPLICAS"],
+            &topics
+                .iter()
+                .map(|(n, p, r)| vec![n.clone(), p.to_string(), r.to_string()])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
+fn alter_config(c: &Client, name: &str, set: &[String], delete: &[String]) -> Result<()> {
+    let set = key_values(set, "--set")?;
+    if set.is_empty() && delete.is_empty() {
+        return fail("nothing to change: give --set key=value or --delete key");
+    }
+    let admin = admin(c)?;
+    let mut current = topic_overrides(c, &admin, name)?;
+    for k in delete {
+        current.retain(|(ck, _)| ck != k);
+    }
+    for (k, v) in &set {
+        current.retain(|(ck, _)| ck != k);
+        current.push((k.clone(), v.clone()));
+    }
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (k, v) in &current {
+        alter = alter.set(k, v);
+    }
+    let results = block_on(admin.alter_configs(&[alter], &opts())).map_err(|e| c.explain(&e))?;
+    for r in results {
+        if let Err((_, code)) = r {
+            return Err(admin_error(&format!("topic {name}"), code, None));
+        }
+    }
+    c.done(
+        json!({
+            "topic": name,
+            "set": set.into_iter().collect::<BTreeMap<_, _>>(),
+            "reset_to_default": delete,
+        }),
+        || format!("altered topic {name}"),
+    );
+    Ok(())
+}
+
+fn add_partitions(c: &Client, name: &str, total: usize) -> Result<()> {
+    let before = partitions(c, name)?.len();
+    if total <= before {
+        return fail(format!(
+            "topic {name} already has {before} partitions: --total must be larger"
+        ));
+    }
+    let results =
+        block_on(admin(c)?.create_partitions(&[NewPartitions::new(name, total)], &opts()))
+            .map_err(|e| c.explain(&e))?;
+    for r in results {
+        if let Err((_, code)) = r {
+            return Err(admin_error(&format!("topic {name}"), code, None));
+        }
+    }
+    c.done(
+        json!({"topic": name, "partitions": total, "previous_partitions": before}),
+        || format!("topic {name} now has {total} partitions (was {before})"),
+    );
+    Ok(())
+}
+
+fn delete(c: &Client, names: &[String]) -> Result<()> {
+    metadata(c, None)?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let results = block_on(admin(c)?.delete_topics(&refs, &opts())).map_err(|e| c.explain(&e))?;
+    for r in results {
+        if let Err((name, code)) = r {
+            return Err(admin_error(&format!("topic {name}"), code, None));
+        }
+    }
+    for n in names {
+        c.done(json!({"topic": n, "deleted": true}), || {
+            format!("deleted topic {n}")
+        });
+    }
+    Ok(())
+}
+
+fn trim(
+    c: &Client,
+    name: &str,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    all: bool,
+) -> Result<()> {
+    let parts = match partition {
+        Some(p) => vec![p],
+        None => partitions(c, name)?,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        let o = if all {
+            Offset::End
+        } else {
+            Offset::Offset(offset.unwrap_or(0))
+        };
+        tpl.add_partition_offset(name, *p, o)
+            .map_err(|e| c.explain(&e))?;
+    }
+    let result = block_on(admin(c)?.delete_records(&tpl, &opts())).map_err(|e| c.explain(&e))?;
+    let mut rows = Vec::new();
+    for e in result.elements() {
+        if let Err(err) = e.error() {
+            return fail(format!(
+                "cannot trim {name} partition {}: {err}",
+                e.partition()
+            ));
+        }
+        let start = e.offset().to_raw().unwrap_or(-1);
+        rows.push((e.partition(), start));
+    }
+    match c.format {
+        Format::Json => print_json(&json!(rows
+            .iter()
+            .map(|(p, s)| json!({"partition": p, "log_start_offset": s}))
+            .collect::<Vec<_>>())),
+        Format::Table => print_table(
+            &["PARTITION", "LOG-START"],
+            &rows
+                .iter()
+                .map(|(p, s)| vec![p.to_string(), s.to_string()])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
 }
 
 /// The topic's own config overrides.
