@@ -35,6 +35,8 @@
 //! [`BrokerConfig`], and, for tools, fuzzers and benchmarks,
 //! [`decode_request`], the [`dispatch`] table and [`owner`].
 
+#![warn(unreachable_pub)]
+
 mod admin;
 mod authz;
 mod config;

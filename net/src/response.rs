@@ -84,13 +84,13 @@ pub(crate) struct Response {
 impl Response {
     /// The frame's bytes after its size prefix.
     #[cfg(test)]
-    pub fn body_len(&self) -> usize {
+    pub(crate) fn body_len(&self) -> usize {
         self.pieces.iter().map(Piece::len).sum::<usize>() - 4
     }
 
     /// The whole frame in memory (tests, and tools that need it).
     #[cfg(test)]
-    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
+    pub(crate) fn to_bytes(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         for p in &self.pieces {
             match p {

@@ -56,7 +56,7 @@ impl Group {
     /// JoinGroup. The caller's own answer, if due now, is among the
     /// effects, addressed to the returned member id; otherwise the caller
     /// waits for an effect addressed to it.
-    pub fn join(
+    pub(crate) fn join(
         &mut self,
         req: JoinRequest,
         limits: &Limits,

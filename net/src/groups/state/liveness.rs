@@ -22,7 +22,7 @@ use super::{Effect, Group, GroupState, Member};
 
 impl Group {
     /// Heartbeat: 0, or the error telling the member to rejoin.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
@@ -52,7 +52,7 @@ impl Group {
 
     /// LeaveGroup for one member identity (v3+ batches them). An empty
     /// member id with an instance id removes whoever holds the instance.
-    pub fn leave(
+    pub(crate) fn leave(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
@@ -79,7 +79,7 @@ impl Group {
     }
 
     /// Runs the timers. Returns the effects and whether the group changed.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
+    pub(crate) fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         self.pending.retain(|_, until| *until > now_ms);
         let expired: Vec<String> = self

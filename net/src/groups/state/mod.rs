@@ -44,11 +44,11 @@ mod rebalance;
 mod sync;
 mod types;
 
-pub use types::*;
+pub(crate) use types::*;
 
 /// One group: its members, its generation and its committed offsets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     pub id: String,
     pub state: GroupState,
     pub generation: i32,
@@ -76,7 +76,7 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn new(id: &str, initial_delay_ms: i32, now_ms: i64) -> Self {
+    pub(crate) fn new(id: &str, initial_delay_ms: i32, now_ms: i64) -> Self {
         Self {
             id: id.to_string(),
             state: GroupState::Empty,
@@ -121,7 +121,7 @@ impl Group {
     }
 
     /// Whether the group can be forgotten: empty, with no offsets.
-    pub fn is_disposable(&self) -> bool {
+    pub(crate) fn is_disposable(&self) -> bool {
         self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty()
     }
 }

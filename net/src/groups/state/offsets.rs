@@ -16,7 +16,7 @@ impl Group {
     /// validateOffsetCommit): a commit with generation -1 and no member is
     /// an admin's (or a standalone consumer's) and is taken only while the
     /// group is empty.
-    pub fn check_commit(
+    pub(crate) fn check_commit(
         &self,
         member_id: &str,
         instance_id: Option<&str>,
@@ -40,7 +40,13 @@ impl Group {
 
     /// Records a commit checked by [`Group::check_commit`]; false if the
     /// group holds `offsets_max` other offsets already.
-    pub fn commit(&mut self, topic: &str, partition: i32, c: Committed, limits: &Limits) -> bool {
+    pub(crate) fn commit(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        c: Committed,
+        limits: &Limits,
+    ) -> bool {
         let key = (topic.to_string(), partition);
         if !self.offsets.contains_key(&key) && self.offsets.len() >= limits.offsets_max {
             return false;
@@ -51,7 +57,7 @@ impl Group {
 
     /// The topics the members subscribe to, if the group uses the consumer
     /// protocol and its members' subscriptions can be read.
-    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+    pub(crate) fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
@@ -77,7 +83,7 @@ impl Group {
     /// commit, for a group that never had members); for a consumer group
     /// with members, only offsets of topics no member subscribes to, from
     /// their commit. Returns the dropped keys.
-    pub fn expire_offsets(&mut self, retention_ms: i64, now_ms: i64) -> Vec<(String, i32)> {
+    pub(crate) fn expire_offsets(&mut self, retention_ms: i64, now_ms: i64) -> Vec<(String, i32)> {
         let subscribed = match self.state {
             GroupState::Empty => None,
             _ => match self.subscribed_topics() {

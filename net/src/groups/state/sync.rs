@@ -17,7 +17,7 @@ use super::{Effect, Group, GroupState, SyncResult};
 impl Group {
     /// SyncGroup. The caller's answer is among the effects, or comes later.
     #[allow(clippy::too_many_arguments)]
-    pub fn sync(
+    pub(crate) fn sync(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,

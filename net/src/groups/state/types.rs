@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 /// Kafka's group states, named as DescribeGroups and ListGroups show them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GroupState {
+pub(crate) enum GroupState {
     Empty,
     PreparingRebalance,
     CompletingRebalance,
@@ -14,7 +14,7 @@ pub enum GroupState {
 }
 
 impl GroupState {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GroupState::Empty => "Empty",
             GroupState::PreparingRebalance => "PreparingRebalance",
@@ -27,7 +27,7 @@ impl GroupState {
 
 /// Limits and timeouts from the broker's configuration.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// `group.min.session.timeout.ms`.
     pub session_timeout_ms_min: i32,
     /// `group.max.session.timeout.ms`.
@@ -56,7 +56,7 @@ impl Default for Limits {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     pub id: String,
     pub spec: MemberSpec,
     pub assignment: Bytes,
@@ -94,7 +94,7 @@ impl Member {
 
 /// A committed offset, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
+pub(crate) struct Committed {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
@@ -103,7 +103,7 @@ pub struct Committed {
 
 /// A JoinGroup answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct JoinResult {
+pub(crate) struct JoinResult {
     pub error: i16,
     pub generation: i32,
     pub protocol_type: Option<String>,
@@ -119,7 +119,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    pub fn error(error: i16, member_id: &str) -> Self {
+    pub(crate) fn error(error: i16, member_id: &str) -> Self {
         Self {
             error,
             generation: -1,
@@ -131,7 +131,7 @@ impl JoinResult {
 
 /// A SyncGroup answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncResult {
+pub(crate) struct SyncResult {
     pub error: i16,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
@@ -139,7 +139,7 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    pub fn error(error: i16) -> Self {
+    pub(crate) fn error(error: i16) -> Self {
         Self {
             error,
             ..Self::default()
@@ -149,7 +149,7 @@ impl SyncResult {
 
 /// What an operation caused besides its immediate answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// Answer the JoinGroup this member awaits.
     Join(String, JoinResult),
     /// Answer the SyncGroup this member awaits.
@@ -160,7 +160,7 @@ pub enum Effect {
 
 /// What a member says of itself in its JoinGroup.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemberSpec {
+pub(crate) struct MemberSpec {
     /// `group.instance.id` of a static member (KIP-345).
     pub instance_id: Option<String>,
     pub client_id: String,
@@ -174,7 +174,7 @@ pub struct MemberSpec {
 
 /// A JoinGroup request's fields.
 #[derive(Clone, Debug, Default)]
-pub struct JoinRequest {
+pub(crate) struct JoinRequest {
     pub member_id: String,
     pub spec: MemberSpec,
     /// v4+: a member without an id is first given one (KIP-394).
