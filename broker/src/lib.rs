@@ -21,3 +21,4 @@ pub mod partition_manager;
 pub mod replicated_partition;
 pub mod router;
 pub mod topic_config;
+pub mod truncation;
