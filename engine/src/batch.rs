@@ -88,6 +88,20 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec, by its attributes bits.
+    pub const ALL: [Compression; 5] = [Self::None, Self::Gzip, Self::Snappy, Self::Lz4, Self::Zstd];
+
+    /// Its attributes bits.
+    pub fn bits(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
     fn from_bits(bits: i16) -> Option<Self> {
         Some(match bits {
             0 => Self::None,
@@ -220,6 +234,10 @@ pub enum BatchError {
     ControlFromClient,
     #[error("timestamp {timestamp} is outside the allowed range around {now}")]
     Timestamp { timestamp: i64, now: i64 },
+    #[error("{codec:?} records do not decompress: {why}")]
+    Decompress { codec: Compression, why: String },
+    #[error("records decompress to more than {max} bytes")]
+    DecompressedTooLarge { max: usize },
 }
 
 impl BatchError {
@@ -229,8 +247,8 @@ impl BatchError {
             Self::TooShort(_) | Self::LengthMismatch { .. } | Self::Crc { .. } => {
                 KafkaCode::CorruptMessage
             }
-            Self::Compression(_) => KafkaCode::CorruptMessage,
-            Self::TooLarge { .. } => KafkaCode::MessageTooLarge,
+            Self::Compression(_) | Self::Decompress { .. } => KafkaCode::CorruptMessage,
+            Self::TooLarge { .. } | Self::DecompressedTooLarge { .. } => KafkaCode::MessageTooLarge,
             Self::Magic(_)
             | Self::RecordCount { .. }
             | Self::RecordCountBound { .. }
@@ -367,7 +385,7 @@ pub fn check_counts(
 
 /// Walks `count` uncompressed records and checks that they fill `payload`
 /// exactly. Allocates nothing.
-fn check_records(payload: &[u8], count: i32) -> Result<(), BatchError> {
+pub(crate) fn check_records(payload: &[u8], count: i32) -> Result<(), BatchError> {
     let mut at = 0usize;
     for index in 0..count {
         let err = |why| BatchError::Record { index, why };
@@ -427,7 +445,12 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     if header.compression()? != Compression::None {
         return None;
     }
-    let payload = batch.get(HEADER_LEN..)?;
+    records_in(batch.get(HEADER_LEN..)?, &header)
+}
+
+/// The records of `payload`, the uncompressed records of the batch `header`
+/// describes (a decompressed payload, or an uncompressed batch's own).
+pub fn records_in<'a>(payload: &'a [u8], header: &BatchHeader) -> Option<Vec<RecordView<'a>>> {
     let mut out = Vec::with_capacity(
         (payload.len() / RECORD_LEN_MIN).min(header.records_count.max(0) as usize),
     );
@@ -527,6 +550,19 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = be_i16(batch, ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
     batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Seals a batch whose records were replaced (`codec` records after the
+/// header): sets its length field and codec bits and recomputes its CRC.
+/// The other header fields are the original batch's.
+pub fn seal(batch: &mut [u8], codec: Compression) {
+    assert!(batch.len() >= HEADER_LEN, "a batch holds its header");
+    let batch_length = i32::try_from(batch.len() - LOG_OVERHEAD).expect("batch under 2 GiB");
+    batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = (be_i16(batch, ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | codec.bits();
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

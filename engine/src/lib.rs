@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod cache;
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod framed;
