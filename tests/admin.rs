@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{free_port, Broker, TIMEOUT};
+use support::{admin_client, free_port, Broker, TIMEOUT};
 
 fn config_value(
     rt: &tokio::runtime::Runtime,
@@ -28,30 +28,6 @@ fn config_value(
         .unwrap();
     let res = r.into_iter().next().unwrap().expect("describe configs");
     res.get(key).and_then(|e| e.value.clone())
-}
-
-/// A runtime to wait on admin futures, an admin client of `bootstrap`,
-/// and options with the tests' timeout.
-fn admin_client(
-    bootstrap: &str,
-) -> (
-    tokio::runtime::Runtime,
-    AdminClient<DefaultClientContext>,
-    AdminOptions,
-) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    (
-        rt,
-        admin,
-        AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-    )
 }
 
 #[test]

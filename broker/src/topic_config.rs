@@ -23,11 +23,17 @@ pub fn effective(
     topic: &str,
 ) -> LogConfig {
     let mut c = LogConfig::default();
-    if let Err(e) = c.apply_broker_defaults(|k| statics.get(k).map(String::as_str)) {
-        tracing::debug!(error = %e, "a static broker config does not apply");
-    }
-    if let Err(e) = c.apply_broker_defaults(|k| state.cluster_configs.get(k).map(String::as_str)) {
-        tracing::debug!(error = %e, "a cluster-wide broker config does not apply");
+    // One lookup over both layers, so that Kafka's precedence among a topic
+    // key's synonyms (`log.retention.ms` over `.hours`) holds across them.
+    let lookup = |k: &str| {
+        state
+            .cluster_configs
+            .get(k)
+            .or_else(|| statics.get(k))
+            .map(String::as_str)
+    };
+    if let Err(e) = c.apply_broker_defaults(lookup) {
+        tracing::debug!(error = %e, "a broker config does not apply");
     }
     if let Some(t) = state.topics.get(topic) {
         for (k, v) in &t.configs {

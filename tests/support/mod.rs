@@ -198,6 +198,30 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     assert!(results[0].is_ok(), "{results:?}");
 }
 
+/// A runtime to wait on admin futures, an admin client of `bootstrap`,
+/// and options with the tests' timeout.
+pub fn admin_client(
+    bootstrap: &str,
+) -> (
+    tokio::runtime::Runtime,
+    rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    rdkafka::admin::AdminOptions,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    (
+        rt,
+        admin,
+        rdkafka::admin::AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+    )
+}
+
 /// Encodes a request frame (size, header, body), correlation id 7.
 pub fn frame(
     key: kafka_protocol::messages::ApiKey,

@@ -1,16 +1,30 @@
-//! DescribeConfigs: a topic's effective configuration, or the cluster-wide
-//! broker defaults, with where each value comes from.
+//! DescribeConfigs: a topic's effective configuration, a broker's, or the
+//! cluster-wide broker defaults, with where each value comes from and its
+//! synonyms, as Kafka answers (`ConfigHelper`):
+//! * a topic lists every topic config; a value's synonyms are the topic's
+//!   own override, then its broker-level synonyms layer by layer (dynamic
+//!   cluster default, static, default), and its source is the first
+//!   synonym's (DEFAULT_CONFIG when none);
+//! * a broker (by its id) lists every broker config Sluice knows, the same
+//!   way; the empty name (the cluster default) lists the cluster-wide
+//!   dynamic configs set;
+//! * as Kafka does, synonyms before the first one named like the broker key
+//!   itself are dropped (`retention.ms` shows no synonym until
+//!   `log.retention.ms` is set anywhere).
+//!
+//! Per-broker dynamic configs are stored cluster-wide (see
+//! `alter_configs`), so DYNAMIC_BROKER_CONFIG is never a source here.
 
 use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::topic_config::effective;
-use sluice_engine::config::LogConfig;
+use sluice_engine::config::{broker_key, synonyms_of, ConfigType, BROKER_KEYS, TOPIC_KEYS};
 use sluice_replication::metadata::MetadataState;
 
 use crate::ctx::Ctx;
@@ -29,115 +43,212 @@ type Statics = std::collections::BTreeMap<String, String>;
 
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Where a broker-level key's value comes from: cluster-wide dynamic, then
-/// this broker's static settings.
-fn broker_source(statics: &Statics, state: &MetadataState, key: &str) -> Option<(String, i8)> {
-    state
-        .cluster_configs
-        .get(key)
-        .map(|v| (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER))
-        .or_else(|| statics.get(key).map(|v| (v.clone(), SOURCE_STATIC_BROKER)))
+/// What DescribeConfigs v3+ documents of a config Sluice does not act on.
+const NOT_IN_EFFECT: &str =
+    "Accepted, validated and stored as Kafka does; Sluice does not act on it yet (docs/configs.md).";
+
+/// One described config.
+struct Entry {
+    name: String,
+    value: Option<String>,
+    source: i8,
+    synonyms: Vec<(String, String, i8)>,
+    read_only: bool,
+    ty: ConfigType,
+    in_effect: bool,
 }
 
-/// Broker-level keys (Kafka's names) and their values.
-fn broker_configs(statics: &Statics, state: &MetadataState) -> Vec<(String, String, i8)> {
-    let defaults: std::collections::HashMap<&str, String> =
-        LogConfig::default().describe().into_iter().collect();
-    let mut out = vec![
-        ("num.partitions".to_string(), "1".to_string()),
-        ("default.replication.factor".to_string(), "1".to_string()),
-        (
-            sluice_engine::config::PRODUCER_ID_EXPIRATION_MS.to_string(),
-            LogConfig::default().producer_id_expiration_ms.to_string(),
-        ),
+/// Kafka's `DynamicBrokerConfig.brokerConfigSynonyms`: the broker keys that
+/// give one value in different units, in precedence order.
+fn broker_synonyms(name: &str) -> Vec<&str> {
+    const ROLL: &[&str] = &["log.roll.ms", "log.roll.hours"];
+    const JITTER: &[&str] = &["log.roll.jitter.ms", "log.roll.jitter.hours"];
+    const FLUSH: &[&str] = &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"];
+    const RETENTION: &[&str] = &[
+        "log.retention.ms",
+        "log.retention.minutes",
+        "log.retention.hours",
     ];
-    for (key, topic_key, factor) in sluice_engine::config::BROKER_SYNONYMS {
-        let v = &defaults[topic_key];
-        let v = match (factor, v.parse::<i64>()) {
-            (2.., Ok(n)) if n >= 0 => (n / factor).to_string(),
-            _ => v.clone(),
-        };
-        out.push((key.to_string(), v));
-    }
-    out.into_iter()
-        .map(|(k, v)| {
-            let (v, source) = broker_source(statics, state, &k).unwrap_or((v, SOURCE_DEFAULT));
-            (k, v, source)
-        })
-        .collect()
+    [ROLL, JITTER, FLUSH, RETENTION]
+        .into_iter()
+        .find(|s| s.contains(&name))
+        .map_or_else(|| vec![name], |s| s.to_vec())
 }
 
-fn topic_configs(
+/// Kafka's `configSynonyms`: the values `names` have in each layer, layer by
+/// layer, without those before the first named `name`.
+fn config_synonyms(
+    name: &str,
+    names: &[&str],
     statics: &Statics,
     state: &MetadataState,
-    topic: &str,
 ) -> Vec<(String, String, i8)> {
-    let overrides = &state.topics[topic].configs;
-    effective(statics, state, topic)
-        .describe()
-        .into_iter()
-        .map(|(k, v)| {
-            let broker = sluice_engine::config::BROKER_SYNONYMS
-                .iter()
-                .filter(|s| s.1 == k)
-                .filter_map(|s| broker_source(statics, state, s.0).map(|b| b.1))
-                .min();
-            let source = if overrides.contains_key(k) {
-                SOURCE_DYNAMIC_TOPIC
-            } else {
-                broker.unwrap_or(SOURCE_DEFAULT)
+    let mut all = Vec::new();
+    for source in [
+        SOURCE_DYNAMIC_DEFAULT_BROKER,
+        SOURCE_STATIC_BROKER,
+        SOURCE_DEFAULT,
+    ] {
+        for n in names {
+            let value = match source {
+                SOURCE_DYNAMIC_DEFAULT_BROKER => state.cluster_configs.get(*n).cloned(),
+                SOURCE_STATIC_BROKER => statics.get(*n).cloned(),
+                _ => broker_key(n).and_then(|k| k.default).map(str::to_string),
             };
-            (k.to_string(), v, source)
+            if let Some(v) = value {
+                all.push((n.to_string(), v, source));
+            }
+        }
+    }
+    let first = all.iter().position(|s| s.0 == name).unwrap_or(all.len());
+    all.split_off(first)
+}
+
+fn topic_configs(statics: &Statics, state: &MetadataState, topic: &str) -> Vec<Entry> {
+    let overrides = &state.topics[topic].configs;
+    let config = effective(statics, state, topic);
+    TOPIC_KEYS
+        .iter()
+        .map(|k| {
+            let value = config.value_of(k.name);
+            let mut synonyms = Vec::new();
+            if overrides.contains_key(k.name) {
+                let v = value.clone().unwrap_or_default();
+                synonyms.push((k.name.to_string(), v, SOURCE_TOPIC));
+            }
+            if let Some(first) = synonyms_of(k.name).next() {
+                let names = broker_synonyms(first.name);
+                synonyms.extend(config_synonyms(first.name, &names, statics, state));
+            }
+            Entry {
+                name: k.name.to_string(),
+                value,
+                source: synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2),
+                synonyms,
+                read_only: false,
+                ty: k.ty,
+                in_effect: k.in_effect,
+            }
         })
         .collect()
+}
+
+/// Broker keys and their values: every key Sluice knows for this broker
+/// (`per_broker`), or only the cluster-wide dynamic ones.
+fn broker_configs(statics: &Statics, state: &MetadataState, per_broker: bool) -> Vec<Entry> {
+    BROKER_KEYS
+        .iter()
+        .filter(|k| per_broker || state.cluster_configs.contains_key(k.name))
+        .map(|k| {
+            let synonyms: Vec<_> =
+                config_synonyms(k.name, &broker_synonyms(k.name), statics, state)
+                    .into_iter()
+                    .filter(|s| per_broker || s.2 == SOURCE_DYNAMIC_DEFAULT_BROKER)
+                    .collect();
+            let value = state
+                .cluster_configs
+                .get(k.name)
+                .or_else(|| statics.get(k.name))
+                .cloned()
+                .or_else(|| k.default.map(str::to_string));
+            Entry {
+                name: k.name.to_string(),
+                value,
+                source: synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2),
+                synonyms,
+                read_only: !k.dynamic,
+                ty: k.ty,
+                in_effect: k.acts(),
+            }
+        })
+        .collect()
+}
+
+/// A resource's entries, or the error it is answered with.
+fn entries(
+    ctx: &Ctx,
+    state: &MetadataState,
+    kind: i8,
+    name: &str,
+) -> Result<Vec<Entry>, (i16, String)> {
+    let statics = &ctx.config.static_configs;
+    match kind {
+        RESOURCE_TOPIC if state.topics.contains_key(name) => {
+            Ok(topic_configs(statics, state, name))
+        }
+        RESOURCE_TOPIC => Err((
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("topic {name} does not exist"),
+        )),
+        RESOURCE_BROKER if name.is_empty() => Ok(broker_configs(statics, state, false)),
+        RESOURCE_BROKER if name.parse() == Ok(ctx.config.broker_id) => {
+            Ok(broker_configs(statics, state, true))
+        }
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "unexpected broker id, expected {} or empty string, but received {name}",
+                ctx.config.broker_id
+            ),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest.code(),
+            format!("resource type {other} is not supported"),
+        )),
+    }
+}
+
+fn encode(e: Entry, req: &DescribeConfigsRequest) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = StrBytes::from_string(e.name);
+    c.value = e.value.map(StrBytes::from_string);
+    c.config_source = e.source;
+    c.read_only = e.read_only;
+    c.config_type = e.ty.kafka_id();
+    if req.include_synonyms {
+        c.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                let mut s = DescribeConfigsSynonym::default();
+                s.name = StrBytes::from_string(name);
+                s.value = Some(StrBytes::from_string(value));
+                s.source = source;
+                s
+            })
+            .collect();
+    }
+    if req.include_documentation && !e.in_effect {
+        c.documentation = Some(StrBytes::from_static_str(NOT_IN_EFFECT));
+    }
+    c
 }
 
 async fn handle(ctx: &Rc<Ctx>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let state = ctx.image.load_full();
-    let statics = &ctx.config.static_configs;
     let mut resp = DescribeConfigsResponse::default();
-    for r in req.resources {
+    for r in &req.resources {
         let mut out = DescribeConfigsResult::default();
         out.resource_type = r.resource_type;
         out.resource_name = r.resource_name.clone();
-        let name = r.resource_name.to_string();
-        let configs = match r.resource_type {
-            RESOURCE_TOPIC if state.topics.contains_key(&name) => {
-                Some(topic_configs(statics, &state, &name))
+        let wanted = r.configuration_keys.as_ref();
+        match entries(ctx, &state, r.resource_type, &r.resource_name) {
+            Ok(configs) => {
+                out.configs = configs
+                    .into_iter()
+                    .filter(|e| wanted.is_none_or(|w| w.iter().any(|k| **k == *e.name)))
+                    .map(|e| encode(e, &req))
+                    .collect();
             }
-            RESOURCE_TOPIC => {
-                out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                out.error_message = Some(StrBytes::from_string(format!(
-                    "topic {name} does not exist"
-                )));
-                None
+            Err((code, message)) => {
+                out.error_code = code;
+                out.error_message = Some(StrBytes::from_string(message));
             }
-            RESOURCE_BROKER => Some(broker_configs(statics, &state)),
-            other => {
-                out.error_code = ResponseError::InvalidRequest.code();
-                out.error_message = Some(StrBytes::from_string(format!(
-                    "resource type {other} is not supported"
-                )));
-                None
-            }
-        };
-        let wanted = r
-            .configuration_keys
-            .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        for (k, v, source) in configs.unwrap_or_default() {
-            if wanted.as_ref().is_some_and(|w| !w.contains(&k)) {
-                continue;
-            }
-            let mut c = DescribeConfigsResourceResult::default();
-            c.name = StrBytes::from_string(k);
-            c.value = Some(StrBytes::from_string(v));
-            c.config_source = source;
-            out.configs.push(c);
         }
         resp.results.push(out);
     }
