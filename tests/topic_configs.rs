@@ -1,12 +1,14 @@
 //! Kafka's topic and broker configs against the real binary: every topic
 //! config Kafka 4.1 defines is accepted with Kafka's validation and
 //! described with its default, source and synonyms; dynamic broker configs
-//! are accepted cluster-wide.
+//! are accepted cluster-wide; `compression.type` and compacted topics'
+//! keys take effect on produce.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::time::Duration;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -18,7 +20,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::{admin_client, Broker, TIMEOUT};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -395,5 +401,171 @@ fn dynamic_broker_configs_are_accepted_and_described_with_kafkas_sources_and_syn
     assert_eq!(synonyms[0].0, "log.retention.ms");
     assert_eq!(topic["compression.type"].0.as_deref(), Some("lz4"));
     assert_eq!(topic["min.cleanable.dirty.ratio"].0.as_deref(), Some("0.3"));
+    broker.stop();
+}
+
+/// The codec of each batch of partition 0 of `topic` as stored (a raw
+/// fetch: the batches as the broker keeps them).
+fn stored_codecs(bootstrap: &str, topic: &str) -> Vec<i16> {
+    let mut s = connect(bootstrap);
+    let req = support::raw::fetch(topic, 0, 0, 0, 1 << 20);
+    let ResponseKind::Fetch(resp) =
+        support::call(&mut s, ApiKey::Fetch, 4, RequestKind::Fetch(req))
+    else {
+        panic!("not a Fetch response")
+    };
+    let mut records = resp.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    let mut codecs = Vec::new();
+    while records.len() >= 61 {
+        let len = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize;
+        codecs.push(i16::from_be_bytes([records[21], records[22]]) & 7);
+        let _ = records.split_to(12 + len);
+    }
+    codecs
+}
+
+fn producer(bootstrap: &str, codec: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("compression.codec", codec)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// Produces `values` (keyed `k<i>` when `keyed`) as one batch; the
+/// delivery results.
+fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    values: &[String],
+    keyed: bool,
+) -> Vec<Result<(), KafkaError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..values.len()).map(|i| format!("k{i}")).collect();
+    let sends: Vec<_> = values
+        .iter()
+        .zip(&keys)
+        .map(|(v, k)| {
+            let mut r = FutureRecord::to(topic).partition(0).payload(v);
+            if keyed {
+                r = r.key(k);
+            }
+            p.send_result(r).map_err(|(e, _)| e).unwrap()
+        })
+        .collect();
+    sends
+        .into_iter()
+        .map(|f| rt.block_on(f).unwrap().map(|_| ()).map_err(|(e, _)| e))
+        .collect()
+}
+
+fn consume(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("read-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while out.len() < count && std::time::Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn compression_type_keeps_the_producers_codec_or_recompresses_with_the_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let (rt, admin, opts) = admin_client(&broker.bootstrap);
+    let values: Vec<String> = (0..50)
+        .map(|i| format!("value {i} {}", "x".repeat(200)))
+        .collect();
+    // (topic's compression.type, producer's codec, codec stored: attributes bits)
+    for (i, (topic_codec, producer_codec, stored)) in [
+        ("producer", "lz4", 3),
+        ("producer", "none", 0),
+        ("zstd", "gzip", 4),
+        ("gzip", "snappy", 1),
+        ("snappy", "none", 2),
+        ("lz4", "zstd", 3),
+        ("uncompressed", "snappy", 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let topic = format!("c{i}");
+        let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+            .set("compression.type", topic_codec);
+        let r = rt.block_on(admin.create_topics(&[t], &opts)).unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+        let p = producer(&broker.bootstrap, producer_codec);
+        for r in produce(&p, &topic, &values, true) {
+            r.unwrap();
+        }
+        let codecs = stored_codecs(&broker.bootstrap, &topic);
+        assert!(!codecs.is_empty());
+        assert!(
+            codecs.iter().all(|c| *c == stored),
+            "{topic_codec} from {producer_codec}: stored {codecs:?}"
+        );
+        assert_eq!(
+            consume(&broker.bootstrap, &topic, values.len()),
+            values,
+            "{topic_codec}"
+        );
+    }
+    broker.stop();
+}
+
+#[test]
+fn given_a_compacted_topic_keyless_records_are_refused_with_invalid_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let (rt, admin, opts) = admin_client(&broker.bootstrap);
+    for policy in ["compact", "compact,delete"] {
+        let topic = format!("keys-{}", policy.len());
+        let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", policy);
+        let r = rt.block_on(admin.create_topics(&[t], &opts)).unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+        for codec in ["none", "lz4"] {
+            let p = producer(&broker.bootstrap, codec);
+            let values = vec!["a".to_string(), "b".to_string()];
+            for r in produce(&p, &topic, &values, true) {
+                r.unwrap();
+            }
+            for r in produce(&p, &topic, &values, false) {
+                assert_eq!(
+                    r.unwrap_err(),
+                    KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord),
+                    "{policy} {codec}"
+                );
+            }
+        }
+        assert_eq!(
+            stored_codecs(&broker.bootstrap, &topic).len(),
+            2,
+            "only the keyed batches"
+        );
+    }
+    // Raw: an uncompressed keyless batch gets INVALID_RECORD (87).
+    let mut s = connect(&broker.bootstrap);
+    let req = support::raw::produce("keys-7", 0, 1, support::raw::batch(&[b"v".to_vec()]));
+    let ResponseKind::Produce(resp) = support::call(&mut s, ApiKey::Produce, 7, req) else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 87);
     broker.stop();
 }

@@ -238,6 +238,8 @@ pub enum BatchError {
     Decompress { codec: Compression, why: String },
     #[error("records decompress to more than {max} bytes")]
     DecompressedTooLarge { max: usize },
+    #[error("compacted topic cannot accept message without key (record {index})")]
+    KeylessOnCompactedTopic { index: i32 },
 }
 
 impl BatchError {
@@ -253,7 +255,8 @@ impl BatchError {
             | Self::RecordCount { .. }
             | Self::RecordCountBound { .. }
             | Self::Record { .. }
-            | Self::ControlFromClient => KafkaCode::InvalidRecord,
+            | Self::ControlFromClient
+            | Self::KeylessOnCompactedTopic { .. } => KafkaCode::InvalidRecord,
             Self::Timestamp { .. } => KafkaCode::InvalidTimestamp,
         }
     }
