@@ -388,6 +388,7 @@ fn broker_settings(
         shards: args.shards,
         retention_check_interval_ms: s.retention_check_interval_ms,
         tail_cache_bytes: s.tail_cache_bytes,
+        segment_fds_max: s.segment_fds_max,
         ..EngineConfig::default()
     };
     Ok((engine, broker, args.data_dir))

@@ -62,6 +62,9 @@ pub struct Settings {
     pub queued_max_request_bytes: usize,
     /// `tail.cache.bytes` (Sluice's own key).
     pub tail_cache_bytes: usize,
+    /// `log.segment.fds.max` (Sluice's own): segment file descriptors kept
+    /// open; `None`: half of `ulimit -n`.
+    pub segment_fds_max: Option<usize>,
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_num_partitions: i32,
@@ -93,6 +96,7 @@ const KNOWN: &[&str] = &[
     "socket.request.max.bytes",
     "queued.max.request.bytes",
     "tail.cache.bytes",
+    "log.segment.fds.max",
     "connections.max.idle.ms",
     "log.retention.check.interval.ms",
     "offsets.topic.num.partitions",
@@ -246,6 +250,10 @@ impl Settings {
                 sluice_engine::shard::TAIL_CACHE_BYTES as i64,
                 0,
             )? as usize,
+            segment_fds_max: match get("log.segment.fds.max") {
+                Some(_) => Some(num("log.segment.fds.max", 0, 64)? as usize),
+                None => None,
+            },
             connections_max_idle_ms: num("connections.max.idle.ms", 600_000, 1)? as u64,
             retention_check_interval_ms: num("log.retention.check.interval.ms", 300_000, 1)? as u64,
             offsets_topic_num_partitions: num("offsets.topic.num.partitions", 50, 1)?
@@ -309,6 +317,7 @@ mod tests {
         assert_eq!(s.advertised, ("127.0.0.1".to_string(), 9092));
         assert!(s.auto_create_topics);
         assert_eq!(s.tail_cache_bytes, 1 << 30);
+        assert_eq!(s.segment_fds_max, None);
         let props = BTreeMap::from([("tail.cache.bytes".to_string(), "268435456".to_string())]);
         assert_eq!(
             Settings::resolve(&props).unwrap().tail_cache_bytes,
@@ -322,6 +331,7 @@ mod tests {
             ("auto.create.topics.enable", "yes"),
             ("connections.max.idle.ms", "-5"),
             ("tail.cache.bytes", "-1"),
+            ("log.segment.fds.max", "8"),
         ] {
             let props = BTreeMap::from([(k.to_string(), v.to_string())]);
             assert!(Settings::resolve(&props).is_err(), "{k}={v}");

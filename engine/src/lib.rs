@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod fds;
 pub mod framed;
 pub mod index;
 pub mod io;

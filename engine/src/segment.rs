@@ -12,12 +12,16 @@
 //!   the active one before its last index entry) are verified — every
 //!   batch's CRC and offset continuity, and every index entry against the
 //!   batch boundaries found — before they are first served; corrupt ranges
-//!   found then are never served.
+//!   found then are never served;
+//! * its files are open only while charged to the shard's descriptor
+//!   budget (`fds`): opened on demand, closed when the budget needs room
+//!   and no read holds them (engine/DESIGN.md, Descriptors).
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
@@ -25,6 +29,7 @@ use glommio::sync::Semaphore;
 use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
+use crate::fds::{Charge, FdBudget, Holder};
 use crate::index::{Entry, Index, OffsetEntry, TimeEntry};
 use crate::io::{self, AppendFile};
 use crate::scan::{self, Scanned};
@@ -46,7 +51,17 @@ pub struct SegmentFiles {
     /// Buffered and read-only: the descriptor the network layer `sendfile`s
     /// from. Held by reads in flight, so a segment deleted meanwhile stays
     /// readable until they finish.
-    pub read: std::sync::Arc<std::fs::File>,
+    pub read: Arc<std::fs::File>,
+    /// The two descriptors, in the shard's budget.
+    _fds: Charge,
+}
+
+impl SegmentFiles {
+    /// Whether anything besides the segment holds a descriptor: a read in
+    /// flight, a response waiting to `sendfile`, the active segment's writer.
+    fn in_use(&self) -> bool {
+        Rc::strong_count(&self.dma) > 1 || Arc::strong_count(&self.read) > 1
+    }
 }
 
 /// What is known of a segment's contents, kept in memory.
@@ -169,62 +184,151 @@ pub struct Segment {
     pub log_path: PathBuf,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
-    files: OnceCell<SegmentFiles>,
+    /// Open while charged to `fds`; `None` when closed to make room.
+    files: RefCell<Option<SegmentFiles>>,
+    fds: Rc<FdBudget>,
+    /// Its place in the budget's order of use.
+    fds_key: Cell<Option<u64>>,
     pub meta: RefCell<SegmentMeta>,
     verify_lock: Semaphore,
 }
 
+/// A segment's descriptors, held while they are used: a holder keeps the
+/// budget from closing them.
+#[derive(Clone)]
+pub struct FileHandles {
+    pub dma: Rc<DmaFile>,
+    pub read: Arc<std::fs::File>,
+}
+
 impl Segment {
-    /// A new, empty segment whose files are not created yet.
-    pub fn new(dir: &Path, base: Offset, config: &LogConfig, now_ms: i64) -> Self {
+    /// A new, empty segment whose files are not created yet; they will be
+    /// charged to `fds`.
+    pub fn new(
+        dir: &Path,
+        base: Offset,
+        config: &LogConfig,
+        now_ms: i64,
+        fds: &Rc<FdBudget>,
+    ) -> Self {
         Self {
             base,
             log_path: dir.join(file_name(base, LOG_EXT)),
             index_path: dir.join(file_name(base, INDEX_EXT)),
             time_index_path: dir.join(file_name(base, TIME_INDEX_EXT)),
-            files: OnceCell::new(),
+            files: RefCell::new(None),
+            fds: fds.clone(),
+            fds_key: Cell::new(None),
             meta: RefCell::new(SegmentMeta::new(base, config, now_ms)),
             verify_lock: Semaphore::new(1),
         }
     }
 
-    pub fn files(&self) -> Option<&SegmentFiles> {
-        self.files.get()
+    /// The shard's descriptor budget.
+    pub(crate) fn fds(&self) -> &Rc<FdBudget> {
+        &self.fds
     }
 
-    fn set_files(&self, dma: Rc<DmaFile>) -> Result<()> {
-        let read =
-            std::fs::File::open(&self.log_path).map_err(|e| EngineError::io(&self.log_path, e))?;
-        let _ = self.files.set(SegmentFiles {
-            dma,
-            read: std::sync::Arc::new(read),
-        });
-        Ok(())
+    /// Whether the files are open now.
+    pub fn files_open(&self) -> bool {
+        self.files.borrow().is_some()
     }
 
-    fn dma(&self) -> Result<&Rc<DmaFile>> {
+    /// Whether anything besides the segment holds one of its descriptors.
+    pub(crate) fn files_in_use(&self) -> bool {
         self.files
-            .get()
-            .map(|f| &f.dma)
-            .ok_or_else(|| EngineError::io(&self.log_path, std::io::ErrorKind::NotFound.into()))
+            .borrow()
+            .as_ref()
+            .is_some_and(SegmentFiles::in_use)
+    }
+
+    /// The open files, if they are, marked as just used.
+    fn held(self: &Rc<Self>) -> Option<FileHandles> {
+        let h = self.files.borrow().as_ref().map(|f| FileHandles {
+            dma: f.dma.clone(),
+            read: f.read.clone(),
+        })?;
+        self.fds
+            .touch(&self.fds_key, Rc::downgrade(self) as Weak<dyn Holder>);
+        Some(h)
+    }
+
+    /// The segment's descriptors, opened (read-only) if they were closed to
+    /// make room. Reads hold them while they use them. A segment that
+    /// retention removed while a read held it is found under its
+    /// `.deleted` name until it is deleted.
+    pub async fn handles(self: &Rc<Self>) -> Result<FileHandles> {
+        if let Some(h) = self.held() {
+            return Ok(h);
+        }
+        let charge = self.fds.charge(2);
+        let dma = match io::open_read(&self.log_path).await {
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let deleted = crate::partition::deleted_name(&self.log_path);
+                io::open_read(&deleted).await?
+            }
+            other => other?,
+        };
+        // Another task may have opened them meanwhile: theirs are kept.
+        if let Some(h) = self.held() {
+            return Ok(h);
+        }
+        self.install(Rc::new(dma), charge)
+    }
+
+    /// Makes `dma` (its path is `dma.path()`) the segment's open log, with
+    /// a buffered read descriptor of the same file, charged as `fds`.
+    fn install(self: &Rc<Self>, dma: Rc<DmaFile>, fds: Charge) -> Result<FileHandles> {
+        let path = dma
+            .path()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| self.log_path.clone());
+        let read = Arc::new(std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?);
+        *self.files.borrow_mut() = Some(SegmentFiles {
+            dma,
+            read,
+            _fds: fds,
+        });
+        Ok(self.held().expect("just installed"))
+    }
+
+    /// Opens the log for writing (creating it with `create`) and makes it
+    /// the segment's open log.
+    async fn open_for_writing(self: &Rc<Self>, create: bool) -> Result<Rc<DmaFile>> {
+        let charge = self.fds.charge(2);
+        let dma = Rc::new(io::open(&self.log_path, create).await?);
+        self.install(dma.clone(), charge)?;
+        Ok(dma)
+    }
+
+    async fn dma(self: &Rc<Self>) -> Result<Rc<DmaFile>> {
+        Ok(self.handles().await?.dma)
     }
 
     /// Reads the header of the batch at `pos`, if a whole header is there.
-    pub async fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>> {
-        let head = io::read_at(self.dma()?, &self.log_path, pos, HEADER_LEN).await?;
-        Ok(BatchHeader::parse(&head))
+    pub async fn header_at(self: &Rc<Self>, pos: u64) -> Result<Option<BatchHeader>> {
+        let dma = self.dma().await?;
+        header_in(&dma, &self.log_path, pos).await
     }
 
     /// Reads `len` bytes at `pos` of the log.
-    pub async fn read_bytes(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        io::read_at(self.dma()?, &self.log_path, pos, len).await
+    pub async fn read_bytes(self: &Rc<Self>, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let dma = self.dma().await?;
+        io::read_at(&dma, &self.log_path, pos, len).await
     }
 
     /// Finds the first batch below byte `limit` whose last offset is at least
     /// `target`, starting from the index. Returns its position and header, or
     /// `None` when no such batch is below `limit`. Errors when `target` lies
     /// in a corrupt range.
-    pub async fn find(&self, target: Offset, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+    pub async fn find(
+        self: &Rc<Self>,
+        target: Offset,
+        limit: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let dma = self.dma().await?;
         let mut pos = {
             let meta = self.meta.borrow();
             let rel = (target.0 - self.base.0).clamp(0, u32::MAX as i64);
@@ -234,7 +338,7 @@ impl Segment {
         while pos < limit {
             let corrupt = self.meta.borrow().corrupt_at(pos);
             if let Some(range) = corrupt {
-                let next = self.header_at(range.end).await?;
+                let next = header_in(&dma, &self.log_path, range.end).await?;
                 let next_base = next.map_or(i64::MAX, |h| h.base_offset);
                 if range.end >= limit || (target.0 >= prev_end && target.0 < next_base) {
                     return Err(self.corrupt_error(range.start, "offset lies in corrupt data"));
@@ -242,7 +346,7 @@ impl Segment {
                 pos = range.end;
                 continue;
             }
-            let Some(h) = self.header_at(pos).await? else {
+            let Some(h) = header_in(&dma, &self.log_path, pos).await? else {
                 return Err(self.corrupt_error(pos, "no batch header where the index points"));
             };
             let Some(len) = h.total_len() else {
@@ -269,7 +373,7 @@ impl Segment {
     /// served: batches (CRC, continuity) and index entries (each must name a
     /// batch boundary found; entries from the first one that does not are
     /// dropped from memory, which only makes lookups scan further).
-    pub async fn verify(&self) -> Result<()> {
+    pub async fn verify(self: &Rc<Self>) -> Result<()> {
         if self.meta.borrow().verified {
             return Ok(());
         }
@@ -287,8 +391,9 @@ impl Segment {
         };
         let mut boundaries = std::collections::HashMap::new();
         let mut timestamps = std::collections::HashMap::new();
+        let dma = self.dma().await?;
         let report = scan::scan(
-            self.dma()?,
+            &dma,
             &self.log_path,
             0,
             end,
@@ -350,14 +455,14 @@ impl Segment {
         config: &LogConfig,
         active: bool,
         now_ms: i64,
+        fds: &Rc<FdBudget>,
     ) -> Result<(Rc<Segment>, Option<SegmentWriter>, Vec<(i32, i64)>)> {
-        let seg = Rc::new(Segment::new(dir, base, config, now_ms));
-        let dma = Rc::new(if active {
-            io::open(&seg.log_path, false).await?
+        let seg = Rc::new(Segment::new(dir, base, config, now_ms, fds));
+        let dma = if active {
+            seg.open_for_writing(false).await?
         } else {
-            io::open_read(&seg.log_path).await?
-        });
-        seg.set_files(dma.clone())?;
+            seg.handles().await?.dma
+        };
         let file_len = dma
             .file_size()
             .await
@@ -509,7 +614,7 @@ impl Segment {
 
     /// True when the index entry points at a batch whose last offset is the
     /// entry's offset.
-    async fn index_entry_valid(&self, e: Option<OffsetEntry>) -> Result<bool> {
+    async fn index_entry_valid(self: &Rc<Self>, e: Option<OffsetEntry>) -> Result<bool> {
         let Some(e) = e else { return Ok(true) };
         let h = self.header_at(u64::from(e.position)).await?;
         Ok(h.is_some_and(|h| h.last_offset() == self.base.0 + i64::from(e.relative_offset)))
@@ -549,6 +654,37 @@ impl Segment {
     }
 }
 
+impl Holder for Segment {
+    /// Closes the files unless something holds one of their descriptors.
+    fn release(self: Rc<Self>) -> bool {
+        let Ok(mut files) = self.files.try_borrow_mut() else {
+            return false;
+        };
+        if files.as_ref().is_some_and(SegmentFiles::in_use) {
+            return false;
+        }
+        *files = None;
+        true
+    }
+
+    fn lru_key(&self) -> &Cell<Option<u64>> {
+        &self.fds_key
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.fds.forget(&self.fds_key);
+    }
+}
+
+/// Reads the header of the batch at `pos` of `file`, if a whole header is
+/// there.
+async fn header_in(file: &DmaFile, path: &Path, pos: u64) -> Result<Option<BatchHeader>> {
+    let head = io::read_at(file, path, pos, HEADER_LEN).await?;
+    Ok(BatchHeader::parse(&head))
+}
+
 /// Reads an index file; `Ok(empty)` when it does not exist. Zero entries
 /// at the end are the block padding of an index that was being appended.
 async fn load_index<E: Entry>(
@@ -575,6 +711,9 @@ pub struct SegmentWriter {
     pub log: AppendFile,
     pub index: AppendFile,
     pub time_index: AppendFile,
+    /// The index files' two descriptors, in the shard's budget (the log's
+    /// are the segment's).
+    _fds: Charge,
 }
 
 impl SegmentWriter {
@@ -611,16 +750,22 @@ impl SegmentWriter {
     /// Opens the log of a segment to be written from its start (creating
     /// it with `create`) and its index files.
     async fn start(seg: Rc<Segment>, create: bool) -> Result<Self> {
-        let dma = Rc::new(io::open(&seg.log_path, create).await?);
-        seg.set_files(dma.clone())?;
+        let dma = seg.open_for_writing(create).await?;
         Self::attach(seg, dma, 0).await
     }
 
     /// Makes a closed segment the active one again (truncation cut into it).
     pub async fn reopen(seg: Rc<Segment>) -> Result<Self> {
-        let dma = Rc::new(io::open(&seg.log_path, false).await?);
         let len = seg.meta.borrow().size;
-        Self::attach(seg, dma, len).await
+        Self::reopen_at(seg, len).await
+    }
+
+    /// Opens the writer of the active segment again, whose log holds
+    /// `log_len` bytes of data (its writer was closed to make room for
+    /// other descriptors, after everything was written and synced).
+    pub async fn reopen_at(seg: Rc<Segment>, log_len: u64) -> Result<Self> {
+        let dma = seg.open_for_writing(false).await?;
+        Self::attach(seg, dma, log_len).await
     }
 
     /// Wraps an open active segment whose log is `log_len` bytes, opening
@@ -634,6 +779,7 @@ impl SegmentWriter {
                 (m.time_index.persisted() * TimeEntry::LEN) as u64,
             )
         };
+        let fds = seg.fds().charge(2);
         let ix = Rc::new(io::open(&seg.index_path, true).await?);
         let index = AppendFile::new(ix, seg.index_path.clone(), ix_len).await?;
         let tx = Rc::new(io::open(&seg.time_index_path, true).await?);
@@ -643,6 +789,7 @@ impl SegmentWriter {
             log,
             index,
             time_index,
+            _fds: fds,
         })
     }
 

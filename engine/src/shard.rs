@@ -39,6 +39,11 @@ pub struct EngineConfig {
     /// shards (each evicts its own oldest batches).
     pub tail_cache_bytes: usize,
     pub write_buffer_bytes_max: u64,
+    /// `log.segment.fds.max` (Sluice's own): the segment file descriptors
+    /// the broker keeps open, split evenly among the shards; `None`: half
+    /// of the open file limit (`ulimit -n`), the rest left for sockets and
+    /// short-lived files (see `crate::fds`).
+    pub segment_fds_max: Option<usize>,
     /// Defaults for topics (`log.segment.bytes`, `log.retention.ms`, ...).
     pub log: LogConfig,
 }
@@ -60,6 +65,7 @@ impl Default for EngineConfig {
             retention_check_interval_ms: 300_000,
             tail_cache_bytes: TAIL_CACHE_BYTES,
             write_buffer_bytes_max: 64 << 20,
+            segment_fds_max: None,
             log: LogConfig::default(),
         }
     }
@@ -187,6 +193,7 @@ impl Engine {
         } else {
             config.shards
         };
+        let shard_fds_max = segment_fds_budget(config.segment_fds_max, shards);
         let mut dirs = Vec::new();
         let mut found: Vec<Vec<(TopicPartition, Arc<LogDir>)>> = vec![Vec::new(); shards];
         for path in &config.log_dirs {
@@ -233,6 +240,7 @@ impl Engine {
                         owned,
                         dirs,
                         config,
+                        fds_max: shard_fds_max,
                         stop,
                         report: tx,
                         main,
@@ -273,9 +281,44 @@ struct ShardStart {
     owned: Vec<(TopicPartition, Arc<LogDir>)>,
     dirs: Vec<Arc<LogDir>>,
     config: EngineConfig,
+    /// This shard's share of the segment descriptor budget.
+    fds_max: usize,
     stop: Arc<AtomicBool>,
     report: mpsc::Sender<Vec<Opened>>,
     main: Option<ShardMain>,
+}
+
+/// The smallest share of segment descriptors a shard gets: an active
+/// partition holds 4 (two for the log, two for its indexes).
+const SHARD_FDS_MIN: usize = 64;
+
+/// Each shard's share of the segment descriptor budget: `configured`, else
+/// half of the open file limit, raised to its hard limit first. Logs the
+/// budget.
+fn segment_fds_budget(configured: Option<usize>, shards: usize) -> usize {
+    let limit = match crate::fds::raise_fd_limit() {
+        Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open file limit; assuming 1024");
+            1024
+        }
+    };
+    let total = configured.unwrap_or(limit / 2);
+    let per_shard = (total / shards.max(1)).max(SHARD_FDS_MIN);
+    tracing::info!(
+        open_files_limit = limit,
+        segment_fds_max = total,
+        per_shard,
+        "segment file descriptors: at most {per_shard} per shard kept open, idle ones closed first"
+    );
+    if configured.is_some_and(|c| c >= limit) {
+        tracing::warn!(
+            segment_fds_max = total,
+            open_files_limit = limit,
+            "log.segment.fds.max leaves no descriptors for sockets"
+        );
+    }
+    per_shard
 }
 
 async fn run_shard(start: ShardStart) {
@@ -285,6 +328,7 @@ async fn run_shard(start: ShardStart) {
         owned,
         dirs,
         config,
+        fds_max,
         stop,
         report,
         main,
@@ -307,6 +351,7 @@ async fn run_shard(start: ShardStart) {
         stop: stop.clone(),
         open_lock: Semaphore::new(1),
     });
+    env.ctx.fds.set_max(fds_max);
     let mut opened = Vec::new();
     for (tp, dir) in owned {
         let result = Partition::open(

@@ -73,10 +73,27 @@ impl Model {
     }
 }
 
+/// A shard whose segment descriptor budget is `fds_max`, if given.
+fn budgeted(fds_max: Option<usize>) -> std::rc::Rc<sluice_engine::partition::ShardContext> {
+    let ctx = shard();
+    if let Some(n) = fds_max {
+        ctx.fds.set_max(n);
+    }
+    ctx
+}
+
 /// With `retained`, the log keeps that many bytes (`retention.bytes`), so
 /// that rolls take the files of the segments it removes: the log start may
-/// then move after any operation, to a batch boundary.
-fn check_sequence(ops: Vec<Op>, segment_bytes: u64, interval: u64, retained: Option<u32>) {
+/// then move after any operation, to a batch boundary. With `fds_max`, the
+/// shard keeps that many segment descriptors open at most, so files are
+/// closed and opened again, and the writer parked, between operations.
+fn check_sequence(
+    ops: Vec<Op>,
+    segment_bytes: u64,
+    interval: u64,
+    retained: Option<u32>,
+    fds_max: Option<usize>,
+) {
     run(move || async move {
         let dir = tempfile::tempdir().unwrap();
         let mut config = LogConfig {
@@ -88,7 +105,7 @@ fn check_sequence(ops: Vec<Op>, segment_bytes: u64, interval: u64, retained: Opt
         if let Some(b) = retained {
             config.set("retention.bytes", &b.to_string()).unwrap();
         }
-        let mut ctx = shard();
+        let mut ctx = budgeted(fds_max);
         let mut p = open(dir.path(), config.clone(), &ctx).await;
         let mut m = Model::default();
         let mut tag = 0u64;
@@ -163,7 +180,7 @@ fn check_sequence(ops: Vec<Op>, segment_bytes: u64, interval: u64, retained: Opt
                 }
                 Op::Reopen => {
                     p.close().await.unwrap();
-                    ctx = shard();
+                    ctx = budgeted(fds_max);
                     p = open(dir.path(), config.clone(), &ctx).await;
                 }
             }
@@ -209,6 +226,16 @@ proptest! {
         interval in 0u64..3000,
         retained in proptest::option::of(200u32..4000),
     ) {
-        check_sequence(ops, segment_bytes, interval, retained);
+        check_sequence(ops, segment_bytes, interval, retained, None);
+    }
+
+    #[test]
+    fn given_random_operations_and_a_budget_of_two_descriptors_the_log_matches_the_model(
+        ops in proptest::collection::vec(op(), 1..60),
+        segment_bytes in 500u64..12_000,
+        interval in 0u64..3000,
+        retained in proptest::option::of(200u32..4000),
+    ) {
+        check_sequence(ops, segment_bytes, interval, retained, Some(2));
     }
 }

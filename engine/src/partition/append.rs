@@ -149,7 +149,13 @@ impl Partition {
         // The producers as they are after every batch below `base`.
         let snapshot = st.producers.encode_snapshot(base.0);
         self.schedule_snapshot(base, snapshot, st.truncations);
-        let seg = Rc::new(Segment::new(&self.inner.dir, base, &st.config, now_ms));
+        let seg = Rc::new(Segment::new(
+            &self.inner.dir,
+            base,
+            &st.config,
+            now_ms,
+            &self.inner.shard.fds,
+        ));
         st.segments.insert(base, seg.clone());
         st.roll_requested = false;
         seg

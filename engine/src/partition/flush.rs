@@ -177,6 +177,9 @@ impl Partition {
         // Let everything appended in this tick join the group.
         futures_lite::future::yield_now().await;
         let permit = self.inner.io_lock.acquire_permit(1).await.ok()?;
+        if self.inner.state.borrow().parked.is_some() && self.unpark().await.is_err() {
+            return None;
+        }
         self.take_work().map(|w| (w, permit))
     }
 
@@ -380,6 +383,7 @@ impl Partition {
             };
         }
         st.writer = Some(writer);
+        self.touch_writer();
         if !st.config.sync_every_append() {
             // Acknowledged once written (see engine/DESIGN.md, Durability).
             let written = st.written;

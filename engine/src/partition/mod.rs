@@ -12,7 +12,9 @@
 //! * `read`: reads by offset and by time;
 //! * `retention`: retention, DeleteRecords, removal of segment files;
 //! * `truncate`: cutting a divergent suffix off the log;
-//! * `snapshots`: producer snapshots, and the producer table at open.
+//! * `snapshots`: producer snapshots, and the producer table at open;
+//! * `park`: closing an idle partition's writer to free its descriptors,
+//!   and opening it again.
 //!
 //! ## Appends and group commit
 //! [`Partition::append`] validates a batch, assigns its offsets, indexes it
@@ -55,6 +57,7 @@
 mod append;
 mod flush;
 mod open;
+mod park;
 mod read;
 mod retention;
 mod roll;
@@ -62,7 +65,7 @@ mod snapshots;
 mod truncate;
 mod watermarks;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -78,15 +81,23 @@ use crate::cache::{PartitionCache, TailCache};
 use crate::checkpoint::{self, LeaderEpochs};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
+use crate::fds::FdBudget;
 use crate::producers::{ProducerEntry, ProducerTable};
 use crate::segment::{Segment, SegmentWriter};
 use crate::types::{Offset, TopicPartition};
 
 use append::Pending;
+use park::Parked;
 use roll::Spare;
 use watermarks::{BatchEnds, Waiter};
 
 pub use retention::{DELETE_PAUSE, DELETE_STEP};
+
+/// `path` under the name retention gives a removed segment's files until
+/// they are deleted.
+pub(crate) fn deleted_name(path: &Path) -> PathBuf {
+    retention::suffixed(path, retention::DELETED_EXT)
+}
 pub use watermarks::{CommitMode, HighWatermarkWait};
 
 /// A log directory (`log.dirs` entry) shared by all shards.
@@ -134,6 +145,9 @@ pub struct ShardContext {
     /// shard, so that a retention pass over many partitions trims the disk
     /// no faster than one deletion does (see `remove_segment_files`).
     pub(crate) deleting: Rc<Semaphore>,
+    /// The shard's budget of open segment file descriptors (unbounded
+    /// unless set, see `crate::fds`).
+    pub fds: Rc<FdBudget>,
 }
 
 impl ShardContext {
@@ -144,6 +158,7 @@ impl ShardContext {
             write_buffer_bytes_max,
             write_bytes_max: WRITE_BYTES_MAX,
             deleting: Rc::new(Semaphore::new(1)),
+            fds: FdBudget::new(usize::MAX),
         }
     }
 }
@@ -270,7 +285,11 @@ struct Mark {
 /// * `synced ≤ written.offset`: only what is written is fdatasync'ed;
 /// * `segments` is not empty; its last segment is the active one, the one
 ///   `writer` writes (the writer is out with the flusher while it writes,
-///   and gone once the partition is closed or poisoned);
+///   closed while `parked`, and gone once the partition is closed or
+///   poisoned); pending batches may already be in a segment after it,
+///   which the flusher rolls to;
+/// * `parked` only while nothing is pending or unsynced and the flusher is
+///   not running; it is then the writer's segment and its written length;
 /// * `pending` holds the batches appended but not yet taken by the flusher,
 ///   in offset order, and `pending_bytes` their bytes; each holds `units`
 ///   of the shard's write buffer until it is written or the log fails;
@@ -293,6 +312,8 @@ struct State {
     /// Bytes of the batches in `pending`.
     pending_bytes: usize,
     writer: Option<SegmentWriter>,
+    /// The writer, closed to free its descriptors (see `park`).
+    parked: Option<Parked>,
     flushing: bool,
     /// The flusher, while a write is in flight, waiting for appends that
     /// could make up the next group (see `Partition::write_last`).
@@ -346,6 +367,8 @@ struct Inner {
     /// (`Partition::recycle`).
     preparing: Rc<Semaphore>,
     cache: Rc<RefCell<PartitionCache>>,
+    /// The writer's place in the shard's descriptor budget.
+    fds_key: Cell<Option<u64>>,
 }
 
 /// A handle to a partition log, cheap to clone within its shard.

@@ -16,7 +16,7 @@
 //! as its batches), the indexes complete and fsync'ed, and a producer
 //! snapshot at the log end.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
@@ -34,6 +34,7 @@ use crate::cache::PartitionCache;
 use crate::checkpoint::{self, LeaderEpochs};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
+use crate::fds::FdBudget;
 use crate::io;
 use crate::producers::ProducerTable;
 use crate::segment::{self, Segment, SegmentWriter};
@@ -86,7 +87,7 @@ impl Partition {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
             crate::io::sync_dir(&log_dir.path).await?;
         }
-        let recovered = recover(dir, &config, now_ms).await?;
+        let recovered = recover(dir, &config, now_ms, &shard.fds).await?;
         let epochs_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
         let epochs_text = recovered.epochs.encode();
         checkpoint::blocking(move || {
@@ -96,7 +97,7 @@ impl Partition {
         if created {
             log_dir.partitions.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(Partition {
+        let p = Partition {
             inner: Rc::new(Inner {
                 tp,
                 dir: dir.to_path_buf(),
@@ -107,8 +108,11 @@ impl Partition {
                 closing: Rc::new(Semaphore::new(1)),
                 preparing: Rc::new(Semaphore::new(1)),
                 cache: Rc::new(RefCell::new(PartitionCache::default())),
+                fds_key: Cell::new(None),
             }),
-        })
+        };
+        p.touch_writer();
+        Ok(p)
     }
 
     /// Writes and fsyncs everything, persists the indexes, cuts the active
@@ -117,6 +121,8 @@ impl Partition {
         let flushed = self.flush().await;
         let _permit = self.lock_io().await?;
         let settled = self.settled().await;
+        // A parked writer is opened again to finish the active segment.
+        let unparked = self.unpark().await;
         // A spare being prepared is in the directory before it closes.
         drop(self.inner.preparing.acquire_permit(1).await);
         let writer = {
@@ -128,6 +134,7 @@ impl Partition {
         self.inner.shard.cache.clear(&self.inner.cache);
         flushed?;
         settled?;
+        unparked?;
         if let Some(mut w) = writer {
             let next = w.seg.meta.borrow().next_offset;
             let written = w.log.len();
@@ -150,7 +157,12 @@ impl Partition {
 /// Recovers the partition in `dir`: its checkpoints, its segments, a
 /// writer for the active one (a new segment if there is none) and its
 /// producers.
-async fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovered> {
+async fn recover(
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+    fds: &Rc<FdBudget>,
+) -> Result<Recovered> {
     let bases = list_segments(dir)?;
     let log_start_path = dir.join(checkpoint::LOG_START_FILE);
     let log_start_cp = match checkpoint::read_optional(&log_start_path)? {
@@ -162,7 +174,8 @@ async fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovere
         Some(t) => LeaderEpochs::decode(&epochs_path, &t)?,
         None => LeaderEpochs::default(),
     };
-    let (mut segments, writer) = open_segments(dir, &bases, config, &mut epochs, now_ms).await?;
+    let (mut segments, writer) =
+        open_segments(dir, &bases, config, &mut epochs, now_ms, fds).await?;
     let writer = match writer {
         Some(w) => w,
         None => {
@@ -170,7 +183,7 @@ async fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovere
                 .values()
                 .next_back()
                 .map_or(log_start_cp, |last| last.meta.borrow().next_offset);
-            let seg = Rc::new(Segment::new(dir, base, config, now_ms));
+            let seg = Rc::new(Segment::new(dir, base, config, now_ms, fds));
             let w = SegmentWriter::create(seg.clone(), dir).await?;
             segments.insert(base, seg);
             w
@@ -202,6 +215,7 @@ async fn open_segments(
     config: &LogConfig,
     epochs: &mut LeaderEpochs,
     now_ms: i64,
+    fds: &Rc<FdBudget>,
 ) -> Result<(BTreeMap<Offset, Rc<Segment>>, Option<SegmentWriter>)> {
     let mut segments = BTreeMap::new();
     let mut writer = None;
@@ -210,7 +224,7 @@ async fn open_segments(
         if i + 2 == bases.len() && close_unfinished(dir, base)? {
             // Rolled away from, its close (in the background) cut short:
             // recovered as an active segment is, then closed.
-            let (seg, w, seen) = Segment::open(dir, base, config, true, now_ms).await?;
+            let (seg, w, seen) = Segment::open(dir, base, config, true, now_ms, fds).await?;
             for (e, o) in seen {
                 epochs.assign(LeaderEpoch(e), Offset(o));
             }
@@ -220,7 +234,7 @@ async fn open_segments(
             segments.insert(base, seg);
             continue;
         }
-        let (seg, w, seen) = Segment::open(dir, base, config, active, now_ms).await?;
+        let (seg, w, seen) = Segment::open(dir, base, config, active, now_ms, fds).await?;
         if active {
             epochs.truncate_from(seg.meta.borrow().next_offset);
             for (e, o) in seen {
@@ -257,6 +271,7 @@ fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
         pending: VecDeque::new(),
         pending_bytes: 0,
         writer: Some(r.writer),
+        parked: None,
         flushing: false,
         ahead_waker: None,
         flush_stats: FlushStats::default(),

@@ -123,7 +123,7 @@ impl Partition {
             if end <= pos {
                 return Ok(None);
             }
-            let files = seg.files().expect("a segment with data has files");
+            let files = seg.handles().await?;
             return Ok(Some(FileRegion {
                 file: files.read.clone(),
                 position: pos,
@@ -190,7 +190,7 @@ fn limit_in(seg: &Segment, upper: Mark) -> u64 {
 /// The earliest offset in `seg`, at or above `log_start` and below
 /// `upper`, whose timestamp is at least `ts`, with that timestamp.
 async fn search_by_time(
-    seg: &Segment,
+    seg: &std::rc::Rc<Segment>,
     ts: i64,
     upper: Mark,
     log_start: Offset,

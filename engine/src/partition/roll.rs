@@ -15,7 +15,6 @@
 //!   stale batches in it by offset.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::retention::{delete_later, removable, suffixed, take_out};
@@ -157,8 +156,7 @@ impl Partition {
         let seg = st.segments[&base].clone();
         // Held by the map and here only: no read is under way in it,
         // and no response still has its file to send from.
-        let unread = Rc::strong_count(&seg) == 2
-            && seg.files().is_some_and(|f| Arc::strong_count(&f.read) == 1);
+        let unread = Rc::strong_count(&seg) == 2 && !seg.files_in_use();
         if st.spare.is_some() || st.closed || st.failure.is_some() || !unread {
             return None;
         }

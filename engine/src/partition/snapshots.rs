@@ -175,7 +175,7 @@ async fn replay(
             continue;
         }
         let seg = &segments[base];
-        let Some(files) = seg.files() else { continue };
+        let dma = seg.handles().await?.dma;
         let (size, start) = {
             let m = seg.meta.borrow();
             let rel = (from - base.0).clamp(0, i64::from(u32::MAX));
@@ -183,7 +183,7 @@ async fn replay(
             (m.size, start)
         };
         crate::scan::scan(
-            &files.dma,
+            &dma,
             &seg.log_path,
             start,
             size,

@@ -64,6 +64,7 @@ impl Partition {
         if offset >= log_end {
             return Ok(());
         }
+        self.unpark().await?;
         // The segment holding the cut, and those after it.
         let keep_idx = segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
         let seg = segments[keep_idx].clone();
@@ -135,8 +136,13 @@ impl Partition {
             start,
             &config,
             crate::types::now_ms(),
+            &self.inner.shard.fds,
         ));
-        drop(self.inner.state.borrow_mut().writer.take());
+        {
+            let mut st = self.inner.state.borrow_mut();
+            drop(st.writer.take());
+            st.parked = None;
+        }
         self.remove_files(&old).await?;
         let writer = SegmentWriter::create(seg.clone(), &self.inner.dir).await?;
         let text = {
@@ -192,7 +198,7 @@ fn cut_meta(seg: &Segment, cut: u64, new_end: Offset) {
 /// Batches after the last index entry left are not in the time index:
 /// reads their headers, up to `cut`, for the largest timestamp, and counts
 /// their bytes since the last index entry.
-async fn rescan_max_timestamp(seg: &Segment, cut: u64) -> Result<()> {
+async fn rescan_max_timestamp(seg: &Rc<Segment>, cut: u64) -> Result<()> {
     let mut pos = seg
         .meta
         .borrow()
