@@ -118,6 +118,52 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     d.close().await.map_err(|e| io_err(dir, e))
 }
 
+/// What [`sync_many`] makes durable.
+#[derive(Clone, Debug)]
+pub enum Durable {
+    /// The names in a directory.
+    Names(PathBuf),
+    /// A file's data.
+    Data(PathBuf),
+}
+
+/// fdatasyncs a (small, buffered) file through the reactor.
+async fn sync_data(path: &Path) -> Result<()> {
+    let f = glommio::io::BufferedFile::open(path)
+        .await
+        .map_err(|e| io_err(path, e))?;
+    f.fdatasync().await.map_err(|e| io_err(path, e))?;
+    f.close().await.map_err(|e| io_err(path, e))
+}
+
+/// fsyncs `items`, `in_flight` at a time, concurrently: the device (and,
+/// on a journaling file system, the journal) serves several at once, so
+/// many new names cost about as much as a few rounds. The first error,
+/// once every fsync completed.
+pub async fn sync_many(items: &[Durable], in_flight: usize) -> Result<()> {
+    let slots = Rc::new(glommio::sync::Semaphore::new(in_flight.max(1) as u64));
+    let tasks: Vec<_> = items
+        .iter()
+        .map(|d| {
+            let (d, slots) = (d.clone(), slots.clone());
+            glommio::spawn_local(async move {
+                let _slot = slots.acquire_permit(1).await;
+                match d {
+                    Durable::Names(dir) => sync_dir(&dir).await,
+                    Durable::Data(file) => sync_data(&file).await,
+                }
+            })
+        })
+        .collect();
+    let mut failed = None;
+    for t in tasks {
+        if let Err(e) = t.await {
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
 /// The DMA memory a shard's executor reserves (glommio's `io_memory`) when
 /// its write buffer is `write_buffer_bytes`. Append writes take their
 /// buffers from it; a buffer that does not fit comes from the heap instead,

@@ -23,7 +23,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
-use crate::partition::{LogDir, Partition, ShardContext, Watermarks};
+use crate::partition::{LogDir, NewPartition, Partition, ShardContext, Watermarks};
 use crate::types::{now_ms, TopicPartition};
 
 /// Broker-level storage settings (Kafka's names in the comments).
@@ -125,10 +125,7 @@ impl ShardEnv {
             return Ok(p);
         }
         let dir = self
-            .dirs
-            .iter()
-            .find(|d| d.path.join(tp.dir_name()).is_dir())
-            .cloned()
+            .dir_holding(tp)
             .or_else(|| choose_dir(&self.dirs))
             .ok_or_else(|| {
                 EngineError::DirOffline(
@@ -141,6 +138,117 @@ impl ShardEnv {
         let p = Partition::open(dir, tp.clone(), config, self.ctx.clone(), now_ms()).await?;
         self.partitions.borrow_mut().insert(tp.clone(), p.clone());
         Ok(p)
+    }
+
+    /// Creates and opens, on this shard, every partition of `new` that is
+    /// not open yet, many at once: those on disk are opened (recovered),
+    /// the others created `CREATE_BATCH_MAX` at a time, in the emptiest
+    /// online log dirs, each batch made durable with one round of fsyncs
+    /// (`Partition::create_many`). Must be called on their owner. Returns
+    /// the partitions that could not be opened, with why.
+    pub async fn create(&self, new: Vec<NewPartition>) -> Vec<(TopicPartition, EngineError)> {
+        let mut failed = Vec::new();
+        let mut rest = new.into_iter().peekable();
+        while rest.peek().is_some() {
+            let batch: Vec<NewPartition> = rest.by_ref().take(CREATE_BATCH_MAX).collect();
+            // Opens wait for a batch, never longer: a produce that races
+            // the batch finds its partition open when it gets the lock.
+            let Ok(_permit) = self.open_lock.acquire_permit(1).await else {
+                failed.extend(batch.into_iter().map(|n| (n.tp, EngineError::Closed)));
+                return failed;
+            };
+            let (on_disk, per_dir) = self.place(batch, &mut failed);
+            for (n, dir) in on_disk {
+                match Partition::open(dir, n.tp.clone(), n.config, self.ctx.clone(), now_ms()).await
+                {
+                    Ok(p) => {
+                        self.partitions.borrow_mut().insert(n.tp, p);
+                    }
+                    Err(e) => failed.push((n.tp, e)),
+                }
+            }
+            for (dir, group) in self.dirs.iter().zip(per_dir) {
+                if !group.is_empty() {
+                    self.create_in(dir, group, &mut failed).await;
+                }
+            }
+        }
+        failed
+    }
+
+    /// The log dir holding `tp`'s directory, if one does.
+    fn dir_holding(&self, tp: &TopicPartition) -> Option<Arc<LogDir>> {
+        self.dirs
+            .iter()
+            .find(|d| d.path.join(tp.dir_name()).is_dir())
+            .cloned()
+    }
+
+    /// Sorts a batch to create: those already open are dropped, those on
+    /// disk are returned to be opened, the others spread over the online
+    /// log dirs, emptiest first (by index of `self.dirs`).
+    fn place(
+        &self,
+        batch: Vec<NewPartition>,
+        failed: &mut Vec<(TopicPartition, EngineError)>,
+    ) -> (Vec<(NewPartition, Arc<LogDir>)>, Vec<Vec<NewPartition>>) {
+        let mut on_disk = Vec::new();
+        let mut per_dir: Vec<Vec<NewPartition>> = self.dirs.iter().map(|_| Vec::new()).collect();
+        for n in batch {
+            debug_assert_eq!(
+                shard_of(&n.tp, self.shards),
+                self.shard,
+                "created on its owner"
+            );
+            if self.get(&n.tp).is_some() {
+                continue;
+            }
+            if let Some(dir) = self.dir_holding(&n.tp) {
+                on_disk.push((n, dir));
+                continue;
+            }
+            let load =
+                |i: usize| self.dirs[i].partitions.load(Ordering::Acquire) + per_dir[i].len();
+            let emptiest = (0..self.dirs.len())
+                .filter(|&i| !self.dirs[i].is_offline())
+                .min_by_key(|&i| load(i));
+            match emptiest {
+                Some(i) => per_dir[i].push(n),
+                None => {
+                    let first = self.dirs.first().map(|d| d.path.clone());
+                    failed.push((n.tp, EngineError::DirOffline(first.unwrap_or_default())));
+                }
+            }
+        }
+        (on_disk, per_dir)
+    }
+
+    /// Creates `group` in `dir` and opens it; adds what failed to `failed`.
+    async fn create_in(
+        &self,
+        dir: &Arc<LogDir>,
+        group: Vec<NewPartition>,
+        failed: &mut Vec<(TopicPartition, EngineError)>,
+    ) {
+        let tps: Vec<TopicPartition> = group.iter().map(|n| n.tp.clone()).collect();
+        match Partition::create_many(dir, group, &self.ctx, now_ms()).await {
+            Ok(created) => {
+                for (tp, p) in created {
+                    match p {
+                        Ok(p) => {
+                            self.partitions.borrow_mut().insert(tp, p);
+                        }
+                        Err(e) => failed.push((tp, e)),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.path.display(), error = %e,
+                    "could not make new partitions durable; log directory offline");
+                let offline = |tp| (tp, EngineError::DirOffline(dir.path.clone()));
+                failed.extend(tps.into_iter().map(offline));
+            }
+        }
     }
 
     /// Closes and forgets a partition (its topic was deleted); its files
@@ -156,6 +264,10 @@ impl ShardEnv {
         }
     }
 }
+
+/// The most partitions [`ShardEnv::create`] creates under one hold of the
+/// open lock, made durable by one round of directory fsyncs.
+pub const CREATE_BATCH_MAX: usize = 1024;
 
 /// A task run on every shard beside the storage engine's own (the network
 /// layer's listener, for one).

@@ -4,6 +4,7 @@
 //! users see, and the partition's state (`State`) with its invariants.
 //! The work is split by concern:
 //!
+//! * `create`: new partitions, many at once, their durability grouped;
 //! * `open`: opening (recovery of every segment) and closing;
 //! * `append`: validating a batch and queueing it for the flusher;
 //! * `flush`: the flusher — group commit, writes, fdatasyncs;
@@ -55,6 +56,7 @@
 //! directory is marked offline.
 
 mod append;
+mod create;
 mod flush;
 mod open;
 mod park;
@@ -91,6 +93,7 @@ use park::Parked;
 use roll::Spare;
 use watermarks::{BatchEnds, Waiter};
 
+pub use create::{Created, NewPartition, SYNCS_IN_FLIGHT};
 pub use retention::{DELETE_PAUSE, DELETE_STEP};
 
 /// `path` under the name retention gives a removed segment's files until

@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use glommio::sync::Semaphore;
 
+use super::create::NewPartition;
+use super::park::Parked;
 use super::retention::DELETED_EXT;
 use super::roll::SPARE_EXT;
 use super::snapshots::load_producers;
@@ -40,13 +42,17 @@ use crate::producers::ProducerTable;
 use crate::segment::{self, Segment, SegmentWriter};
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
 
-/// What recovery found: the segments, with a writer for the last one.
-struct Recovered {
-    segments: BTreeMap<Offset, Rc<Segment>>,
-    writer: SegmentWriter,
-    log_start: Offset,
-    epochs: LeaderEpochs,
-    producers: ProducerTable,
+/// What recovery found: the segments, with a writer for the last one
+/// (open, or parked for a partition just created).
+pub(super) struct Recovered {
+    pub(super) segments: BTreeMap<Offset, Rc<Segment>>,
+    pub(super) writer: Option<SegmentWriter>,
+    pub(super) parked: Option<Parked>,
+    pub(super) log_start: Offset,
+    pub(super) epochs: LeaderEpochs,
+    /// Whether `epochs` differ from the checkpoint on disk.
+    pub(super) epochs_changed: bool,
+    pub(super) producers: ProducerTable,
 }
 
 impl Partition {
@@ -82,37 +88,28 @@ impl Partition {
         shard: Rc<ShardContext>,
         now_ms: i64,
     ) -> Result<Partition> {
-        let created = !dir.exists();
-        if created {
-            std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-            crate::io::sync_dir(&log_dir.path).await?;
+        if !dir.exists() {
+            let new = NewPartition {
+                tp,
+                config,
+                leader_epoch: None,
+            };
+            let created = Self::create_many(log_dir, vec![new], &shard, now_ms).await?;
+            let (_, p) = created.into_iter().next().expect("one asked for");
+            return p;
         }
         let recovered = recover(dir, &config, now_ms, &shard.fds).await?;
-        let epochs_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
-        let epochs_text = recovered.epochs.encode();
-        checkpoint::blocking(move || {
-            checkpoint::write_atomic(&epochs_path, epochs_text.as_bytes())
-        })
-        .await?;
-        if created {
-            log_dir.partitions.fetch_add(1, Ordering::AcqRel);
+        if recovered.epochs_changed {
+            // Unchanged, the checkpoint is not written again: an open costs
+            // no fsync then.
+            let epochs_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
+            let epochs_text = recovered.epochs.encode();
+            checkpoint::blocking(move || {
+                checkpoint::write_atomic(&epochs_path, epochs_text.as_bytes())
+            })
+            .await?;
         }
-        let p = Partition {
-            inner: Rc::new(Inner {
-                tp,
-                dir: dir.to_path_buf(),
-                log_dir: log_dir.clone(),
-                shard,
-                state: RefCell::new(new_state(config, recovered, now_ms)),
-                io_lock: Semaphore::new(1),
-                closing: Rc::new(Semaphore::new(1)),
-                preparing: Rc::new(Semaphore::new(1)),
-                cache: Rc::new(RefCell::new(PartitionCache::default())),
-                fds_key: Cell::new(None),
-            }),
-        };
-        p.touch_writer();
-        Ok(p)
+        Ok(assemble(dir, log_dir, tp, config, shard, recovered, now_ms))
     }
 
     /// Writes and fsyncs everything, persists the indexes, cuts the active
@@ -154,6 +151,36 @@ impl Partition {
     }
 }
 
+/// The handle of a partition opened in `dir` with what recovery found.
+pub(super) fn assemble(
+    dir: &Path,
+    log_dir: &Arc<LogDir>,
+    tp: TopicPartition,
+    config: LogConfig,
+    shard: Rc<ShardContext>,
+    recovered: Recovered,
+    now_ms: i64,
+) -> Partition {
+    let p = Partition {
+        inner: Rc::new(Inner {
+            tp,
+            dir: dir.to_path_buf(),
+            log_dir: log_dir.clone(),
+            shard,
+            state: RefCell::new(new_state(config, recovered, now_ms)),
+            io_lock: Semaphore::new(1),
+            closing: Rc::new(Semaphore::new(1)),
+            preparing: Rc::new(Semaphore::new(1)),
+            cache: Rc::new(RefCell::new(PartitionCache::default())),
+            fds_key: Cell::new(None),
+        }),
+    };
+    if p.inner.state.borrow().writer.is_some() {
+        p.touch_writer();
+    }
+    p
+}
+
 /// Recovers the partition in `dir`: its checkpoints, its segments, a
 /// writer for the active one (a new segment if there is none) and its
 /// producers.
@@ -171,9 +198,13 @@ async fn recover(
     };
     let epochs_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
     let mut epochs = match checkpoint::read_optional(&epochs_path)? {
+        // Written at creation without a rename (`create`): a crash before
+        // its fsync may leave it empty, and then no batch depends on it.
+        Some(t) if t.is_empty() => LeaderEpochs::default(),
         Some(t) => LeaderEpochs::decode(&epochs_path, &t)?,
         None => LeaderEpochs::default(),
     };
+    let epochs_read = epochs.clone();
     let (mut segments, writer) =
         open_segments(dir, &bases, config, &mut epochs, now_ms, fds).await?;
     let writer = match writer {
@@ -198,8 +229,11 @@ async fn recover(
     producers.expire(now_ms, config.producer_id_expiration_ms);
     Ok(Recovered {
         segments,
-        writer,
+        writer: Some(writer),
+        parked: None,
         log_start,
+        // A missing checkpoint reads as no epochs.
+        epochs_changed: epochs != epochs_read,
         epochs,
         producers,
     })
@@ -249,13 +283,14 @@ async fn open_segments(
 
 /// The state of a partition just recovered: everything in it is durable.
 fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
+    let active = r.segments.values().next_back().expect("a segment");
     let (log_end, active_size) = {
-        let m = r.writer.seg.meta.borrow();
+        let m = active.meta.borrow();
         (m.next_offset, m.size)
     };
     let mark = Mark {
         offset: log_end,
-        segment: r.writer.seg.base,
+        segment: active.base,
         position: active_size,
     };
     State {
@@ -270,8 +305,8 @@ fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
         ends: BatchEnds::default(),
         pending: VecDeque::new(),
         pending_bytes: 0,
-        writer: Some(r.writer),
-        parked: None,
+        writer: r.writer,
+        parked: r.parked,
         flushing: false,
         ahead_waker: None,
         flush_stats: FlushStats::default(),

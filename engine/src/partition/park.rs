@@ -30,6 +30,13 @@ pub(super) struct Parked {
     log_len: u64,
 }
 
+impl Parked {
+    /// The writer of a new segment whose empty files were just created.
+    pub(super) fn new_segment(seg: Rc<Segment>) -> Self {
+        Self { seg, log_len: 0 }
+    }
+}
+
 impl Partition {
     /// Marks the writer as just used: it is parked last.
     pub(super) fn touch_writer(&self) {
