@@ -5,7 +5,8 @@
 //! * [`membership`]: registration with the coordinator quorum, heartbeats,
 //!   the broker epoch and controlled shutdown;
 //! * [`partition_manager`]: per shard, the partitions this broker holds,
-//!   following the metadata image (opening, config changes, deletion);
+//!   following the metadata image (creation when assigned, opening, config
+//!   changes, deletion), and the wait for a new topic's partitions;
 //! * [`replicated_partition`]: the seam where a partition becomes leader
 //!   or follower: leader epochs on appends, what `acks` waits for, reads
 //!   up to the high watermark;

@@ -1,7 +1,8 @@
 //! Changes to cluster metadata, proposed to the coordinator quorum: the
 //! one place handlers and the group coordinator go through to create a
 //! topic or change metadata, and to wait until this broker's image shows
-//! the change.
+//! the change (and, for a new topic, until this broker's partitions of it
+//! are created).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use kafka_protocol::error::ResponseError;
 use sluice_replication::metadata::{Command, MetaError, MetadataState, Outcome};
 use sluice_replication::raft::client::Client;
 
+use sluice_broker::partition_manager;
 use sluice_replication::raft::subscriber::Image;
 
 use crate::config::BrokerConfig;
@@ -137,6 +139,22 @@ pub(crate) async fn create_topic(
         return Err((
             ResponseError::RequestTimedOut.code(),
             "created, but not yet in this broker's metadata".into(),
+        ));
+    }
+    // Answered once this broker's partitions of the topic exist, as Kafka
+    // answers once its replicas are created: the first produce to each
+    // then costs what any produce costs.
+    let state = image.load();
+    let here = state.topics.get(&name).is_some_and(|t| {
+        t.partitions
+            .iter()
+            .any(|p| p.replicas.contains(&config.broker_id))
+    });
+    let deadline = Instant::now() + IMAGE_WAIT;
+    if here && !partition_manager::wait_created(image, state.last_applied, deadline).await {
+        return Err((
+            ResponseError::RequestTimedOut.code(),
+            "created, but this broker's partitions of it are not open yet".into(),
         ));
     }
     Ok((count, rf))

@@ -76,7 +76,8 @@ pub fn shard_main(
                 }
             };
             let configs = TopicConfigs::new(config.static_configs.clone());
-            let partitions = PartitionManager::new(env.clone(), image.clone(), configs);
+            let partitions =
+                PartitionManager::new(env.clone(), image.clone(), configs, config.broker_id);
             partitions.follow();
             let groups =
                 groups::Coordinator::start(partitions.clone(), config.clone(), image.clone());
