@@ -506,9 +506,26 @@ async fn run_shard(start: ShardStart) {
         }
     }
     let partitions: Vec<Partition> = env.partitions.borrow().values().cloned().collect();
-    for p in &partitions {
-        if let Err(e) = p.close().await {
-            tracing::error!(partition = %p.topic_partition(), error = %e, "close failed");
+    close_all(partitions).await;
+}
+
+/// Partitions a stopping shard closes at once: their fsyncs share journal
+/// commits, where one after the other 50,000 partitions took minutes.
+const CLOSES_IN_FLIGHT: usize = 64;
+
+/// Closes `partitions`, [`CLOSES_IN_FLIGHT`] at a time.
+async fn close_all(partitions: Vec<Partition>) {
+    for round in partitions.chunks(CLOSES_IN_FLIGHT) {
+        let closing: Vec<_> = round
+            .iter()
+            .cloned()
+            .map(|p| glommio::spawn_local(async move { (p.close().await, p) }))
+            .collect();
+        for task in closing {
+            let (closed, p) = task.await;
+            if let Err(e) = closed {
+                tracing::error!(partition = %p.topic_partition(), error = %e, "close failed");
+            }
         }
     }
 }
