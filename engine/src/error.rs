@@ -68,6 +68,8 @@ pub enum EngineError {
     Closed,
     #[error("the append was truncated away before it became durable")]
     Truncated,
+    #[error("a replicated batch at offset {base_offset} does not start at the log end {log_end}")]
+    NotAtLogEnd { base_offset: i64, log_end: Offset },
 }
 
 impl EngineError {
@@ -89,6 +91,7 @@ impl EngineError {
             | Self::DirOffline(_)
             | Self::Closed
             | Self::Truncated => KafkaCode::KafkaStorageError,
+            Self::NotAtLogEnd { .. } => KafkaCode::OffsetOutOfRange,
             Self::Corrupt { .. } => KafkaCode::CorruptMessage,
             Self::InvalidConfig { .. } => KafkaCode::InvalidConfig,
             Self::UnknownPartition(_) => KafkaCode::UnknownTopicOrPartition,

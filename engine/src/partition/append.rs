@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{flush, AppendInfo, Mark, Partition, State};
+use super::{flush, watermarks, AppendInfo, Mark, Partition, State};
 use crate::batch::{self, BatchHeader, TimestampType};
 use crate::cache::Cached;
 use crate::error::{EngineError, Result};
@@ -99,6 +99,71 @@ impl Partition {
         })
     }
 
+    /// Appends a batch copied from the partition's leader, with the offsets
+    /// and leader epoch the leader gave it (a follower's append). It is
+    /// checked as it lies in the leader's log (frame, CRC, counts), not
+    /// against this broker's clock, limits or idempotent producers (the
+    /// leader applied those; the producer state is still recorded, so a
+    /// follower that becomes leader knows it); it must start at the log
+    /// end. Await [`Partition::wait_durable`] with its last offset.
+    pub async fn append_replicated(&self, batch: Bytes, now_ms: i64) -> Result<AppendInfo> {
+        self.check_usable(&self.inner.state.borrow())?;
+        let header = batch::check_stored(&batch)?;
+        let ctx = &self.inner.shard;
+        let units = (batch.len() as u64).min(ctx.write_buffer_bytes_max);
+        ctx.write_buffer
+            .acquire(units)
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        let mut st = self.inner.state.borrow_mut();
+        let base = st.log_end;
+        if let Err(e) = self.check_usable(&st) {
+            ctx.write_buffer.signal(units);
+            return Err(e);
+        }
+        if header.base_offset != base.0 {
+            ctx.write_buffer.signal(units);
+            return Err(EngineError::NotAtLogEnd {
+                base_offset: header.base_offset,
+                log_end: base,
+            });
+        }
+        let last = Offset(header.last_offset());
+        let epoch = LeaderEpoch(header.partition_leader_epoch);
+        st.now_ms = st.now_ms.max(now_ms);
+        let segment = self.segment_for(&mut st, base, last, batch.len() as u64, now_ms);
+        let end = note_batch(&mut st, &segment, &batch, epoch, base);
+        st.ends.push(Mark {
+            offset: last.next(),
+            segment: segment.base,
+            position: end,
+        });
+        ctx.cache.insert(
+            &self.inner.cache,
+            Cached {
+                base,
+                last,
+                bytes: batch.clone(),
+            },
+        );
+        self.enqueue(
+            &mut st,
+            Pending {
+                segment,
+                bytes: batch,
+                last,
+                records: header.records_count as u64,
+                units,
+            },
+        );
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_append_time: -1,
+            log_start: st.log_start,
+        })
+    }
+
     /// Checks a batch against the partition's state and its idempotent
     /// producers. `Ok(Some(_))` answers a retry of a kept batch with its
     /// original offsets; a duplicate or a refusal gives the batch's `units`
@@ -164,6 +229,7 @@ impl Partition {
     /// Queues a batch for the flusher; the log end moves past it.
     fn enqueue(&self, st: &mut State, p: Pending) {
         st.log_end = p.last.next();
+        watermarks::wake_log_end(st);
         debug_assert!(st.positions_hold());
         st.pending_bytes += p.bytes.len();
         st.pending.push_back(p);

@@ -95,13 +95,13 @@ use watermarks::{BatchEnds, Waiter};
 
 pub use create::{Created, NewPartition, SYNCS_IN_FLIGHT};
 pub use retention::{DELETE_PAUSE, DELETE_STEP};
+pub use watermarks::{CommitMode, HighWatermarkWait, PositionWait};
 
 /// `path` under the name retention gives a removed segment's files until
 /// they are deleted.
 pub(crate) fn deleted_name(path: &Path) -> PathBuf {
     retention::suffixed(path, retention::DELETED_EXT)
 }
-pub use watermarks::{CommitMode, HighWatermarkWait};
 
 /// A log directory (`log.dirs` entry) shared by all shards.
 #[derive(Debug)]
@@ -332,6 +332,9 @@ struct State {
     /// fetches), by key; each removes its entry when dropped, so the table
     /// holds only live waits.
     hw_waiters: BTreeMap<u64, Waker>,
+    /// Followers waiting for the log end to pass an offset, by key (from
+    /// the same counter as `hw_waiters`).
+    end_waiters: BTreeMap<u64, Waker>,
     hw_waiter_next: u64,
     /// The high watermark `hw_waiters` were last woken for.
     hw_announced: Offset,

@@ -316,6 +316,7 @@ fn new_state(config: LogConfig, r: Recovered, now_ms: i64) -> State {
         sync_timer: false,
         waiters: Vec::new(),
         hw_waiters: BTreeMap::new(),
+        end_waiters: BTreeMap::new(),
         hw_waiter_next: 0,
         hw_announced: log_end,
         failure: None,

@@ -41,7 +41,7 @@
 //! waits for. A waiter whose condition holds leaves the tables when it is
 //! woken; a high watermark wait also leaves them when it is dropped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -202,23 +202,52 @@ impl State {
     }
 }
 
-/// A wait for the high watermark, from
-/// [`Partition::wait_high_watermark_above`].
-pub struct HighWatermarkWait {
+/// The position a [`PositionWait`] waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// Consumers' long polls.
+    HighWatermark,
+    /// Followers' long polls: anything written past their offset.
+    LogEnd,
+}
+
+/// A wait for the high watermark or the log end to pass an offset, from
+/// [`Partition::wait_high_watermark_above`] and
+/// [`Partition::wait_log_end_above`]. Each keeps one entry in its table
+/// while it waits and removes it when dropped, so the tables hold only
+/// live waits.
+pub struct PositionWait {
     inner: Rc<Inner>,
     offset: Offset,
+    watch: Watch,
     key: Option<u64>,
 }
 
-impl Future for HighWatermarkWait {
+/// A wait for the high watermark (the name consumers of it know).
+pub type HighWatermarkWait = PositionWait;
+
+impl PositionWait {
+    fn table(st: &mut State, watch: Watch) -> &mut BTreeMap<u64, Waker> {
+        match watch {
+            Watch::HighWatermark => &mut st.hw_waiters,
+            Watch::LogEnd => &mut st.end_waiters,
+        }
+    }
+}
+
+impl Future for PositionWait {
     type Output = ();
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
         let mut st = this.inner.state.borrow_mut();
-        if st.hw.offset > this.offset || st.failure.is_some() || st.closed {
+        let position = match this.watch {
+            Watch::HighWatermark => st.hw.offset,
+            Watch::LogEnd => st.log_end,
+        };
+        if position > this.offset || st.failure.is_some() || st.closed {
             if let Some(k) = this.key.take() {
-                st.hw_waiters.remove(&k);
+                Self::table(&mut st, this.watch).remove(&k);
             }
             return Poll::Ready(());
         }
@@ -226,18 +255,25 @@ impl Future for HighWatermarkWait {
             st.hw_waiter_next += 1;
             st.hw_waiter_next
         });
-        st.hw_waiters.insert(key, cx.waker().clone());
+        Self::table(&mut st, this.watch).insert(key, cx.waker().clone());
         Poll::Pending
     }
 }
 
-impl Drop for HighWatermarkWait {
+impl Drop for PositionWait {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
             if let Ok(mut st) = self.inner.state.try_borrow_mut() {
-                st.hw_waiters.remove(&k);
+                Self::table(&mut st, self.watch).remove(&k);
             }
         }
+    }
+}
+
+/// Wakes the followers waiting for the log end to grow (an append).
+pub(super) fn wake_log_end(st: &mut State) {
+    for w in std::mem::take(&mut st.end_waiters).into_values() {
+        w.wake();
     }
 }
 
@@ -255,6 +291,9 @@ pub(super) fn wake(st: &mut State) {
         for w in std::mem::take(&mut st.hw_waiters).into_values() {
             w.wake();
         }
+    }
+    if ended {
+        wake_log_end(st);
     }
     let (durable, hw, end) = (st.durable.offset, st.hw.offset, st.log_end);
     st.waiters.retain(|w| {
@@ -316,9 +355,22 @@ impl Partition {
     /// `offset` would return data), or the partition fails or closes.
     /// Nothing polls: whatever moves the high watermark wakes it.
     pub fn wait_high_watermark_above(&self, offset: Offset) -> HighWatermarkWait {
-        HighWatermarkWait {
+        PositionWait {
             inner: self.inner.clone(),
             offset,
+            watch: Watch::HighWatermark,
+            key: None,
+        }
+    }
+
+    /// Resolves once the log end is above `offset` (a follower's read from
+    /// `offset` would return data), or the partition fails or closes.
+    /// Appends wake it.
+    pub fn wait_log_end_above(&self, offset: Offset) -> PositionWait {
+        PositionWait {
+            inner: self.inner.clone(),
+            offset,
+            watch: Watch::LogEnd,
             key: None,
         }
     }
