@@ -90,6 +90,10 @@ pub fn choose_dir(dirs: &[Arc<LogDir>]) -> Option<Arc<LogDir>> {
         .cloned()
 }
 
+/// A batch to create, sorted by [`ShardEnv::place`]: those on disk with
+/// their directory, and the new ones per log dir.
+type Placed = (Vec<(NewPartition, Arc<LogDir>)>, Vec<Vec<NewPartition>>);
+
 /// What a shard's tasks share: its partitions and what opening more needs.
 pub struct ShardEnv {
     pub shard: usize,
@@ -191,7 +195,7 @@ impl ShardEnv {
         &self,
         batch: Vec<NewPartition>,
         failed: &mut Vec<(TopicPartition, EngineError)>,
-    ) -> (Vec<(NewPartition, Arc<LogDir>)>, Vec<Vec<NewPartition>>) {
+    ) -> Placed {
         let mut on_disk = Vec::new();
         let mut per_dir: Vec<Vec<NewPartition>> = self.dirs.iter().map(|_| Vec::new()).collect();
         for n in batch {
