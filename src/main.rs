@@ -156,6 +156,15 @@ struct BrokerArgs {
     /// defaults to the listener.
     #[arg(long)]
     advertised_listeners: Option<String>,
+    /// `replication.listener` (Sluice's own): host:port where followers
+    /// fetch partitions from this broker; default, the Kafka listener's
+    /// host on a free port.
+    #[arg(long)]
+    replication_listener: Option<String>,
+    /// `replica.lag.time.max.ms`: an in-sync follower not caught up for
+    /// this long leaves the ISR (default 30000).
+    #[arg(long)]
+    replica_lag_time_max_ms: Option<u64>,
     /// `auto.create.topics.enable` (default true).
     #[arg(long)]
     auto_create_topics_enable: Option<bool>,
@@ -244,7 +253,7 @@ impl BrokerArgs {
     /// The Kafka keys the flags set, with their values (`None`: the flag
     /// was not given). Every field is named, so that a new flag does not
     /// compile until it is placed here or in `broker_settings`.
-    fn flag_properties(&self) -> [(&'static str, Option<String>); 21] {
+    fn flag_properties(&self) -> [(&'static str, Option<String>); 23] {
         let BrokerArgs {
             config: _,
             overrides: _,
@@ -255,6 +264,8 @@ impl BrokerArgs {
             broker_id,
             listeners,
             advertised_listeners,
+            replication_listener,
+            replica_lag_time_max_ms,
             auto_create_topics_enable,
             num_partitions,
             default_replication_factor,
@@ -303,6 +314,8 @@ impl BrokerArgs {
             ("broker.id", text(broker_id)),
             ("listeners", text(listeners)),
             ("advertised.listeners", text(advertised_listeners)),
+            ("replication.listener", text(replication_listener)),
+            ("replica.lag.time.max.ms", text(replica_lag_time_max_ms)),
             ("auto.create.topics.enable", text(auto_create_topics_enable)),
             ("num.partitions", text(num_partitions)),
             (
@@ -346,6 +359,31 @@ fn file_properties(
     Ok(props)
 }
 
+/// `addr`, or with port 0 a free port on its host: every shard binds the
+/// replication listener to the same port (SO_REUSEPORT), and the broker
+/// registers it before they start.
+fn free_port_if_zero(addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("replication.listener: cannot listen on {addr}: {e}"))?;
+    Ok(probe)
+}
+
+/// The replication endpoint this broker registers: its listener's address,
+/// with the advertised host when it listens on every address.
+fn replication_endpoint(broker: &sluice_net::BrokerConfig) -> (String, u16) {
+    let addr = broker.replication_listen;
+    let host = if addr.ip().is_unspecified() {
+        broker.advertised.0.clone()
+    } else {
+        addr.ip().to_string()
+    };
+    (host, addr.port())
+}
+
 /// Resolves a broker's settings: the config file, then --override, then
 /// flags. Errors are for the user.
 fn broker_settings(
@@ -367,6 +405,8 @@ fn broker_settings(
     }
     let mut broker = sluice_net::BrokerConfig::new(s.broker_id, s.listen, coordinators);
     broker.advertised = s.advertised;
+    broker.replication_listen = free_port_if_zero(s.replication_listen)?;
+    broker.replica_lag_time_max_ms = s.replica_lag_time_max_ms;
     broker.auto_create_topics = s.auto_create_topics;
     broker.fetch_max_bytes = s.fetch_max_bytes;
     broker.socket_request_max_bytes = s.socket_request_max_bytes;
@@ -413,6 +453,7 @@ fn run_broker(
     let membership = sluice_broker::membership::Membership {
         broker_id: broker.broker_id,
         advertised: broker.advertised.clone(),
+        replication: replication_endpoint(&broker),
         coordinators: broker.coordinators.clone(),
         embedded: embedded(&data_dir),
         session,

@@ -53,6 +53,11 @@ pub struct Settings {
     pub broker_id: i32,
     pub listen: SocketAddr,
     pub advertised: (String, u16),
+    /// `replication.listener` (Sluice's own key): where followers fetch
+    /// from; port 0 picks a free port at start.
+    pub replication_listen: SocketAddr,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
     pub log_dirs: Option<Vec<PathBuf>>,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
@@ -87,6 +92,8 @@ const KNOWN: &[&str] = &[
     "node.id",
     "listeners",
     "advertised.listeners",
+    "replication.listener",
+    "replica.lag.time.max.ms",
     "log.dirs",
     "log.dir",
     "auto.create.topics.enable",
@@ -162,16 +169,31 @@ fn addresses(
     advertised: Option<&str>,
 ) -> Result<(SocketAddr, (String, u16)), String> {
     let (host, port) = listener("listeners", listeners.unwrap_or("127.0.0.1:9092"))?;
-    let ip = if host.is_empty() { "0.0.0.0" } else { &host };
-    let listen: SocketAddr = format!("{ip}:{port}")
-        .parse()
-        .or_else(|_| format!("[{ip}]:{port}").parse())
-        .map_err(|_| format!("listeners: {host:?} is not an IP address to listen on"))?;
+    let listen = socket_address("listeners", &host, port)?;
     let advertised = match advertised {
         Some(v) => listener("advertised.listeners", v)?,
         None => (listen.ip().to_string(), listen.port()),
     };
     Ok((listen, advertised))
+}
+
+/// `replication.listener`: `host:port` to listen on for followers; unset,
+/// the Kafka listener's address on a free port.
+fn replication_address(value: Option<&str>, kafka: SocketAddr) -> Result<SocketAddr, String> {
+    let Some(v) = value else {
+        return Ok(SocketAddr::new(kafka.ip(), 0));
+    };
+    let (host, port) = listener("replication.listener", v)?;
+    socket_address("replication.listener", &host, port)
+}
+
+/// The address to listen on for `key`'s `host` (every address when empty).
+fn socket_address(key: &str, host: &str, port: u16) -> Result<SocketAddr, String> {
+    let ip = if host.is_empty() { "0.0.0.0" } else { host };
+    format!("{ip}:{port}")
+        .parse()
+        .or_else(|_| format!("[{ip}]:{port}").parse())
+        .map_err(|_| format!("{key}: {host:?} is not an IP address to listen on"))
 }
 
 /// `log.dirs`: comma-separated directories.
@@ -224,6 +246,7 @@ impl Settings {
     pub fn resolve(props: &BTreeMap<String, String>) -> Result<Settings, String> {
         let get = |k: &str| props.get(k).map(String::as_str);
         let (listen, advertised) = addresses(get("listeners"), get("advertised.listeners"))?;
+        let replication_listen = replication_address(get("replication.listener"), listen)?;
         let log_dirs = log_dirs(get("log.dirs").or(get("log.dir")));
         let (log_defaults, ignored) = log_defaults(props)?;
         let auto_create = auto_create(get("auto.create.topics.enable"))?;
@@ -236,6 +259,8 @@ impl Settings {
             broker_id,
             listen,
             advertised,
+            replication_listen,
+            replica_lag_time_max_ms: num("replica.lag.time.max.ms", 30_000, 1)? as u64,
             log_dirs,
             auto_create_topics: auto_create,
             // -1 when not given: the cluster's default applies.

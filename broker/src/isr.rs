@@ -264,8 +264,9 @@ impl Leader {
     /// New metadata for the partition: the committed ISR and epoch. A
     /// pending change is done (committed, or overtaken by another).
     pub fn isr_committed(&mut self, isr: Vec<i32>, partition_epoch: i32, leader_durable: Offset) {
-        assert!(isr.contains(&self.me), "a leader is in its ISR");
-        if partition_epoch < self.partition_epoch {
+        // Metadata in which the leader left its ISR comes with a new
+        // leader epoch, and so a new `Leader`; anything else is ignored.
+        if partition_epoch < self.partition_epoch || !isr.contains(&self.me) {
             return;
         }
         self.isr = isr;

@@ -16,10 +16,12 @@
 //!
 //! Dependencies point one way: `net` → `broker` → `engine`, `replication`.
 
+pub mod coordinator;
 pub mod isr;
 pub mod membership;
 pub mod partition_manager;
 pub mod replicated_partition;
+pub mod roles;
 pub mod router;
 pub mod topic_config;
 pub mod truncation;

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_replication::metadata::{Command, Endpoint, ErrorCode, Outcome};
+use sluice_replication::metadata::{
+    Command, Endpoint, ErrorCode, Outcome, CLIENT_LISTENER, REPLICATION_LISTENER,
+};
 use sluice_replication::raft::client::Client;
 use sluice_replication::raft::node::{self, NodeConfig, NodeHandle};
 use sluice_replication::raft::subscriber::{Image, Subscriber};
@@ -26,6 +28,8 @@ pub struct Membership {
     pub broker_id: i32,
     /// The host and port clients are told (`advertised.listeners`).
     pub advertised: (String, u16),
+    /// The host and port followers fetch from (`replication.listener`).
+    pub replication: (String, u16),
     /// The quorum's addresses (the embedded node's own for `start`).
     pub coordinators: Vec<String>,
     /// `start`: run a one-member quorum here, listening there with its log
@@ -118,12 +122,21 @@ impl Membership {
         let register = Command::RegisterBroker {
             id: self.broker_id,
             incarnation: incarnation(),
-            endpoints: vec![Endpoint {
-                listener: "PLAINTEXT".into(),
-                host: self.advertised.0.clone(),
-                port: self.advertised.1,
-                security_protocol: "PLAINTEXT".into(),
-            }],
+            // The client listener first: older readers take the first.
+            endpoints: vec![
+                Endpoint {
+                    listener: CLIENT_LISTENER.into(),
+                    host: self.advertised.0.clone(),
+                    port: self.advertised.1,
+                    security_protocol: "PLAINTEXT".into(),
+                },
+                Endpoint {
+                    listener: REPLICATION_LISTENER.into(),
+                    host: self.replication.0.clone(),
+                    port: self.replication.1,
+                    security_protocol: "PLAINTEXT".into(),
+                },
+            ],
             rack: None,
         };
         let deadline = Instant::now() + self.session * 3;

@@ -13,7 +13,12 @@
 //! * each topic's effective config, computed once per image
 //!   ([`TopicConfigs`]) and applied to the open partitions when an image
 //!   changes it;
-//! * closing and removing the partitions of deleted topics.
+//! * closing and removing the partitions of deleted topics;
+//! * each partition's role, leader or follower, from the image
+//!   (`roles`), and for the partitions it leads with followers: moving
+//!   the high watermark as its own copy becomes durable, and proposing
+//!   the ISR changes their followers' progress calls for (AlterPartition,
+//!   checked by the coordinator against the partition epoch).
 //!
 //! Invariants: a partition is opened only on the shard that owns it
 //! (`shard_of`); only a topic this shard has seen in an earlier image and
@@ -23,6 +28,7 @@
 //! removed. A shard reports an image as applied (`Progress`) only once it
 //! has tried to create every partition that image assigns it.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -33,10 +39,12 @@ use std::time::{Duration, Instant};
 use sluice_engine::partition::NewPartition;
 use sluice_engine::shard::{shard_of, ShardEnv};
 use sluice_engine::{EngineError, LeaderEpoch, Result, TopicPartition};
-use sluice_replication::metadata::MetadataState;
+use sluice_replication::metadata::{Command, MetadataState, PartitionState};
 use sluice_replication::raft::subscriber::Image;
 
+use crate::isr::{Assignment, IsrChange};
 use crate::replicated_partition::ReplicatedPartition;
+use crate::roles::FetchPosition;
 use crate::topic_config::TopicConfigs;
 
 /// How often a shard looks for a new metadata image: CreateTopics waits
@@ -47,14 +55,31 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(5);
 /// How often a waiter looks at the shards' progress.
 const WAIT_INTERVAL: Duration = Duration::from_millis(5);
 
+/// How often a shard's leaders look for ISR changes due (followers lagging
+/// past `replica.lag.time.max.ms`, or caught up again).
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What replication on this broker is configured with.
+#[derive(Clone, Debug)]
+pub struct ReplicaSettings {
+    /// This broker's id: partitions whose replicas name it are created here.
+    pub broker_id: i32,
+    /// The coordinator quorum, for ISR changes.
+    pub coordinators: Vec<String>,
+    /// `replica.lag.time.max.ms`.
+    pub lag_time_max_ms: i64,
+}
+
 /// One shard's partitions.
 pub struct PartitionManager {
     env: Rc<ShardEnv>,
     image: Image,
     configs: TopicConfigs,
-    /// This broker's id: partitions whose replicas name it are created here.
+    settings: ReplicaSettings,
     broker_id: i32,
     progress: Arc<Progress>,
+    /// The partitions open on this shard with their roles.
+    replicas: RefCell<HashMap<TopicPartition, ReplicatedPartition>>,
 }
 
 /// How far each shard of one broker has applied the image: the
@@ -116,15 +141,22 @@ pub async fn wait_created(image: &Image, applied: u64, deadline: Instant) -> boo
 impl PartitionManager {
     /// The shard's manager for broker `broker_id`; call
     /// [`PartitionManager::follow`] to keep it following the image.
-    pub fn new(env: Rc<ShardEnv>, image: Image, configs: TopicConfigs, broker_id: i32) -> Rc<Self> {
+    pub fn new(
+        env: Rc<ShardEnv>,
+        image: Image,
+        configs: TopicConfigs,
+        settings: ReplicaSettings,
+    ) -> Rc<Self> {
         let progress = progress(&image, Some(env.shards)).expect("made when missing");
         assert_eq!(progress.shards.len(), env.shards, "one broker per image");
         Rc::new(Self {
             env,
             image,
             configs,
-            broker_id,
+            broker_id: settings.broker_id,
+            settings,
             progress,
+            replicas: RefCell::new(HashMap::new()),
         })
     }
 
@@ -152,9 +184,32 @@ impl PartitionManager {
         self.configs.get(state, topic)
     }
 
-    /// The partition, if this shard has it open.
+    /// The partition, if this shard has it open, with its role.
     pub fn get(&self, tp: &TopicPartition) -> Option<ReplicatedPartition> {
-        self.env.get(tp).map(ReplicatedPartition::new)
+        if let Some(p) = self.replicas.borrow().get(tp) {
+            return Some(p.clone());
+        }
+        let log = self.env.get(tp)?;
+        Some(self.adopt(tp, log))
+    }
+
+    /// Keeps an open log as a replica, with its role from the image.
+    fn adopt(
+        &self,
+        tp: &TopicPartition,
+        log: sluice_engine::partition::Partition,
+    ) -> ReplicatedPartition {
+        let p = ReplicatedPartition::new(log);
+        self.replicas.borrow_mut().insert(tp.clone(), p.clone());
+        let state = self.image.load();
+        if let Some(ps) = state
+            .topics
+            .get(&tp.topic)
+            .and_then(|t| t.partitions.get(tp.partition.0 as usize))
+        {
+            self.apply_role(tp, &p, ps, sluice_engine::types::now_ms());
+        }
+        p
     }
 
     /// The partition, opened (or created) with its topic's config if it is
@@ -164,14 +219,129 @@ impl PartitionManager {
             return Ok(p);
         }
         let config = self.config(&tp.topic);
-        self.env
-            .open(tp, config)
-            .await
-            .map(ReplicatedPartition::new)
+        let log = self.env.open(tp, config).await?;
+        Ok(self.get(tp).unwrap_or_else(|| self.adopt(tp, log)))
+    }
+
+    /// The partitions this shard follows, with where each is.
+    pub fn followed(&self) -> Vec<(TopicPartition, FetchPosition)> {
+        self.replicas
+            .borrow()
+            .iter()
+            .filter_map(|(tp, p)| p.fetch_position().map(|pos| (tp.clone(), pos)))
+            .collect()
+    }
+
+    /// Gives a partition the role `ps` (its metadata) says this broker has.
+    fn apply_role(
+        &self,
+        tp: &TopicPartition,
+        p: &ReplicatedPartition,
+        ps: &PartitionState,
+        now_ms: i64,
+    ) {
+        let me = self.broker_id;
+        let epoch = LeaderEpoch(ps.leader_epoch);
+        if !ps.replicas.contains(&me) || ps.leader < 0 {
+            p.step_down();
+        } else if ps.leader == me && !ps.isr.contains(&me) {
+            tracing::warn!(partition = %tp, isr = ?ps.isr, "named leader but not in the ISR: not serving");
+            p.step_down();
+        } else if ps.leader == me {
+            let was = p.leading();
+            let followers = (ps.replicas.len() > 1).then(|| Assignment {
+                me,
+                replicas: ps.replicas.clone(),
+                isr: ps.isr.clone(),
+                partition_epoch: ps.partition_epoch,
+            });
+            let replicated = followers.is_some();
+            p.become_leader(epoch, followers, self.settings.lag_time_max_ms, now_ms);
+            if replicated && was != Some(epoch) {
+                watch_durable(tp.clone(), p.clone(), epoch);
+            }
+        } else {
+            p.become_follower(ps.leader, epoch);
+        }
+    }
+
+    /// Gives every open partition of this shard its role under `state`.
+    fn apply_roles(&self, state: &MetadataState) {
+        let now = sluice_engine::types::now_ms();
+        let open: Vec<(TopicPartition, ReplicatedPartition)> = self
+            .env
+            .partitions
+            .borrow()
+            .keys()
+            .filter_map(|tp| self.get(tp).map(|p| (tp.clone(), p)))
+            .collect();
+        for (tp, p) in open {
+            let ps = state
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.partitions.get(tp.partition.0 as usize));
+            match ps {
+                Some(ps) => self.apply_role(&tp, &p, ps, now),
+                None => p.step_down(),
+            }
+        }
+    }
+
+    /// Proposes the ISR changes this shard's leaders call for, one per
+    /// partition at a time, until the shard stops.
+    pub fn check_isrs(self: &Rc<Self>) {
+        let m = self.clone();
+        glommio::spawn_local(async move {
+            while !m.env.stop.load(Ordering::Acquire) {
+                glommio::timer::sleep(ISR_CHECK_INTERVAL).await;
+                m.propose_isr_changes().await;
+            }
+        })
+        .detach();
+    }
+
+    async fn propose_isr_changes(&self) {
+        let now = sluice_engine::types::now_ms();
+        let due: Vec<(TopicPartition, ReplicatedPartition, LeaderEpoch, IsrChange)> = self
+            .replicas
+            .borrow()
+            .iter()
+            .filter_map(|(tp, p)| {
+                p.isr_change_due(now)
+                    .map(|(epoch, change)| (tp.clone(), p.clone(), epoch, change))
+            })
+            .collect();
+        for (tp, p, epoch, change) in due {
+            let broker_epoch = self
+                .image
+                .load()
+                .brokers
+                .get(&self.broker_id)
+                .map_or(0, |b| b.epoch);
+            tracing::info!(partition = %tp, isr = ?change.isr, "proposing an ISR change");
+            let command = Command::AlterPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition.0,
+                broker: self.broker_id,
+                broker_epoch,
+                leader_epoch: epoch.0,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr,
+            };
+            if let Err((code, message)) =
+                crate::coordinator::propose(&self.settings.coordinators, command).await
+            {
+                tracing::warn!(partition = %tp, code, message, "ISR change refused");
+                p.isr_refused();
+            }
+        }
     }
 
     /// Closes a partition and removes its files (its topic was deleted).
     pub async fn remove(&self, tp: &TopicPartition) -> Result<()> {
+        if let Some(p) = self.replicas.borrow_mut().remove(tp) {
+            p.step_down();
+        }
         let Some(dir) = self.env.close(tp).await? else {
             return Ok(());
         };
@@ -206,6 +376,7 @@ impl PartitionManager {
                 }
             }
             self.create_assigned(&state, &mut created).await;
+            self.apply_roles(&state);
             self.progress.shards[self.env.shard].store(seen, Ordering::Release);
             known = state
                 .topics
@@ -301,6 +472,34 @@ impl PartitionManager {
         }
         gone
     }
+}
+
+/// While `p` leads at `epoch` with followers: each time its own copy
+/// becomes more durable, the high watermark may move.
+fn watch_durable(tp: TopicPartition, p: ReplicatedPartition, epoch: LeaderEpoch) {
+    glommio::spawn_local(async move {
+        loop {
+            let seen = p.log().watermarks().durable;
+            // Something past `seen` is written (or the log failed or
+            // closed), then it becomes durable.
+            p.log().wait_log_end_above(seen).await;
+            if p.leading() != Some(epoch) {
+                return;
+            }
+            match p.log().wait_durable(seen).await {
+                Ok(()) | Err(EngineError::Truncated) => {}
+                Err(_) => return,
+            }
+            if p.leading() != Some(epoch) {
+                return;
+            }
+            if let Err(e) = p.leader_durable() {
+                tracing::warn!(partition = %tp, error = %e, "the high watermark cannot move");
+                return;
+            }
+        }
+    })
+    .detach();
 }
 
 /// Removes a directory tree off the reactor thread.

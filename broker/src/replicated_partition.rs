@@ -29,6 +29,9 @@
 //! A batch the policy leaves alone is not looked into: the common case
 //! costs nothing here.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use bytes::BytesMut;
 use sluice_engine::batch::{self, BatchError};
 use sluice_engine::codec;
@@ -37,6 +40,8 @@ use sluice_engine::partition::{
     AppendInfo, HighWatermarkWait, Partition, ReadOptions, ReadOutcome, ReadUpper,
 };
 use sluice_engine::{LeaderEpoch, Offset, Result};
+
+use crate::roles::{ReplicaError, Role};
 
 /// Kafka's `acks` of a produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,15 +66,20 @@ impl Acks {
     }
 }
 
-/// A partition held by this broker.
+/// A partition held by this broker: its log and its role (`roles`).
+/// Cheap to clone within its shard; clones share the role.
 #[derive(Clone)]
 pub struct ReplicatedPartition {
-    log: Partition,
+    pub(crate) log: Partition,
+    pub(crate) role: Rc<RefCell<Role>>,
 }
 
 impl ReplicatedPartition {
     pub(crate) fn new(log: Partition) -> Self {
-        Self { log }
+        Self {
+            log,
+            role: Rc::default(),
+        }
     }
 
     /// The partition's log, for what replication does not change.
@@ -80,14 +90,36 @@ impl ReplicatedPartition {
     /// Validates and appends one batch produced by a client, as leader at
     /// `leader_epoch`; returns once its offsets are assigned. Await
     /// [`ReplicatedPartition::acknowledged`] for its acknowledgement.
+    /// Refused unless this broker leads at that epoch, and, for
+    /// `acks=all`, unless the ISR has at least `min.insync.replicas`
+    /// members (NOT_ENOUGH_REPLICAS).
     pub async fn append(
         &self,
         batch: BytesMut,
         leader_epoch: LeaderEpoch,
+        acks: Acks,
         now_ms: i64,
-    ) -> Result<AppendInfo> {
-        let batch = conform(batch, &self.log.config(), now_ms)?;
-        self.log.append(batch, leader_epoch, now_ms).await
+    ) -> std::result::Result<AppendInfo, ReplicaError> {
+        match self.leading() {
+            Some(e) if e == leader_epoch => {}
+            Some(e) if e.0 > leader_epoch.0 => {
+                return Err(ReplicaError::FencedLeaderEpoch {
+                    asked: leader_epoch.0,
+                    current: e.0,
+                })
+            }
+            _ => return Err(ReplicaError::NotLeader),
+        }
+        let config = self.log.config();
+        if acks == Acks::All {
+            let isr = self.isr().map_or(1, |isr| isr.len());
+            let needed = config.min_insync_replicas.max(1) as usize;
+            if isr < needed {
+                return Err(ReplicaError::NotEnoughReplicas { isr, needed });
+            }
+        }
+        let batch = conform(batch, &config, now_ms)?;
+        Ok(self.log.append(batch, leader_epoch, now_ms).await?)
     }
 
     /// Resolves once the batch ending at `last` is acknowledged as `acks`

@@ -7,8 +7,7 @@
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
-use sluice_replication::metadata::{Command, MetaError, MetadataState, Outcome};
-use sluice_replication::raft::client::Client;
+use sluice_replication::metadata::{Command, MetadataState, Outcome};
 
 use sluice_broker::partition_manager;
 use sluice_replication::raft::subscriber::Image;
@@ -18,21 +17,12 @@ use crate::config::BrokerConfig;
 /// How long a change may take to reach this broker's image.
 const IMAGE_WAIT: Duration = Duration::from_secs(10);
 
-/// A refusal: Kafka's error code and message.
-pub(crate) type Refusal = (i16, String);
+pub(crate) use sluice_broker::coordinator::Refusal;
 
 /// Proposes a command to the coordinator quorum off the shard's reactor
 /// thread. A refusal comes back as Kafka's error code and message.
 pub(crate) async fn propose(config: &BrokerConfig, command: Command) -> Result<Outcome, Refusal> {
-    let coordinators = config.coordinators.clone();
-    let outcome = glommio::executor()
-        .spawn_blocking(move || Client::new(coordinators).propose(command))
-        .await
-        .map_err(|e| (ResponseError::RequestTimedOut.code(), e.to_string()))?;
-    match outcome {
-        Outcome::Refused(MetaError { code, message }) => Err((code as i16, message)),
-        other => Ok(other),
-    }
+    sluice_broker::coordinator::propose(&config.coordinators, command).await
 }
 
 /// Waits (briefly) until this broker's image has applied `f`'s condition.

@@ -15,6 +15,12 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// `advertised.listeners`: the host and port clients are told.
     pub advertised: (String, u16),
+    /// `replication.listener`: where followers fetch from (its port is
+    /// known when the broker starts, never 0 here).
+    pub replication_listen: SocketAddr,
+    /// `replica.lag.time.max.ms`: an in-sync follower not caught up for
+    /// this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// `queued.max.request.bytes`: request bytes held at once by one shard,
@@ -77,6 +83,8 @@ impl BrokerConfig {
             broker_id,
             listen,
             advertised: (listen.ip().to_string(), listen.port()),
+            replication_listen: SocketAddr::new(listen.ip(), 0),
+            replica_lag_time_max_ms: 30_000,
             socket_request_max_bytes: 104_857_600,
             queued_max_request_bytes: 256 << 20,
             fetch_max_bytes: 57_671_680,

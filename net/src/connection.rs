@@ -103,7 +103,7 @@ pub(crate) async fn serve(ctx: Rc<Ctx>, stream: TcpStream) -> std::io::Result<()
 }
 
 /// `work`, or a `TimedOut` error saying `what` once `limit` has passed.
-async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Duration,
     what: &'static str,
     work: impl std::future::Future<Output = std::io::Result<T>>,
@@ -115,7 +115,7 @@ async fn within<T>(
     futures_lite::future::or(work, late).await
 }
 
-fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {

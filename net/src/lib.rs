@@ -33,7 +33,8 @@
 //!
 //! This crate offers [`shard_main`] (the per-shard task a broker runs),
 //! [`BrokerConfig`], and, for tools, fuzzers and benchmarks,
-//! [`decode_request`], the [`dispatch`] table and [`owner`].
+//! [`decode_request`], [`read_replication_frame`], the [`dispatch`] table
+//! and [`owner`].
 
 #![warn(unreachable_pub)]
 
@@ -48,6 +49,7 @@ mod frame;
 mod groups;
 mod handlers;
 mod producer_ids;
+mod replication;
 mod request;
 mod response;
 mod server;
@@ -56,6 +58,15 @@ pub use config::BrokerConfig;
 pub use connection::PIPELINE_DEPTH;
 pub use dispatch::{decode_request, Decoded};
 pub use server::{shard_main, Listening};
+
+/// Reads a replication protocol frame (the bytes after its length field)
+/// as a leader or follower would, for fuzzers: never panics, and an error
+/// is what closes the connection.
+pub fn read_replication_frame(frame: bytes::Bytes) -> Result<(), String> {
+    replication::protocol::read_any(frame)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
 
 /// The shard that owns a partition, for tools and tests.
 pub fn owner(tp: &sluice_engine::TopicPartition, shards: usize) -> usize {

@@ -82,6 +82,11 @@ pub(crate) struct Response {
 }
 
 impl Response {
+    /// A frame already whole in `pieces` (its length prefix included).
+    pub(crate) fn raw(pieces: Vec<Piece>) -> Response {
+        Response { pieces }
+    }
+
     /// The frame's bytes after its size prefix.
     #[cfg(test)]
     pub(crate) fn body_len(&self) -> usize {

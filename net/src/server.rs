@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
-use sluice_broker::partition_manager::PartitionManager;
+use sluice_broker::partition_manager::{PartitionManager, ReplicaSettings};
 use sluice_broker::router::{Mesh, Router};
 use sluice_broker::topic_config::TopicConfigs;
 use sluice_engine::shard::{ShardEnv, ShardMain};
@@ -22,7 +22,7 @@ use sluice_replication::raft::subscriber::Image;
 
 use crate::config::BrokerConfig;
 use crate::ctx::Ctx;
-use crate::{connection, fetch_session, groups, producer_ids};
+use crate::{connection, fetch_session, groups, producer_ids, replication};
 
 /// How many shards have bound their listener, and how many failed to.
 #[derive(Default)]
@@ -76,9 +76,14 @@ pub fn shard_main(
                 }
             };
             let configs = TopicConfigs::new(config.static_configs.clone());
-            let partitions =
-                PartitionManager::new(env.clone(), image.clone(), configs, config.broker_id);
+            let settings = ReplicaSettings {
+                broker_id: config.broker_id,
+                coordinators: config.coordinators.clone(),
+                lag_time_max_ms: config.replica_lag_time_max_ms as i64,
+            };
+            let partitions = PartitionManager::new(env.clone(), image.clone(), configs, settings);
             partitions.follow();
+            partitions.check_isrs();
             let groups =
                 groups::Coordinator::start(partitions.clone(), config.clone(), image.clone());
             let ctx = Rc::new(Ctx {
@@ -95,6 +100,8 @@ pub fn shard_main(
                 producer_ids: producer_ids::ProducerIds::default(),
             });
             Router::serve(receivers, ctx.clone());
+            glommio::spawn_local(replication::server::listen(ctx.clone())).detach();
+            glommio::spawn_local(replication::fetcher::run(ctx.clone())).detach();
             listen(ctx, ready).await;
         })
     });

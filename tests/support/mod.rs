@@ -61,8 +61,13 @@ impl Broker {
     /// `sluice broker`: broker `id`, data in `dir`, joining the coordinator
     /// quorum at `coordinators`.
     pub fn join(dir: &Path, id: i32, coordinators: &str) -> Broker {
+        Self::join_with(dir, id, coordinators, &[])
+    }
+
+    /// [`Broker::join`] with more flags.
+    pub fn join_with(dir: &Path, id: i32, coordinators: &str, extra: &[&str]) -> Broker {
         let port = free_port();
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "broker",
             "--broker-id",
             &id.to_string(),
@@ -76,6 +81,7 @@ impl Broker {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(
             &dir.with_extension("broker.log"),
             None,

@@ -54,6 +54,7 @@ use kafka_protocol::error::ResponseError;
 use records::{GroupValue, Key, MemberValue, OffsetValue};
 use sluice_broker::partition_manager::PartitionManager;
 use sluice_broker::replicated_partition::Acks;
+use sluice_broker::roles::ReplicaError;
 use sluice_engine::batch::build::{batch, Record};
 use sluice_engine::types::now_ms;
 use sluice_engine::{LeaderEpoch, TopicPartition};
@@ -566,7 +567,7 @@ impl Coordinator {
         }
         written.map_err(|e| {
             tracing::warn!(partition = p, error = %e, "could not write to __consumer_offsets");
-            match ResponseError::try_from_code(e.kafka_code() as i16) {
+            match ResponseError::try_from_code(e.code()) {
                 Some(ResponseError::NotLeaderOrFollower) => ResponseError::NotCoordinator.code(),
                 Some(
                     ResponseError::MessageTooLarge
@@ -582,7 +583,7 @@ impl Coordinator {
         &self,
         p: i32,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> Result<(), sluice_engine::EngineError> {
+    ) -> Result<(), ReplicaError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -607,7 +608,9 @@ impl Coordinator {
             });
             if bytes >= WRITE_BATCH_BYTES_MAX || records.peek().is_none() {
                 let b = BytesMut::from(&batch(&chunk, now)[..]);
-                let info = partition.append(b, LeaderEpoch(epoch), now).await?;
+                let info = partition
+                    .append(b, LeaderEpoch(epoch), Acks::All, now)
+                    .await?;
                 last = Some(info.last_offset);
                 chunk.clear();
                 bytes = 0;

@@ -19,6 +19,7 @@
 
 use std::rc::Rc;
 
+use sluice_broker::roles::ReplicaError;
 use sluice_engine::types::now_ms;
 
 use super::records::Key;
@@ -91,7 +92,7 @@ impl Coordinator {
 
     /// Appends partition `p`'s live state and moves its log start to it
     /// (see the module docs).
-    async fn rewrite(&self, p: i32) -> Result<(), sluice_engine::EngineError> {
+    async fn rewrite(&self, p: i32) -> Result<(), ReplicaError> {
         let gate = self.gate(p);
         let Ok(_closed) = gate.write().await else {
             return Ok(());

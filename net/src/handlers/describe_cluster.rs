@@ -35,7 +35,7 @@ async fn handle(
         if b.fenced && version < 2 {
             continue;
         }
-        let Some(e) = b.endpoints.first() else {
+        let Some(e) = b.client_endpoint() else {
             continue;
         };
         let mut d = DescribeClusterBroker::default();

@@ -56,7 +56,7 @@ async fn find(ctx: &Rc<Ctx>, key: &str, key_type: i8) -> (i16, i32, String, i32)
         let (host, port) = &ctx.config.advertised;
         return (0, leader, host.clone(), i32::from(*port));
     }
-    match state.brokers.get(&leader).and_then(|b| b.endpoints.first()) {
+    match state.brokers.get(&leader).and_then(|b| b.client_endpoint()) {
         Some(e) => (0, leader, e.host.clone(), i32::from(e.port)),
         None => none(ResponseError::CoordinatorNotAvailable.code()),
     }

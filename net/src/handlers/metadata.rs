@@ -106,7 +106,7 @@ async fn handle(ctx: &Rc<Ctx>, req: MetadataRequest, version: i16) -> MetadataRe
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let e = b.endpoints.first()?;
+            let e = b.client_endpoint()?;
             let mut mb = MetadataResponseBroker::default();
             mb.node_id = BrokerId(b.id);
             mb.host = StrBytes::from_string(e.host.clone());

@@ -91,9 +91,9 @@ async fn append(ctx: Rc<Ctx>, tp: TopicPartition, a: Append) -> Acknowledged {
             // partition, once decoded.
             let b = b.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
             let info = p
-                .append(b, LeaderEpoch(a.leader_epoch), now)
+                .append(b, LeaderEpoch(a.leader_epoch), a.acks, now)
                 .await
-                .map_err(|e| engine_code(&e))?;
+                .map_err(|e| e.code())?;
             first.get_or_insert(info);
             last = Some(info.last_offset);
         }

@@ -62,6 +62,24 @@ pub struct Broker {
     pub fenced: bool,
 }
 
+/// The listener clients use (`listeners`), registered first.
+pub const CLIENT_LISTENER: &str = "PLAINTEXT";
+/// The listener followers fetch from (`replication.listener`).
+pub const REPLICATION_LISTENER: &str = "REPLICATION";
+
+impl Broker {
+    /// Its endpoint of `listener`, if it registered one.
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.listener == listener)
+    }
+
+    /// The endpoint Kafka clients connect to.
+    pub fn client_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoint(CLIENT_LISTENER)
+            .or_else(|| self.endpoints.first())
+    }
+}
+
 /// One partition's replication state.
 #[derive(
     Archive,
