@@ -416,6 +416,7 @@ fn broker_settings(
     broker.default_replication_factor = s.default_replication_factor;
     broker.static_configs = s.log_defaults;
     broker.offsets_topic_num_partitions = s.offsets_topic_num_partitions;
+    broker.offsets_topic_replication_factor = s.offsets_topic_replication_factor;
     broker.offsets_retention_minutes = s.offsets_retention_minutes;
     broker.offsets_topic_segment_bytes = s.offsets_topic_segment_bytes;
     broker.offsets_retention_check_interval_ms = s.offsets_retention_check_interval_ms;
@@ -690,7 +691,7 @@ fn start(
             return std::process::ExitCode::FAILURE;
         }
     };
-    let coordinator = match membership.join(&|line| println!("sluice: {line}")) {
+    let mut coordinator = match membership.join(&|line| println!("sluice: {line}")) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -715,6 +716,7 @@ fn start(
     }
     if !listening.wait(config.shards, std::time::Duration::from_secs(30)) {
         eprintln!("sluice: cannot listen for Kafka clients on {listen} (see the log)");
+        coordinator.step_down();
         engine.stop();
         coordinator.leave();
         return std::process::ExitCode::FAILURE;
@@ -730,6 +732,7 @@ fn start(
     if let Some(sig) = signals.forever().next() {
         println!("sluice: signal {sig}: syncing and stopping");
     }
+    coordinator.step_down();
     engine.stop();
     coordinator.leave();
     println!("sluice: stopped cleanly");

@@ -23,6 +23,10 @@ use sluice_replication::raft::client::Client;
 use sluice_replication::raft::node::{self, NodeConfig, NodeHandle};
 use sluice_replication::raft::subscriber::{Image, Subscriber};
 
+/// The longest a controlled shutdown waits for its fence to reach this
+/// broker's metadata.
+pub const STEP_DOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// How this broker joins the cluster.
 pub struct Membership {
     pub broker_id: i32,
@@ -42,7 +46,8 @@ pub struct Membership {
 /// A broker registered in the cluster, until [`Member::leave`].
 pub struct Member {
     subscriber: Subscriber,
-    heartbeats: JoinHandle<()>,
+    /// Running until [`Member::step_down`].
+    heartbeats: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     node: Option<NodeHandle>,
     broker_id: i32,
@@ -90,7 +95,7 @@ impl Membership {
         self.wait_registered(&subscriber, epoch)?;
         Ok(Member {
             subscriber,
-            heartbeats,
+            heartbeats: Some(heartbeats),
             stop,
             node,
             broker_id: self.broker_id,
@@ -203,14 +208,21 @@ impl Member {
         self.epoch
     }
 
-    /// Stops heartbeating and shuts down in a controlled way: this
-    /// incarnation is fenced now, so that the next process registers at
-    /// once instead of waiting for the session. Then stops the embedded
-    /// quorum, if any.
-    pub fn leave(self) {
+    /// The first half of a controlled shutdown, while the broker still
+    /// serves: stops heartbeating (a heartbeat would unfence it again) and
+    /// has the coordinator fence this incarnation, which moves the
+    /// leadership of every partition it leads to another live member of
+    /// the partition's ISR and takes it out of the ISRs. Waits (at most
+    /// [`STEP_DOWN_WAIT`]) until this broker's own image shows it, so that
+    /// its shards step down and clients asking it are pointed at the new
+    /// leaders before it stops. The next process registers at once
+    /// instead of waiting for the session.
+    pub fn step_down(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if self.heartbeats.join().is_err() {
-            tracing::error!("the heartbeat thread panicked");
+        if let Some(h) = self.heartbeats.take() {
+            if h.join().is_err() {
+                tracing::error!("the heartbeat thread panicked");
+            }
         }
         let mut client = Client::new(self.coordinators.clone());
         client.timeout = Duration::from_secs(5);
@@ -220,6 +232,26 @@ impl Member {
         };
         if let Err(e) = client.propose(fence) {
             tracing::warn!(error = %e, "could not fence this broker on shutdown");
+            return;
+        }
+        let deadline = Instant::now() + STEP_DOWN_WAIT;
+        while Instant::now() < deadline {
+            let image = self.subscriber.current();
+            if image.brokers.get(&self.broker_id).is_none_or(|b| b.fenced) {
+                // The shards follow the image every few milliseconds.
+                std::thread::sleep(Duration::from_millis(50));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::warn!("the coordinator's fence did not reach this broker's metadata in time");
+    }
+
+    /// Stops following the metadata and the embedded quorum, if any; after
+    /// [`Member::step_down`] and after the shards have stopped.
+    pub fn leave(mut self) {
+        if self.heartbeats.is_some() {
+            self.step_down();
         }
         drop(self.subscriber);
         if let Some(node) = self.node {

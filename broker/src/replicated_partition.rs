@@ -41,7 +41,7 @@ use sluice_engine::partition::{
 };
 use sluice_engine::{LeaderEpoch, Offset, Result};
 
-use crate::roles::{ReplicaError, Role};
+use crate::roles::{ReplicaError, Role, Watchers};
 
 /// Kafka's `acks` of a produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +72,8 @@ impl Acks {
 pub struct ReplicatedPartition {
     pub(crate) log: Partition,
     pub(crate) role: Rc<RefCell<Role>>,
+    /// Who waits for the role to change (`RoleChange`).
+    pub(crate) watchers: Rc<RefCell<Watchers>>,
 }
 
 impl ReplicatedPartition {
@@ -79,6 +81,7 @@ impl ReplicatedPartition {
         Self {
             log,
             role: Rc::default(),
+            watchers: Rc::default(),
         }
     }
 
@@ -123,13 +126,30 @@ impl ReplicatedPartition {
     }
 
     /// Resolves once the batch ending at `last` is acknowledged as `acks`
-    /// asks: by the leader's durable copy, or by the high watermark.
-    pub async fn acknowledged(&self, acks: Acks, last: Offset) -> Result<()> {
-        match acks {
-            Acks::None => Ok(()),
-            Acks::Leader => self.log.wait_durable(last).await,
-            Acks::All => self.log.wait_acked(last).await,
-        }
+    /// asks: by the leader's durable copy, or by the high watermark. A
+    /// leader that loses its leadership meanwhile answers
+    /// NOT_LEADER_OR_FOLLOWER (Kafka's delayed produce does the same): the
+    /// client retries at the new leader, and an idempotent producer's
+    /// retry is recognised there if the batch made it.
+    pub async fn acknowledged(
+        &self,
+        acks: Acks,
+        last: Offset,
+    ) -> std::result::Result<(), ReplicaError> {
+        let epoch = self.leading();
+        let wait = async {
+            match acks {
+                Acks::None => Ok(()),
+                Acks::Leader => self.log.wait_durable(last).await,
+                Acks::All => self.log.wait_acked(last).await,
+            }
+            .map_err(ReplicaError::from)
+        };
+        let stepped_down = async {
+            self.role_change(epoch).await;
+            Err(ReplicaError::NotLeader)
+        };
+        futures_lite::future::or(wait, stepped_down).await
     }
 
     /// A consumer's read from `from`: whole batches below the high

@@ -32,6 +32,55 @@ use crate::isr::{self, Assignment, IsrChange};
 use crate::replicated_partition::ReplicatedPartition;
 use crate::truncation::{self, Step};
 
+/// Tasks waiting for a partition's role to change, by key; each removes
+/// its entry when dropped, so the table holds only live waits.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    next: u64,
+    wakers: std::collections::BTreeMap<u64, std::task::Waker>,
+}
+
+/// A wait until the partition no longer leads at `epoch`.
+struct RoleChange<'a> {
+    p: &'a ReplicatedPartition,
+    epoch: Option<LeaderEpoch>,
+    key: Option<u64>,
+}
+
+impl std::future::Future for RoleChange<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = &mut *self;
+        let mut w = this.p.watchers.borrow_mut();
+        if this.p.leading() != this.epoch {
+            if let Some(k) = this.key.take() {
+                w.wakers.remove(&k);
+            }
+            return std::task::Poll::Ready(());
+        }
+        let key = *this.key.get_or_insert_with(|| {
+            w.next += 1;
+            w.next
+        });
+        w.wakers.insert(key, cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for RoleChange<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            if let Ok(mut w) = self.p.watchers.try_borrow_mut() {
+                w.wakers.remove(&k);
+            }
+        }
+    }
+}
+
 /// What a partition is on this broker.
 #[derive(Debug, Default)]
 pub enum Role {
@@ -151,6 +200,28 @@ fn check_epoch(asked: LeaderEpoch, current: LeaderEpoch) -> Result<(), ReplicaEr
 }
 
 impl ReplicatedPartition {
+    /// Resolves once the partition no longer leads at `epoch` (`None`:
+    /// once it leads at all).
+    pub(crate) fn role_change(
+        &self,
+        epoch: Option<LeaderEpoch>,
+    ) -> impl std::future::Future<Output = ()> + '_ {
+        RoleChange {
+            p: self,
+            epoch,
+            key: None,
+        }
+    }
+
+    /// Sets the role and wakes whoever waits for it to change.
+    fn set_role(&self, role: Role) {
+        *self.role.borrow_mut() = role;
+        let wakers = std::mem::take(&mut self.watchers.borrow_mut().wakers);
+        for w in wakers.into_values() {
+            w.wake();
+        }
+    }
+
     /// The leader epoch this broker leads the partition at, if it does.
     pub fn leading(&self) -> Option<LeaderEpoch> {
         match &*self.role.borrow() {
@@ -204,13 +275,14 @@ impl ReplicatedPartition {
             self.log.set_commit_mode(CommitMode::Durable);
             tracing::debug!(partition = %tp, epoch = epoch.0, "leading, a single replica");
         }
-        *role = Role::Leader { epoch, isr };
+        drop(role);
+        self.set_role(Role::Leader { epoch, isr });
     }
 
     /// Makes this broker a follower of `leader` at `epoch`; it reconciles
     /// with the leader's log before fetching.
     pub fn become_follower(&self, leader: i32, epoch: LeaderEpoch) {
-        let mut role = self.role.borrow_mut();
+        let role = self.role.borrow();
         if let Role::Follower {
             leader: l,
             epoch: e,
@@ -223,16 +295,19 @@ impl ReplicatedPartition {
         }
         self.log.set_commit_mode(CommitMode::Replicated);
         tracing::info!(partition = %self.log.topic_partition(), leader, epoch = epoch.0, "following");
-        *role = Role::Follower {
+        drop(role);
+        self.set_role(Role::Follower {
             leader,
             epoch,
             reconciled: false,
-        };
+        });
     }
 
     /// Serves nothing (no leader in the metadata, or no longer a replica).
     pub fn step_down(&self) {
-        *self.role.borrow_mut() = Role::None;
+        if !matches!(*self.role.borrow(), Role::None) {
+            self.set_role(Role::None);
+        }
     }
 
     /// Answers a follower's fetch of this partition (module docs).

@@ -76,6 +76,8 @@ pub(crate) struct SessionPartition {
     pub partition: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the client believes current (KIP-320); -1: none.
+    pub current_leader_epoch: i32,
     /// Last sent; -1 before anything was sent (or after an error), so the
     /// next answer includes the partition.
     pub high_watermark: i64,
@@ -90,6 +92,7 @@ impl SessionPartition {
             partition,
             fetch_offset,
             max_bytes,
+            current_leader_epoch: -1,
             high_watermark: -1,
             last_stable: -1,
             log_start: -1,
@@ -168,6 +171,7 @@ impl Session {
                 Some(have) => {
                     have.fetch_offset = p.fetch_offset;
                     have.max_bytes = p.max_bytes;
+                    have.current_leader_epoch = p.current_leader_epoch;
                 }
                 None => {
                     self.order.push(key.clone());

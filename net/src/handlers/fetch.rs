@@ -32,7 +32,7 @@ use sluice_engine::{Offset, TopicPartition};
 use sluice_replication::metadata::MetadataState;
 use uuid::Uuid;
 
-use super::{engine_code, partition_error, topic_name};
+use super::{engine_code, epoch_error, new_leader, partition_error, topic_name};
 use crate::ctx::Ctx;
 use crate::fetch_session::{FetchContext, SessionPartition};
 use crate::request::{answer_later, body, Request, Serving};
@@ -197,12 +197,13 @@ fn resolve<'r>(
                 missing.push(p.partition);
                 continue;
             };
-            let sp = SessionPartition::new(
+            let mut sp = SessionPartition::new(
                 name.to_string(),
                 p.partition,
                 p.fetch_offset,
                 p.partition_max_bytes,
             );
+            sp.current_leader_epoch = p.current_leader_epoch;
             match seen.entry((name, p.partition)) {
                 std::collections::hash_map::Entry::Occupied(at) => asked[*at.get()] = sp,
                 std::collections::hash_map::Entry::Vacant(v) => {
@@ -420,7 +421,12 @@ async fn fetch_once(
         let ti = resp.responses.len() - 1;
         let tr = &mut resp.responses[ti];
         let mut pd = unanswered(p.partition);
-        match partition_error(&state, ctx.config.broker_id, &p.topic, p.partition) {
+        let error =
+            partition_error(&state, ctx.config.broker_id, &p.topic, p.partition).or_else(|| {
+                let current = state.topics[&p.topic].partitions[p.partition as usize].leader_epoch;
+                epoch_error(p.current_leader_epoch, current)
+            });
+        match error {
             Some(code) => pd.error_code = code,
             None => {
                 let tp = TopicPartition::new(p.topic.clone(), p.partition);
@@ -463,11 +469,45 @@ async fn fetch_once(
             Err(code) => pd.error_code = code,
         }
     }
+    point_to_leaders(&state, version, &mut resp);
     let answer = FetchAnswer {
         response: resp,
         records,
     };
     (answer, total, waits)
+}
+
+/// Names the current leader of each partition refused because it moved
+/// (KIP-951): in the partition from v12, its endpoint from v16.
+fn point_to_leaders(state: &MetadataState, version: i16, resp: &mut FetchResponse) {
+    if version < 12 {
+        return;
+    }
+    let mut endpoints = std::collections::BTreeMap::new();
+    for t in &mut resp.responses {
+        for pd in &mut t.partitions {
+            let Some(l) = new_leader(state, t.topic.0.as_str(), pd.partition_index, pd.error_code)
+            else {
+                continue;
+            };
+            pd.current_leader.leader_id = kafka_protocol::messages::BrokerId(l.id);
+            pd.current_leader.leader_epoch = l.epoch;
+            endpoints.insert(l.id, l);
+        }
+    }
+    if version >= 16 {
+        resp.node_endpoints = endpoints
+            .into_values()
+            .map(|l| {
+                let mut e = kafka_protocol::messages::fetch_response::NodeEndpoint::default();
+                e.node_id = kafka_protocol::messages::BrokerId(l.id);
+                e.host = kafka_protocol::protocol::StrBytes::from_string(l.host);
+                e.port = l.port;
+                e.rack = l.rack.map(kafka_protocol::protocol::StrBytes::from_string);
+                e
+            })
+            .collect();
+    }
 }
 
 /// A partition's entry before it is read: no offsets known.

@@ -100,6 +100,57 @@ pub(crate) fn refuse_transactions(api: &str, transactional_id: &str) -> i16 {
     ResponseError::TransactionalIdAuthorizationFailed.code()
 }
 
+/// The error for a client's `current_leader_epoch` (KIP-320) against the
+/// partition's: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH,
+/// -1 (not given) or equal none.
+pub(crate) fn epoch_error(asked: i32, current: i32) -> Option<i16> {
+    match asked {
+        e if e >= 0 && e < current => Some(ResponseError::FencedLeaderEpoch.code()),
+        e if e > current => Some(ResponseError::UnknownLeaderEpoch.code()),
+        _ => None,
+    }
+}
+
+/// Where a client refused with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH should go instead (KIP-951): the partition's
+/// current leader, its epoch and its client endpoint.
+pub(crate) struct NewLeader {
+    pub id: i32,
+    pub epoch: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The new leader of `topic`'s `partition` for an answer with `error`, if
+/// the error calls for one and the image knows a live leader.
+pub(crate) fn new_leader(
+    state: &MetadataState,
+    topic: &str,
+    partition: i32,
+    error: i16,
+) -> Option<NewLeader> {
+    let moved = error == ResponseError::NotLeaderOrFollower.code()
+        || error == ResponseError::FencedLeaderEpoch.code();
+    if !moved {
+        return None;
+    }
+    let p = state
+        .topics
+        .get(topic)?
+        .partitions
+        .get(usize::try_from(partition).ok()?)?;
+    let b = state.brokers.get(&p.leader).filter(|b| !b.fenced)?;
+    let e = b.client_endpoint()?;
+    Some(NewLeader {
+        id: p.leader,
+        epoch: p.leader_epoch,
+        host: e.host.clone(),
+        port: i32::from(e.port),
+        rack: b.rack.clone(),
+    })
+}
+
 pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }

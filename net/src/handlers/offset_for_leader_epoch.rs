@@ -48,11 +48,7 @@ async fn handle(ctx: &Rc<Ctx>, req: OffsetForLeaderEpochRequest) -> OffsetForLea
             let error =
                 partition_error(&state, ctx.config.broker_id, &name, p.partition).or_else(|| {
                     let current = state.topics[&name].partitions[p.partition as usize].leader_epoch;
-                    match p.current_leader_epoch {
-                        e if e >= 0 && e < current => Some(ResponseError::FencedLeaderEpoch.code()),
-                        e if e > current => Some(ResponseError::UnknownLeaderEpoch.code()),
-                        _ => None,
-                    }
+                    super::epoch_error(p.current_leader_epoch, current)
                 });
             let op = match error {
                 Some(code) => Err(code),

@@ -18,13 +18,18 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use sluice_broker::replicated_partition::Acks;
 use sluice_broker::router::Submitted as Routed;
 use sluice_engine::{LeaderEpoch, TopicPartition};
+use sluice_replication::metadata::MetadataState;
 
-use super::{engine_code, partition_error, topic_name};
+use super::{engine_code, new_leader, partition_error, topic_name};
 use crate::ctx::Ctx;
 use crate::request::{mismatch, Answering, Request, Serving};
 
@@ -104,9 +109,7 @@ async fn append(ctx: Rc<Ctx>, tp: TopicPartition, a: Append) -> Acknowledged {
     let acks = a.acks;
     Box::pin(async move {
         let (p, last, info) = appended?;
-        p.acknowledged(acks, last)
-            .await
-            .map_err(|e| engine_code(&e))?;
+        p.acknowledged(acks, last).await.map_err(|e| e.code())?;
         Ok(Produced {
             base_offset: info.base_offset.0,
             log_append_time: info.log_append_time,
@@ -117,6 +120,8 @@ async fn append(ctx: Rc<Ctx>, tp: TopicPartition, a: Append) -> Acknowledged {
 
 /// A produce whose appends are submitted.
 struct Submitted {
+    /// The image the request was checked against.
+    state: std::sync::Arc<MetadataState>,
     resp: ProduceResponse,
     slots: Vec<(usize, usize)>,
     work: Routed<Result<Produced, i16>>,
@@ -185,6 +190,7 @@ async fn submit(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Submitted {
         resp.responses.push(tr);
     }
     Submitted {
+        state,
         resp,
         slots,
         work: ctx.router.submit(ctx, ops, append).await,
@@ -196,6 +202,7 @@ impl Submitted {
     /// Waits for the appends to be acknowledged; the answer.
     async fn finish(self) -> ProduceResponse {
         let Submitted {
+            state,
             mut resp,
             slots,
             work,
@@ -216,8 +223,40 @@ impl Submitted {
                 None => pr.error_code = ResponseError::UnknownServerError.code(),
             }
         }
+        point_to_leaders(&state, version, &mut resp);
         resp
     }
+}
+
+/// Names the current leader of each partition refused with
+/// NOT_LEADER_OR_FOLLOWER, and its endpoint (KIP-951, v10+), so that the
+/// client retries there without a metadata round trip.
+fn point_to_leaders(state: &MetadataState, version: i16, resp: &mut ProduceResponse) {
+    if version < 10 {
+        return;
+    }
+    let mut endpoints = std::collections::BTreeMap::new();
+    for t in &mut resp.responses {
+        for pr in &mut t.partition_responses {
+            let Some(l) = new_leader(state, t.name.0.as_str(), pr.index, pr.error_code) else {
+                continue;
+            };
+            pr.current_leader.leader_id = BrokerId(l.id);
+            pr.current_leader.leader_epoch = l.epoch;
+            endpoints.insert(l.id, l);
+        }
+    }
+    resp.node_endpoints = endpoints
+        .into_values()
+        .map(|l| {
+            let mut e = NodeEndpoint::default();
+            e.node_id = BrokerId(l.id);
+            e.host = StrBytes::from_string(l.host);
+            e.port = l.port;
+            e.rack = l.rack.map(StrBytes::from_string);
+            e
+        })
+        .collect();
 }
 
 /// Splits produced records into batches: `baseOffset(8) batchLength(4) …`.
