@@ -73,6 +73,8 @@ pub struct Settings {
     pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`.
+    pub offsets_topic_replication_factor: i16,
     pub offsets_retention_minutes: i64,
     pub offsets_topic_segment_bytes: i64,
     pub offsets_retention_check_interval_ms: u64,
@@ -107,6 +109,7 @@ const KNOWN: &[&str] = &[
     "connections.max.idle.ms",
     "log.retention.check.interval.ms",
     "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
@@ -281,6 +284,8 @@ impl Settings {
             },
             connections_max_idle_ms: num("connections.max.idle.ms", 600_000, 1)? as u64,
             retention_check_interval_ms: num("log.retention.check.interval.ms", 300_000, 1)? as u64,
+            offsets_topic_replication_factor: num("offsets.topic.replication.factor", 3, 1)?
+                .min(i64::from(i16::MAX)) as i16,
             offsets_topic_num_partitions: num("offsets.topic.num.partitions", 50, 1)?
                 .min(i64::from(i32::MAX)) as i32,
             // 0 (Kafka: at least 1) expires offsets of empty groups at once.

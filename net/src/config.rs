@@ -53,6 +53,9 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
     /// when it is created.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of each partition of
+    /// `__consumer_offsets` when it is created, at most the live brokers.
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: i64,
     /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets`
@@ -98,6 +101,7 @@ impl BrokerConfig {
             default_replication_factor: -1,
             static_configs: Default::default(),
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
             offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_check_interval_ms: 600_000,

@@ -231,6 +231,8 @@ pub(crate) struct Coordinator {
     image: Image,
     limits: Limits,
     parts: RefCell<HashMap<i32, Part>>,
+    /// The leader epoch each partition's groups were loaded under.
+    loaded_at: RefCell<HashMap<i32, i32>>,
     upkeep: RefCell<HashMap<i32, Upkeep>>,
     joins: RefCell<HashMap<(String, String), oneshot::Sender<JoinResult>>>,
     syncs: RefCell<HashMap<(String, String), oneshot::Sender<SyncResult>>>,
@@ -257,6 +259,7 @@ impl Coordinator {
             image,
             limits,
             parts: RefCell::new(HashMap::new()),
+            loaded_at: RefCell::new(HashMap::new()),
             upkeep: RefCell::new(HashMap::new()),
             joins: RefCell::new(HashMap::new()),
             syncs: RefCell::new(HashMap::new()),
@@ -440,6 +443,13 @@ impl Coordinator {
             self.parts.borrow_mut().remove(&p);
             return Err(ResponseError::NotCoordinator.code());
         }
+        // Groups loaded under an earlier leadership may be stale: another
+        // broker coordinated them meanwhile. They are loaded again.
+        let epoch = part.leader_epoch;
+        if self.loaded_at.borrow().get(&p).is_some_and(|e| *e != epoch) {
+            self.parts.borrow_mut().remove(&p);
+        }
+        self.loaded_at.borrow_mut().insert(p, epoch);
         match self.parts.borrow().get(&p) {
             Some(Part::Loaded(_)) => return Ok(()),
             Some(Part::Loading) => return Err(ResponseError::CoordinatorLoadInProgress.code()),

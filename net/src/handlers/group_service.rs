@@ -16,6 +16,33 @@ use crate::ctx::Ctx;
 use crate::groups::records::STORED_STRING_LEN_MAX;
 use crate::groups::{partition_for, Op, Reply, OFFSETS_TOPIC};
 
+/// `offsets.topic.replication.factor`, at most the live brokers. Kafka's
+/// KRaft mode refuses to create the topic until that many brokers are up,
+/// and every group request waits meanwhile; Sluice creates it with the
+/// brokers it has and says so, so that a cluster smaller than the setting
+/// (the single-node default among them) serves groups at once. A topic's
+/// replication factor can be raised later by reassignment.
+fn offsets_replication_factor(ctx: &Ctx) -> i16 {
+    let want = ctx.config.offsets_topic_replication_factor.max(1);
+    let live = ctx
+        .image
+        .load()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .count()
+        .max(1);
+    let rf = (want as usize).min(live) as i16;
+    if rf < want {
+        tracing::warn!(
+            wanted = want,
+            live,
+            "creating __consumer_offsets with fewer replicas than offsets.topic.replication.factor: not that many live brokers"
+        );
+    }
+    rf
+}
+
 /// The partition count of `__consumer_offsets`, created as an internal,
 /// compacted topic with `offsets.topic.num.partitions` partitions if it
 /// does not exist yet.
@@ -26,7 +53,7 @@ pub(crate) async fn offsets_partitions(ctx: &Ctx) -> Result<i32, i16> {
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: ctx.config.offsets_topic_num_partitions,
-        replication_factor: -1,
+        replication_factor: offsets_replication_factor(ctx),
         assignment: Vec::new(),
         configs: vec![
             ("cleanup.policy".to_string(), "compact".to_string()),
