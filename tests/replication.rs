@@ -281,3 +281,252 @@ fn produce_one(
         .map(|_| ())
         .map_err(|(e, _)| format!("{e:?}"))
 }
+
+/// A follower asked to produce points at the leader (KIP-951), and a
+/// fetch with a stale or future `current_leader_epoch` is refused as
+/// KIP-320 says.
+#[test]
+fn given_a_non_leader_it_names_the_leader_and_epochs_are_checked_on_fetch() {
+    use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (_quorum, quorum) = coordinator(dir.path());
+    let brokers: Vec<Broker> = (1..=2).map(|id| broker(dir.path(), id, &quorum)).collect();
+    let all = format!("{},{}", brokers[0].bootstrap, brokers[1].bootstrap);
+    let (rt, admin, opts) = admin_client(&all);
+    let topic = NewTopic::new("pointed", 1, TopicReplication::Fixed(2));
+    let r = rt.block_on(admin.create_topics(&[topic], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let (leader, _) = wait_for(&all, "pointed", "two in sync", |l, isr| {
+        l > 0 && isr == [1, 2]
+    });
+    let follower = &brokers[if leader == 1 { 1 } else { 0 }];
+    let mut s = std::net::TcpStream::connect(&follower.bootstrap).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let records = support::raw::batch(&[b"v".to_vec()]);
+    let ResponseKind::Produce(r) = support::call(
+        &mut s,
+        ApiKey::Produce,
+        10,
+        support::raw::produce("pointed", 0, -1, records),
+    ) else {
+        panic!("not a produce response");
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(p.current_leader.leader_id.0, leader);
+    let leading = &brokers[leader as usize - 1].bootstrap;
+    let port: i32 = leading.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert!(
+        r.node_endpoints
+            .iter()
+            .any(|e| e.node_id.0 == leader && e.port == port),
+        "{:?}",
+        r.node_endpoints
+    );
+    // The leader steps down; the new leader fetches at its own epoch, and
+    // refuses the old one (FENCED_LEADER_EPOCH) and one never given
+    // (UNKNOWN_LEADER_EPOCH).
+    let old_epoch = p.current_leader.leader_epoch;
+    let mut brokers: Vec<Option<Broker>> = brokers.into_iter().map(Some).collect();
+    brokers[leader as usize - 1].take().unwrap().stop();
+    let survivor = brokers.iter().flatten().next().unwrap().bootstrap.clone();
+    let (new_leader, _) = wait_for(&survivor, "pointed", "a new leader", |l, _| {
+        l > 0 && l != leader
+    });
+    let mut s = std::net::TcpStream::connect(&survivor).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let epoch = old_epoch + 1;
+    for (asked, want) in [(epoch, 0), (old_epoch, 74), (epoch + 1, 75)] {
+        let mut req = support::raw::fetch("pointed", 0, 0, 0, 1 << 20);
+        req.topics[0].partitions[0].current_leader_epoch = asked;
+        let ResponseKind::Fetch(f) =
+            support::call(&mut s, ApiKey::Fetch, 12, RequestKind::Fetch(req))
+        else {
+            panic!("not a fetch response");
+        };
+        let pd = &f.responses[0].partitions[0];
+        assert_eq!(pd.error_code, want, "epoch {asked} at broker {new_leader}");
+    }
+}
+
+/// A leader stopped with SIGTERM hands its partitions over first: an
+/// idempotent acks=all producer writing through the stop sees no failed
+/// record, and every record is there afterwards.
+#[test]
+fn given_a_leader_stopped_with_sigterm_producers_see_no_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_quorum, quorum) = coordinator(dir.path());
+    let mut brokers: Vec<Option<Broker>> = (1..=3)
+        .map(|id| Some(broker(dir.path(), id, &quorum)))
+        .collect();
+    let all: String = brokers
+        .iter()
+        .flatten()
+        .map(|b| b.bootstrap.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (rt, admin, opts) = admin_client(&all);
+    let topic =
+        NewTopic::new("handover", 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    let r = rt.block_on(admin.create_topics(&[topic], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let (leader, _) = wait_for(&all, "handover", "three in sync", |l, isr| {
+        l > 0 && isr == [1, 2, 3]
+    });
+    let writer = {
+        let all = all.clone();
+        std::thread::spawn(move || produce_paced(&all, "handover", 3000))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    brokers[leader as usize - 1].take().unwrap().stop();
+    let (acked, failed) = writer.join().unwrap();
+    assert_eq!(failed, 0, "records failed across the handover");
+    assert_eq!(acked.len(), 3000);
+    let survivors: String = brokers
+        .iter()
+        .flatten()
+        .map(|b| b.bootstrap.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let got: BTreeSet<String> = consume_all(&survivors, "handover", acked.len())
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|v| !got.contains(*v)).collect();
+    assert!(lost.is_empty(), "{} lost", lost.len());
+}
+
+/// Produces `n` records one millisecond apart with an idempotent acks=all
+/// producer; the values acknowledged and the count of records that failed.
+fn produce_paced(bootstrap: &str, topic: &str, n: usize) -> (BTreeSet<String>, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let value = format!("h{i}");
+        let record = FutureRecord::<(), String>::to(topic)
+            .payload(&value)
+            .partition(0);
+        let f = p.send_result(record).map_err(|(e, _)| e).unwrap();
+        pending.push((value, f));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut acked = BTreeSet::new();
+    let mut failed = 0;
+    for (value, f) in pending {
+        match rt.block_on(f) {
+            Ok(Ok(_)) => {
+                acked.insert(value);
+            }
+            _ => failed += 1,
+        }
+    }
+    (acked, failed)
+}
+
+/// `__consumer_offsets` is replicated (offsets.topic.replication.factor,
+/// 3 by default): when the group's coordinator is killed with SIGKILL, a
+/// survivor leads its partition, loads the group and answers its
+/// committed offsets.
+#[test]
+fn given_the_group_coordinator_killed_committed_offsets_survive() {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, RequestKind, ResponseKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (_quorum, quorum) = coordinator(dir.path());
+    let mut brokers: Vec<Option<Broker>> = (1..=3)
+        .map(|id| Some(broker(dir.path(), id, &quorum)))
+        .collect();
+    let list = |brokers: &[Option<Broker>]| {
+        brokers
+            .iter()
+            .flatten()
+            .map(|b| b.bootstrap.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let all = list(&brokers);
+    let (rt, admin, opts) = admin_client(&all);
+    let topic = NewTopic::new("events", 1, TopicReplication::Fixed(3));
+    let r = rt.block_on(admin.create_topics(&[topic], &opts)).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    wait_for(&all, "events", "three in sync", |l, isr| {
+        l > 0 && isr == [1, 2, 3]
+    });
+    produce(&all, "events", (0..100).map(|i| format!("e{i}")));
+
+    // A group consumes everything and commits.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &all)
+        .set("group.id", "survivors")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["events"]).unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 100 && Instant::now() < deadline {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(200)) {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 100);
+    c.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    drop(c);
+
+    // Which broker coordinates the group; kill it.
+    let mut req = FindCoordinatorRequest::default();
+    req.key = kafka_protocol::protocol::StrBytes::from_static_str("survivors");
+    let first = brokers.iter().flatten().next().unwrap().bootstrap.clone();
+    let mut s = std::net::TcpStream::connect(first).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let ResponseKind::FindCoordinator(f) = support::call(
+        &mut s,
+        ApiKey::FindCoordinator,
+        2,
+        RequestKind::FindCoordinator(req),
+    ) else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_eq!(f.error_code, 0);
+    let victim = f.node_id.0;
+    brokers[victim as usize - 1] = None;
+
+    // The group's offsets, from whichever survivor now coordinates it.
+    let survivors = list(&brokers);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &survivors)
+        .set("group.id", "survivors")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("events", 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let committed = loop {
+        match c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(t) => {
+                let o = t.find_partition("events", 0).unwrap().offset();
+                if o == Offset::Offset(100) || Instant::now() > deadline {
+                    break o;
+                }
+            }
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        committed,
+        Offset::Offset(100),
+        "coordinator {victim} was killed"
+    );
+}
