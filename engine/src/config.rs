@@ -195,7 +195,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
     topic("message.timestamp.type", Str, Valid::OneOf(TIMESTAMP_TYPES), "CreateTime", true),
     topic("min.cleanable.dirty.ratio", Double, Valid::Ratio, "0.5", false),
     topic("min.compaction.lag.ms", Long, Valid::AtLeast(0), "0", false),
-    topic("min.insync.replicas", Int, Valid::AtLeast(1), "1", false),
+    topic("min.insync.replicas", Int, Valid::AtLeast(1), "1", true),
     topic("preallocate", Boolean, Valid::Any, "false", false),
     topic("remote.log.copy.disable", Boolean, Valid::Any, "false", false),
     topic("remote.log.delete.on.disable", Boolean, Valid::Any, "false", false),
@@ -206,7 +206,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
     topic("segment.index.bytes", Int, Valid::AtLeast(4), "10485760", true),
     topic("segment.jitter.ms", Long, Valid::AtLeast(0), "0", false),
     topic("segment.ms", Long, Valid::AtLeast(1), "604800000", true),
-    topic("unclean.leader.election.enable", Boolean, Valid::Any, "false", false),
+    topic("unclean.leader.election.enable", Boolean, Valid::Any, "false", true),
 ];
 
 /// The topic-level key names, in [`TOPIC_KEYS`]' order.
@@ -541,9 +541,10 @@ pub struct LogConfig {
     /// Not in effect yet: `segment.jitter.ms`, `preallocate`.
     pub segment_jitter_ms: i64,
     pub preallocate: bool,
-    /// Not in effect yet (one replica per partition):
-    /// `min.insync.replicas`, `unclean.leader.election.enable` and the
-    /// replication throttles.
+    /// `min.insync.replicas` (acks=all below it: NOT_ENOUGH_REPLICAS) and
+    /// `unclean.leader.election.enable` (the coordinator reads it from the
+    /// topic's stored configs); the replication throttles are not in
+    /// effect yet.
     pub min_insync_replicas: i32,
     pub unclean_leader_election_enable: bool,
     pub leader_replication_throttled_replicas: Arc<str>,

@@ -161,6 +161,50 @@ fn fencing_moves_leadership_and_a_new_incarnation_comes_back() {
     assert_eq!(code(&out[0]), Some(ErrorCode::DuplicateBrokerRegistration));
 }
 
+/// A partition whose ISR has shrunk to its leader: when the leader is
+/// fenced, it is left without a leader unless the topic allows an unclean
+/// election, which picks a live replica outside the ISR and makes it the
+/// whole ISR.
+#[test]
+fn only_an_unclean_election_picks_a_leader_outside_the_isr() {
+    for (unclean, want_leader) in [(false, false), (true, true)] {
+        let mut s = cluster();
+        let mut create = topic("t", 1, 1, 2);
+        if let Command::CreateTopic { configs, .. } = &mut create {
+            configs.push(("unclean.leader.election.enable".into(), unclean.to_string()));
+        }
+        run(&mut s, &[create]);
+        let p = s.topics["t"].partitions[0].clone();
+        let (leader, other) = (
+            p.leader,
+            *p.replicas.iter().find(|r| **r != p.leader).unwrap(),
+        );
+        // The leader shrinks the ISR to itself.
+        let shrink = Command::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker: leader,
+            broker_epoch: s.brokers[&leader].epoch,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: vec![leader],
+        };
+        let fence = Command::FenceBroker {
+            id: leader,
+            epoch: s.brokers[&leader].epoch,
+        };
+        run(&mut s, &[shrink, fence]);
+        let p = &s.topics["t"].partitions[0];
+        if want_leader {
+            assert_eq!((p.leader, p.isr.clone()), (other, vec![other]), "unclean");
+        } else {
+            assert_eq!(p.leader, -1, "a clean election only");
+            assert_eq!(p.isr, vec![leader]);
+        }
+        check_invariants(&s);
+    }
+}
+
 #[test]
 fn alter_partition_checks_epochs_and_eligibility() {
     let mut s = cluster();

@@ -96,7 +96,11 @@ impl MetadataState {
     }
 
     /// Takes a broker out of leadership and out of every ISR it is not the
-    /// last member of; partitions it led get the next live ISR member.
+    /// last member of; partitions it led get the next live ISR member, or,
+    /// when none is live and the topic allows an unclean election
+    /// (`unclean.leader.election.enable`), any live replica, which becomes
+    /// the whole ISR (Kafka's unclean election: what only the old ISR had
+    /// is lost, knowingly).
     fn fence(&mut self, id: i32) {
         let live: Vec<i32> = self
             .brokers
@@ -107,7 +111,12 @@ impl MetadataState {
         if let Some(b) = self.brokers.get_mut(&id) {
             b.fenced = true;
         }
+        let cluster_unclean = unclean(&self.cluster_configs);
         for t in self.topics.values_mut() {
+            let allow_unclean = t
+                .configs
+                .get(UNCLEAN)
+                .map_or(cluster_unclean, |v| v == "true");
             for p in &mut t.partitions {
                 let mut changed = false;
                 if p.isr.len() > 1 && p.isr.contains(&id) {
@@ -115,13 +124,28 @@ impl MetadataState {
                     changed = true;
                 }
                 if p.leader == id {
-                    let next = p
+                    let clean = p
                         .replicas
                         .iter()
                         .copied()
-                        .find(|r| *r != id && p.isr.contains(r) && live.contains(r))
-                        .unwrap_or(NO_LEADER);
-                    p.leader = next;
+                        .find(|r| *r != id && p.isr.contains(r) && live.contains(r));
+                    let unclean = || {
+                        p.replicas
+                            .iter()
+                            .copied()
+                            .find(|r| *r != id && live.contains(r))
+                    };
+                    p.leader = match clean {
+                        Some(r) => r,
+                        None if allow_unclean => match unclean() {
+                            Some(r) => {
+                                p.isr = vec![r];
+                                r
+                            }
+                            None => NO_LEADER,
+                        },
+                        None => NO_LEADER,
+                    };
                     p.leader_epoch += 1;
                     changed = true;
                 }
@@ -133,19 +157,50 @@ impl MetadataState {
     }
 
     /// A broker back in service leads the leaderless partitions whose ISR
-    /// it is in.
+    /// it is in, and, where the topic allows an unclean election, those
+    /// whose ISR has no live member it is a replica of.
     fn unfence(&mut self, id: i32) {
         if let Some(b) = self.brokers.get_mut(&id) {
             b.fenced = false;
         }
+        let live: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        let cluster_unclean = unclean(&self.cluster_configs);
         for t in self.topics.values_mut() {
+            let allow_unclean = t
+                .configs
+                .get(UNCLEAN)
+                .map_or(cluster_unclean, |v| v == "true");
             for p in &mut t.partitions {
-                if p.leader == NO_LEADER && p.isr.contains(&id) {
-                    p.leader = id;
-                    p.leader_epoch += 1;
-                    p.partition_epoch += 1;
+                if p.leader != NO_LEADER {
+                    continue;
                 }
+                if p.isr.contains(&id) {
+                    p.leader = id;
+                } else if allow_unclean
+                    && p.replicas.contains(&id)
+                    && !p.isr.iter().any(|r| live.contains(r))
+                {
+                    p.leader = id;
+                    p.isr = vec![id];
+                } else {
+                    continue;
+                }
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
             }
         }
     }
+}
+
+/// The topic (or cluster-wide) config that allows an unclean election.
+const UNCLEAN: &str = "unclean.leader.election.enable";
+
+/// Whether `configs` allow an unclean leader election.
+fn unclean(configs: &std::collections::BTreeMap<String, String>) -> bool {
+    configs.get(UNCLEAN).is_some_and(|v| v == "true")
 }
