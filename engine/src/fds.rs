@@ -27,6 +27,14 @@ use std::rc::{Rc, Weak};
 
 /// Holders in use a charge skips before it gives up making room.
 const BUSY_SKIPS_MAX: usize = 16;
+/// How often an open waiting for room looks again without being told.
+const ADMISSION_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+/// The longest an open waits for room.
+const ADMISSION_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// Budgets below this never make an open wait: an active partition alone
+/// holds up to 8 (its writer, its active segment's files, one segment a
+/// read opened), and a waiting open may hold them itself.
+pub const WAITING_BUDGET_MIN: usize = 16;
 
 /// Something holding descriptors that can close them when idle.
 pub(crate) trait Holder {
@@ -45,6 +53,12 @@ pub struct FdBudget {
     lru: RefCell<BTreeMap<u64, Weak<dyn Holder>>>,
     /// Holders closed to make room since the shard started.
     closed: Cell<u64>,
+    /// Opens that wait for room take turns (`charge_waiting`).
+    admission: glommio::sync::Semaphore,
+    /// The open whose turn it is, waiting for room, and whether room may
+    /// have been made since it last looked.
+    waiter: RefCell<Option<std::task::Waker>>,
+    released: Cell<bool>,
 }
 
 impl FdBudget {
@@ -56,6 +70,9 @@ impl FdBudget {
             tick: Cell::new(0),
             lru: RefCell::new(BTreeMap::new()),
             closed: Cell::new(0),
+            admission: glommio::sync::Semaphore::new(1),
+            waiter: RefCell::new(None),
+            released: Cell::new(false),
         })
     }
 
@@ -106,6 +123,68 @@ impl FdBudget {
     /// next charges bring back down (thousands of partitions writing at
     /// once would otherwise make each charge walk all of them).
     pub(crate) fn charge(self: &Rc<Self>, n: usize) -> Charge {
+        self.make_room(n);
+        self.take(n)
+    }
+
+    /// Like [`FdBudget::charge`], but an open that would go over the budget
+    /// waits, in arrival order, until holders in use give their
+    /// descriptors back or become idle, so that however many partitions
+    /// become active at once, they never hold more than the budget (plus
+    /// what opens that may not wait take). Only opens made while nothing
+    /// else of the caller is held may wait: a parked writer opened again,
+    /// a read opening a segment's files.
+    ///
+    /// A budget below [`WAITING_BUDGET_MIN`] never waits (a caller may hold
+    /// that many itself), and no open waits longer than
+    /// [`ADMISSION_WAIT_MAX`]: past it, it goes over the budget and says so.
+    pub(crate) async fn charge_waiting(self: &Rc<Self>, n: usize) -> Charge {
+        if self.max.get() < WAITING_BUDGET_MIN
+            || (self.admission.available() > 0 && self.make_room(n))
+        {
+            return self.charge(n);
+        }
+        let Ok(_turn) = self.admission.acquire_permit(1).await else {
+            unreachable!("the admission semaphore is never closed");
+        };
+        let deadline = std::time::Instant::now() + ADMISSION_WAIT_MAX;
+        while !self.make_room(n) {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    open = self.open.get(),
+                    max = self.max.get(),
+                    "segment descriptors in use stayed above the budget for {ADMISSION_WAIT_MAX:?}: going over it"
+                );
+                break;
+            }
+            let released = futures_lite::future::poll_fn(|cx| {
+                if self.released.take() {
+                    return std::task::Poll::Ready(());
+                }
+                *self.waiter.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            });
+            // Holders become idle without a word (a read drops its
+            // handles): look again now and then.
+            futures_lite::future::or(released, glommio::timer::sleep(ADMISSION_RETRY)).await;
+        }
+        self.take(n)
+    }
+
+    /// Tells a waiting open that descriptors were given back or a holder
+    /// became idle.
+    pub fn notify(&self) {
+        self.released.set(true);
+        if let Some(w) = self.waiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Closes idle holders, least recently used first, until `n` more
+    /// descriptors fit or [`BUSY_SKIPS_MAX`] holders were in use; whether
+    /// they fit (always, when nothing is open: a budget smaller than one
+    /// open is exceeded by that open alone, not waited for forever).
+    fn make_room(&self, n: usize) -> bool {
         let mut busy = 0;
         while self.open.get() + n > self.max.get() && busy < BUSY_SKIPS_MAX {
             let Some((_, holder)) = self.lru.borrow_mut().pop_first() else {
@@ -121,6 +200,10 @@ impl FdBudget {
                 self.touch(h.lru_key(), holder);
             }
         }
+        self.open.get() + n <= self.max.get() || self.open.get() == 0
+    }
+
+    fn take(self: &Rc<Self>, n: usize) -> Charge {
         self.open.set(self.open.get() + n);
         Charge {
             budget: self.clone(),
@@ -135,11 +218,24 @@ pub(crate) struct Charge {
     n: usize,
 }
 
+impl Charge {
+    /// Takes `n` of the charged descriptors into a charge of their own.
+    pub(crate) fn split(&mut self, n: usize) -> Charge {
+        assert!(n <= self.n, "a split takes at most what was charged");
+        self.n -= n;
+        Charge {
+            budget: self.budget.clone(),
+            n,
+        }
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         let open = self.budget.open.get();
         debug_assert!(open >= self.n, "charges are given back once");
         self.budget.open.set(open - self.n);
+        self.budget.notify();
     }
 }
 

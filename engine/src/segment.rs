@@ -224,11 +224,6 @@ impl Segment {
         }
     }
 
-    /// The shard's descriptor budget.
-    pub(crate) fn fds(&self) -> &Rc<FdBudget> {
-        &self.fds
-    }
-
     /// Whether the files are open now.
     pub fn files_open(&self) -> bool {
         self.files.borrow().is_some()
@@ -258,10 +253,25 @@ impl Segment {
     /// retention removed while a read held it is found under its
     /// `.deleted` name until it is deleted.
     pub async fn handles(self: &Rc<Self>) -> Result<FileHandles> {
+        self.open_handles(true).await
+    }
+
+    /// [`Segment::handles`] for recovery, whose partition is not in the
+    /// budget's order yet (its writer cannot be parked): never waits for
+    /// room, which its own descriptors could keep from coming.
+    pub(crate) async fn handles_recovering(self: &Rc<Self>) -> Result<FileHandles> {
+        self.open_handles(false).await
+    }
+
+    async fn open_handles(self: &Rc<Self>, wait: bool) -> Result<FileHandles> {
         if let Some(h) = self.held() {
             return Ok(h);
         }
-        let charge = self.fds.charge(2);
+        let charge = if wait {
+            self.fds.charge_waiting(2).await
+        } else {
+            self.fds.charge(2)
+        };
         let dma = match io::open_read(&self.log_path).await {
             Err(EngineError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -295,11 +305,10 @@ impl Segment {
     }
 
     /// Opens the log for writing (creating it with `create`) and makes it
-    /// the segment's open log.
-    async fn open_for_writing(self: &Rc<Self>, create: bool) -> Result<Rc<DmaFile>> {
-        let charge = self.fds.charge(2);
+    /// the segment's open log, its two descriptors charged as `fds`.
+    async fn open_for_writing(self: &Rc<Self>, create: bool, fds: Charge) -> Result<Rc<DmaFile>> {
         let dma = Rc::new(io::open(&self.log_path, create).await?);
-        self.install(dma.clone(), charge)?;
+        self.install(dma.clone(), fds)?;
         Ok(dma)
     }
 
@@ -459,9 +468,9 @@ impl Segment {
     ) -> Result<(Rc<Segment>, Option<SegmentWriter>, Vec<(i32, i64)>)> {
         let seg = Rc::new(Segment::new(dir, base, config, now_ms, fds));
         let dma = if active {
-            seg.open_for_writing(false).await?
+            seg.open_for_writing(false, fds.charge(2)).await?
         } else {
-            seg.handles().await?.dma
+            seg.handles_recovering().await?.dma
         };
         let file_len = dma
             .file_size()
@@ -604,7 +613,9 @@ impl Segment {
         } else if report.torn_bytes > 0 {
             tracing::debug!(path = %seg.log_path.display(), bytes = report.torn_bytes, "dropping block padding");
         }
-        let mut writer = SegmentWriter::attach(seg.clone(), dma, report.valid_end).await?;
+        let index_fds = fds.charge(2);
+        let mut writer =
+            SegmentWriter::attach(seg.clone(), dma, report.valid_end, index_fds).await?;
         // Cut the torn tail (and block padding) so that later appends never
         // sit after garbage, and make what recovery kept durable.
         writer.log.finish().await?;
@@ -750,27 +761,33 @@ impl SegmentWriter {
     /// Opens the log of a segment to be written from its start (creating
     /// it with `create`) and its index files.
     async fn start(seg: Rc<Segment>, create: bool) -> Result<Self> {
-        let dma = seg.open_for_writing(create).await?;
-        Self::attach(seg, dma, 0).await
+        let dma = seg.open_for_writing(create, seg.fds.charge(2)).await?;
+        let index_fds = seg.fds.charge(2);
+        Self::attach(seg, dma, 0, index_fds).await
     }
 
     /// Makes a closed segment the active one again (truncation cut into it).
     pub async fn reopen(seg: Rc<Segment>) -> Result<Self> {
         let len = seg.meta.borrow().size;
-        Self::reopen_at(seg, len).await
+        let dma = seg.open_for_writing(false, seg.fds.charge(2)).await?;
+        let index_fds = seg.fds.charge(2);
+        Self::attach(seg, dma, len, index_fds).await
     }
 
     /// Opens the writer of the active segment again, whose log holds
     /// `log_len` bytes of data (its writer was closed to make room for
-    /// other descriptors, after everything was written and synced).
+    /// other descriptors, after everything was written and synced). Waits
+    /// for room in the descriptor budget: the writer holds nothing yet.
     pub async fn reopen_at(seg: Rc<Segment>, log_len: u64) -> Result<Self> {
-        let dma = seg.open_for_writing(false).await?;
-        Self::attach(seg, dma, log_len).await
+        let mut fds = seg.fds.charge_waiting(4).await;
+        let log_fds = fds.split(2);
+        let dma = seg.open_for_writing(false, log_fds).await?;
+        Self::attach(seg, dma, log_len, fds).await
     }
 
     /// Wraps an open active segment whose log is `log_len` bytes, opening
     /// its index files at the lengths memory says are persisted.
-    async fn attach(seg: Rc<Segment>, dma: Rc<DmaFile>, log_len: u64) -> Result<Self> {
+    async fn attach(seg: Rc<Segment>, dma: Rc<DmaFile>, log_len: u64, fds: Charge) -> Result<Self> {
         let log = AppendFile::new(dma, seg.log_path.clone(), log_len).await?;
         let (ix_len, tx_len) = {
             let m = seg.meta.borrow();
@@ -779,7 +796,6 @@ impl SegmentWriter {
                 (m.time_index.persisted() * TimeEntry::LEN) as u64,
             )
         };
-        let fds = seg.fds().charge(2);
         let ix = Rc::new(io::open(&seg.index_path, true).await?);
         let index = AppendFile::new(ix, seg.index_path.clone(), ix_len).await?;
         let tx = Rc::new(io::open(&seg.time_index_path, true).await?);

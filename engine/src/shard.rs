@@ -90,10 +90,6 @@ pub fn choose_dir(dirs: &[Arc<LogDir>]) -> Option<Arc<LogDir>> {
         .cloned()
 }
 
-/// A batch to create, sorted by [`ShardEnv::place`]: those on disk with
-/// their directory, and the new ones per log dir.
-type Placed = (Vec<(NewPartition, Arc<LogDir>)>, Vec<Vec<NewPartition>>);
-
 /// What a shard's tasks share: its partitions and what opening more needs.
 pub struct ShardEnv {
     pub shard: usize,
@@ -268,6 +264,10 @@ impl ShardEnv {
         }
     }
 }
+
+/// A batch to create, sorted ([`ShardEnv::place`]): the partitions on disk
+/// with the log dir holding each, and the new ones per log dir.
+type Placed = (Vec<(NewPartition, Arc<LogDir>)>, Vec<Vec<NewPartition>>);
 
 /// The most partitions [`ShardEnv::create`] creates under one hold of the
 /// open lock, made durable by one round of directory fsyncs.

@@ -238,4 +238,15 @@ proptest! {
     ) {
         check_sequence(ops, segment_bytes, interval, retained, Some(2));
     }
+
+    #[test]
+    fn given_random_operations_and_the_smallest_budget_that_waits_the_log_matches_the_model(
+        ops in proptest::collection::vec(op(), 1..60),
+        segment_bytes in 500u64..12_000,
+        interval in 0u64..3000,
+        retained in proptest::option::of(200u32..4000),
+    ) {
+        let fds_max = sluice_engine::fds::WAITING_BUDGET_MIN;
+        check_sequence(ops, segment_bytes, interval, retained, Some(fds_max));
+    }
 }

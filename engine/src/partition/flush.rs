@@ -133,6 +133,9 @@ impl Partition {
                         let mut st = self.inner.state.borrow_mut();
                         st.flushing = false;
                         watermarks::wake(&mut st);
+                        // Its writer may be parked now, for an open that
+                        // waits for room.
+                        self.inner.shard.fds.notify();
                         return;
                     }
                 }

@@ -96,7 +96,14 @@ impl Partition {
             };
             let created = Self::create_many(log_dir, vec![new], &shard, now_ms).await?;
             let (_, p) = created.into_iter().next().expect("one asked for");
-            return p;
+            // Opened to be used at once (a produce, a test): its writer
+            // too, so that the first group goes out without waiting for it.
+            let p = p?;
+            {
+                let _io = p.lock_io().await?;
+                p.unpark().await?;
+            }
+            return Ok(p);
         }
         let recovered = recover(dir, &config, now_ms, &shard.fds).await?;
         if recovered.epochs_changed {

@@ -175,7 +175,8 @@ async fn replay(
             continue;
         }
         let seg = &segments[base];
-        let dma = seg.handles().await?.dma;
+        // Only at open, while the partition's own writer is held.
+        let dma = seg.handles_recovering().await?.dma;
         let (size, start) = {
             let m = seg.meta.borrow();
             let rel = (from - base.0).clamp(0, i64::from(u32::MAX));
